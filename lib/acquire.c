@@ -1,0 +1,247 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Acquire, as restic does it: list -> check conflicts -> create our lock
+ * file -> wait recheck_delay -> list -> check again.  Two holders that
+ * create at the same moment both see each other at the second check and both
+ * back off; a holder that created after our check sees us at its own.
+ *
+ * A listing that fails is retried after check_retry, then twice as long,
+ * then four times.  A locked repository is retried for retry_lock with
+ * restic's backoff (5 s doubling to 60 s, one last try at the end).
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "protocol.h"
+
+#define CHECK_ATTEMPTS 3
+#define BACKOFF_FIRST LW_SEC(5)
+#define BACKOFF_MAX LW_SEC(60)
+
+static void create(struct lw_lock *lock);
+
+static void fail(struct lw_lock *lock, int err, const char *msg)
+{
+	lw__dbg(&lock->loop->log, "acquire failed: %s", msg);
+	lw__lock_end(lock, err, LW_CAUSE_CANCELLED, "%s", msg);
+}
+
+/* The repository is locked by someone: wait and try again while retry_lock
+ * lasts, else give up naming the holder. */
+static void locked(struct lw_lock *lock, const char *holder)
+{
+	char msg[700];
+	int64_t now = lw__now_boot(), wait;
+
+	snprintf(msg, sizeof(msg), "repository %s is locked by %s",
+		 lock->repo->url.display, holder);
+	if (!lock->give_up_at || now >= lock->give_up_at) {
+		fail(lock, -LW_ELOCKED, msg);
+		return;
+	}
+	wait = LW_MIN(lw__backoff_jitter(lock->backoff), lock->give_up_at - now);
+	lock->backoff = LW_MIN(2 * lock->backoff, BACKOFF_MAX);
+	lock->phase = LW__PH_BACKOFF;
+	lw__timer_start(lock->loop->engine, &lock->step_timer, now + wait);
+	lw__lock_emit(lock, LW_EVENT_RETRY, -LW_ELOCKED, now + wait, lock->give_up_at,
+		      "%s", msg);
+}
+
+static void on_undone(struct lw__breq *req)
+{
+	struct lw_lock *lock = req->userdata;
+
+	lock->req = NULL;
+	if (req->res == 0 || req->res == -ENOENT) {
+		lw__listing_forget(lock->repo, &lock->id);
+		lock->has_id = false;
+	}
+	lw__breq_free(req);
+	/* a file we could not remove stays doomed: it goes when we end */
+	if (lock->has_id) {
+		fail(lock, -LW_ELOCKED, lock->last_error);
+		return;
+	}
+	locked(lock, lock->last_error);
+}
+
+/* Someone else created a conflicting lock while ours was being written:
+ * remove ours before waiting or giving up. */
+static void undo(struct lw_lock *lock, const struct lw__entry *holder)
+{
+	char desc[600];
+
+	free(lock->last_error);
+	lock->last_error = strdup(lw__entry_describe(holder, desc, sizeof(desc)));
+	lock->phase = LW__PH_UNDO;
+	if (!lock->last_error ||
+	    !lw__lock_request(lock, LW__BOP_REMOVE, &lock->id, NULL, 0,
+			      lw__now_boot() + lock->timing.op_timeout, on_undone))
+		fail(lock, -ENOMEM, "out of memory");
+}
+
+static void confirmed(struct lw_lock *lock)
+{
+	int64_t deadline = lock->created_at + lw__refreshability(&lock->timing);
+	lw_lock_fn fn = lock->acquire_fn;
+	char hex[LW_ID_HEX + 1];
+
+	if (lw__now_boot() >= deadline) {
+		fail(lock, -LW_EBACKEND, "the lock could not be confirmed before its deadline");
+		return;
+	}
+	lock->state = LW__LOCK_HELD;
+	lw__refresh_begin(lock);
+	lw__id_hex(&lock->id, hex);
+	lw__info(&lock->loop->log, "acquired %s lock %.12s on %s",
+		 lock->exclusive ? "exclusive" : "shared", hex, lock->repo->url.display);
+	lock->acquire_fn = NULL;
+	lw__lock_ref(lock);
+	lw__lock_emit(lock, LW_EVENT_ACQUIRED, 0, deadline, 0, "acquired lock %.12s", hex);
+	if (!lock->app_gone)
+		fn(lock, 0, NULL, lock->acquire_data);
+	lw__lock_unref(lock);
+}
+
+static void on_listing(struct lw__list_waiter *w, int err, const char *msg)
+{
+	struct lw_lock *lock = LW_CONTAINER_OF(w, struct lw_lock, waiter);
+	const struct lw__entry *holder;
+	char desc[600];
+
+	if (err) {
+		if (lock->attempt >= CHECK_ATTEMPTS) {
+			fail(lock, err == -ENOMEM ? err : -LW_EBACKEND, msg);
+			return;
+		}
+		lw__warn(&lock->loop->log, "%s; retrying", msg);
+		lw__timer_start(lock->loop->engine, &lock->step_timer,
+				lw__now_boot() +
+					lw__backoff_jitter(lock->timing.check_retry << lock->attempt));
+		lock->attempt++;
+		return;
+	}
+	lock->attempt = 0;
+	holder = lw__listing_conflict(lock->repo, lock->phase == LW__PH_RECHECK ?
+					     &lock->id : NULL, lock->exclusive);
+	if (holder && lock->phase == LW__PH_RECHECK)
+		undo(lock, holder);
+	else if (holder)
+		locked(lock, lw__entry_describe(holder, desc, sizeof(desc)));
+	else if (lock->phase == LW__PH_RECHECK)
+		confirmed(lock);
+	else
+		create(lock);
+}
+
+static void on_created(struct lw__breq *req)
+{
+	struct lw_lock *lock = req->userdata;
+
+	lock->req = NULL;
+	/* even a failed create may have left a file (a server that wrote it
+	 * and then timed out): it is ours to delete */
+	lw__lock_set_id(lock, &req->id);
+	if (req->res < 0) {
+		char msg[300];
+
+		snprintf(msg, sizeof(msg), "creating a lock file in %s: %s",
+			 lock->repo->url.display,
+			 req->msg[0] ? req->msg : lw_strerror(req->res));
+		lw__breq_free(req);
+		fail(lock, req->res == -ENOMEM ? -ENOMEM : -LW_EBACKEND, msg);
+		return;
+	}
+	lock->created_at = lock->req_started;
+	lw__breq_free(req);
+	if (lw__listing_add_own(lock->repo, &lock->id, lock) < 0) {
+		fail(lock, -ENOMEM, "out of memory");
+		return;
+	}
+	lock->phase = LW__PH_RECHECK;
+	lock->attempt = 0;
+	lw__timer_start(lock->loop->engine, &lock->step_timer,
+			lw__now_boot() + lock->timing.recheck_delay);
+}
+
+static void create(struct lw_lock *lock)
+{
+	uint8_t buf[LW_RECORD_MAX];
+	struct lw__id id;
+	int len = lw__lock_record(lock, buf, sizeof(buf));
+	int r = len < 0 ? len : lw__id_random(&id);
+
+	if (r < 0) {
+		fail(lock, r, "cannot make a lock record");
+		return;
+	}
+	lock->phase = LW__PH_CREATE;
+	if (!lw__lock_request(lock, LW__BOP_CREATE, &id, buf, (size_t)len,
+			      lw__now_boot() + lock->timing.op_timeout, on_created))
+		fail(lock, -ENOMEM, "out of memory");
+}
+
+static void on_step(struct lw__timer *t)
+{
+	struct lw_lock *lock = LW_CONTAINER_OF(t, struct lw_lock, step_timer);
+
+	if (lock->phase == LW__PH_BACKOFF)
+		lock->phase = LW__PH_CHECK1;
+	lw__listing_request(lock->repo, &lock->waiter);
+}
+
+static int timing_error(const struct lw__timing *t, char *msg, size_t size)
+{
+	char a[32], b[32];
+
+	if (t->refresh_interval <= 0 || t->stale_timeout <= 0) {
+		snprintf(msg, size, "refresh interval and stale timeout must be positive");
+		return -EINVAL;
+	}
+	if (lw__refreshability(t) <= 0) {
+		snprintf(msg, size, "stale timeout %s must be longer than 1.5 x the "
+			 "refresh interval %s, to survive a missed refresh and clock drift",
+			 lw__fmt_duration(t->stale_timeout, a, sizeof(a)),
+			 lw__fmt_duration(t->refresh_interval, b, sizeof(b)));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+void lw__acquire_start(struct lw_lock *lock)
+{
+	struct lw_loop *loop = lock->loop;
+	char msg[300];
+	int r;
+
+	pthread_mutex_lock(&lock->repo->mu);
+	lock->timing = lock->repo->timing;
+	pthread_mutex_unlock(&lock->repo->mu);
+	r = timing_error(&lock->timing, msg, sizeof(msg));
+	if (r == 0 && lw__engine_reserve(loop->engine, 2) < 0) {
+		r = -ENOMEM;
+		snprintf(msg, sizeof(msg), "out of memory");
+	}
+	if (r < 0) {
+		lock->state = LW__LOCK_DONE;
+		lw__ctx_end(lock->ctx, LW_CAUSE_CANCELLED, "%s", msg);
+		lock->acquire_fn(lock, r, msg, lock->acquire_data);
+		lock->acquire_fn = NULL;
+		return;
+	}
+	lock->reserved = true;
+	lw__timer_init(&lock->deadline_timer, NULL);
+	lw__timer_init(&lock->step_timer, on_step);
+	lock->state = LW__LOCK_ACQUIRING;
+	lw__lock_ref(lock); /* the loop's, until the lock is done */
+	lw__list_add_tail(&loop->locks, &lock->link);
+	lock->give_up_at = lock->timing.retry_lock > 0 ?
+				   lw__now_boot() + lock->timing.retry_lock : 0;
+	lock->backoff = BACKOFF_FIRST;
+	lock->phase = LW__PH_CHECK1;
+	lock->waiter.fn = on_listing;
+	lw__listing_request(lock->repo, &lock->waiter);
+}

@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+
+static const struct lw__backend_ops *const backends[] = {
+	[LW__URL_LOCAL] = &lw__backend_local,
+};
+
+int lw__backend_open(const struct lw__url *url, struct lw__engine *e,
+		     const struct lw__log *log, struct lw__backend **bep,
+		     char *err, size_t errsize)
+{
+	static const char *const names[] = {
+		[LW__URL_LOCAL] = "local", [LW__URL_REST] = "rest",
+		[LW__URL_DAV] = "dav", [LW__URL_ETCD] = "etcd",
+	};
+	const struct lw__backend_ops *ops =
+		url->kind < LW_ARRAY_SIZE(backends) ? backends[url->kind] : NULL;
+	struct lw__backend *be;
+	int r;
+
+	if (!ops) {
+		snprintf(err, errsize, "the %s backend is not built in", names[url->kind]);
+		return -EPROTONOSUPPORT;
+	}
+	be = calloc(1, sizeof(*be));
+	if (!be)
+		return -ENOMEM;
+	be->ops = ops;
+	be->engine = e;
+	be->log = log;
+	r = ops->open(be, url);
+	if (r < 0) {
+		snprintf(err, errsize, "cannot open the %s backend: %s", ops->name,
+			 strerror(-r));
+		free(be);
+		return r;
+	}
+	*bep = be;
+	return 0;
+}
+
+void lw__backend_close(struct lw__backend *be)
+{
+	if (!be)
+		return;
+	be->ops->close(be);
+	free(be);
+}
+
+struct lw__breq *lw__breq_new(struct lw__backend *be, enum lw__bop op,
+			      const struct lw__id *id, const void *data,
+			      size_t len, int64_t deadline,
+			      void (*done)(struct lw__breq *), void *userdata)
+{
+	struct lw__breq *req = calloc(1, be->ops->req_size + len);
+
+	if (!req)
+		return NULL;
+	req->be = be;
+	req->op = op;
+	if (id)
+		req->id = *id;
+	if (len) {
+		void *copy = (char *)req + be->ops->req_size;
+
+		memcpy(copy, data, len);
+		req->data = copy;
+		req->len = len;
+	}
+	req->deadline = deadline;
+	req->done = done;
+	req->userdata = userdata;
+	return req;
+}
+
+void lw__breq_start(struct lw__breq *req)
+{
+	req->be->ops->start(req->be, req);
+}
+
+void lw__breq_cancel(struct lw__breq *req)
+{
+	if (req && !req->cancelled) {
+		req->cancelled = true;
+		req->be->ops->cancel(req->be, req);
+	}
+}
+
+void lw__breq_free(struct lw__breq *req)
+{
+	if (!req)
+		return;
+	if (req->be->ops->req_fini)
+		req->be->ops->req_fini(req);
+	free(req->ids);
+	free(req->buf);
+	free(req);
+}
+
+int lw__breq_fail(struct lw__breq *req, int res, const char *fmt, ...)
+{
+	va_list ap;
+
+	req->res = res;
+	va_start(ap, fmt);
+	vsnprintf(req->msg, sizeof(req->msg), fmt, ap);
+	va_end(ap);
+	return res;
+}

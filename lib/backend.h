@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Backends store lock files: local, rest, dav, etcd.  One vtable; each
+ * operation is a request that completes exactly once, on the loop thread.
+ * The layer above (listing.c, lock.c) knows nothing of how.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine.h"
+#include "lockwatch-internal.h"
+#include "url.h"
+
+struct lw__backend;
+
+enum lw__bop {
+	LW__BOP_CREATE, /* write DATA as locks/ID; fails if it exists */
+	LW__BOP_LIST,   /* ids of locks/: IDS, NIDS */
+	LW__BOP_READ,   /* locks/ID into BUF, at most LW_RECORD_MAX + 1 bytes */
+	LW__BOP_REMOVE, /* delete locks/ID; -ENOENT when it was not there */
+	LW__BOP_EXISTS, /* 0 or -ENOENT */
+	LW__BOP_INIT,   /* create the repository layout */
+};
+
+struct lw__breq {
+	struct lw__backend *be;
+	enum lw__bop op;
+	struct lw__id id;
+	const void *data; /* CREATE: the record, copied into the request */
+	size_t len;
+	/* CLOCK_BOOTTIME instant by which the request gives up; for a held
+	 * lock, its deadline */
+	int64_t deadline;
+	void (*done)(struct lw__breq *req);
+	void *userdata;
+
+	/* results, valid in DONE */
+	int res;            /* 0, -ENOENT, -ETIMEDOUT, -ECANCELED, -errno,
+			       -LW_EBACKEND */
+	char msg[160];      /* what went wrong, for a person; "" when fine */
+	struct lw__id *ids; /* LIST */
+	size_t nids;
+	uint8_t *buf;       /* READ */
+	size_t buflen;
+	/* the request failed after the server may have acted on it (a
+	 * timeout after sending): a CREATE may have left its file */
+	bool ambiguous;
+	bool cancelled;
+};
+
+struct lw__backend_ops {
+	const char *name;
+	size_t req_size; /* a backend's request embeds struct lw__breq first */
+	/* A delete of a missing file succeeds (rest-server answers 200), so
+	 * a refresh checks with EXISTS that the old file is still there. */
+	bool remove_hides_missing;
+	int (*open)(struct lw__backend *be, const struct lw__url *url);
+	void (*close)(struct lw__backend *be);
+	/* Starts REQ; completes it (possibly with an error) later, never
+	 * inside this call. */
+	void (*start)(struct lw__backend *be, struct lw__breq *req);
+	/* Makes REQ complete soon with -ECANCELED (or its real result if it
+	 * already got one). */
+	void (*cancel)(struct lw__backend *be, struct lw__breq *req);
+	/* Frees what the backend allocated for REQ (optional). */
+	void (*req_fini)(struct lw__breq *req);
+};
+
+struct lw__backend {
+	const struct lw__backend_ops *ops;
+	struct lw__engine *engine;
+	const struct lw__log *log;
+	const char *where; /* for messages: "host:port", or the path */
+	void *priv;
+};
+
+extern const struct lw__backend_ops lw__backend_local;
+
+/*
+ * lw__backend_open - the backend for URL.
+ *
+ * Returns: 0, -EPROTONOSUPPORT when that backend is not built in, or the
+ * backend's error with a message in ERR.
+ */
+int lw__backend_open(const struct lw__url *url, struct lw__engine *e,
+		     const struct lw__log *log, struct lw__backend **bep,
+		     char *err, size_t errsize);
+void lw__backend_close(struct lw__backend *be);
+
+/* A request for OP; DATA (CREATE) is copied.  NULL: out of memory. */
+struct lw__breq *lw__breq_new(struct lw__backend *be, enum lw__bop op,
+			      const struct lw__id *id, const void *data,
+			      size_t len, int64_t deadline,
+			      void (*done)(struct lw__breq *), void *userdata);
+void lw__breq_start(struct lw__breq *req);
+void lw__breq_cancel(struct lw__breq *req);
+void lw__breq_free(struct lw__breq *req);
+/* Sets REQ's result and message; returns RES. */
+int lw__breq_fail(struct lw__breq *req, int res, const char *fmt, ...)
+	LW_PRINTF(3, 4);

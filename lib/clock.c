@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+#include "config.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "lockwatch-internal.h"
+
+static int64_t now(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (int64_t)ts.tv_sec * LW_NSEC_PER_SEC + ts.tv_nsec;
+}
+
+int64_t lw__now_boot(void)
+{
+	return now(CLOCK_BOOTTIME);
+}
+
+int64_t lw__now_real(void)
+{
+	return now(CLOCK_REALTIME);
+}
+
+char *lw__fmt_duration(int64_t d, char *buf, size_t size)
+{
+	const char *sign = d < 0 ? "-" : "";
+	uint64_t a = d < 0 ? -(uint64_t)d : (uint64_t)d;
+	uint64_t s = a / LW_NSEC_PER_SEC;
+
+	if (a < (uint64_t)LW_MSEC(1))
+		snprintf(buf, size, "%s%" PRIu64 "us", sign, a / 1000);
+	else if (a < (uint64_t)LW_SEC(1))
+		snprintf(buf, size, "%s%.3gms", sign, (double)a / 1e6);
+	else if (s < 60)
+		snprintf(buf, size, "%s%.3gs", sign, (double)a / 1e9);
+	else if (s < 3600)
+		snprintf(buf, size, "%s%" PRIu64 "m%" PRIu64 "s", sign, s / 60, s % 60);
+	else
+		snprintf(buf, size, "%s%" PRIu64 "h%" PRIu64 "m", sign, s / 3600,
+			 s / 60 % 60);
+	return buf;
+}

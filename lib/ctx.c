@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Work contexts: the holder's cancellation token.  Reading one is an atomic
+ * load from any thread; the eventfd exists only for contexts that ask for
+ * it, so that 100,000 locks do not need 100,000 descriptors.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "protocol.h"
+
+struct lw__ctx_cb {
+	struct lw__ctx_cb *next;
+	lw_ctx_fn fn;
+	void *userdata;
+	struct lw_ctx *ctx;
+	struct lw__call call; /* registration, posted from any thread */
+};
+
+/* The descriptor is created rarely: one lock for all contexts. */
+static pthread_mutex_t fd_mu = PTHREAD_MUTEX_INITIALIZER;
+
+struct lw_ctx *lw__ctx_new(struct lw_loop *loop, struct lw_lock *lock)
+{
+	struct lw_ctx *ctx = calloc(1, sizeof(*ctx));
+
+	if (!ctx)
+		return NULL;
+	atomic_init(&ctx->refs, 1);
+	atomic_init(&ctx->cause, LW_CAUSE_NONE);
+	atomic_init(&ctx->cancel_posted, false);
+	ctx->fd = -1;
+	/* an application may keep a context after the loop is freed */
+	ctx->loop = lw__loop_ref(loop);
+	ctx->lock = lock;
+	return ctx;
+}
+
+LW_EXPORT struct lw_ctx *lw_ctx_ref(struct lw_ctx *ctx)
+{
+	if (ctx)
+		atomic_fetch_add(&ctx->refs, 1);
+	return ctx;
+}
+
+LW_EXPORT struct lw_ctx *lw_ctx_unref(struct lw_ctx *ctx)
+{
+	if (!ctx || atomic_fetch_sub(&ctx->refs, 1) > 1)
+		return NULL;
+	while (ctx->cbs) {
+		struct lw__ctx_cb *cb = ctx->cbs;
+
+		ctx->cbs = cb->next;
+		free(cb);
+	}
+	if (ctx->fd >= 0)
+		close(ctx->fd);
+	free(ctx->msg);
+	lw__loop_unref(ctx->loop);
+	free(ctx);
+	return NULL;
+}
+
+LW_EXPORT bool lw_ctx_done(const struct lw_ctx *ctx)
+{
+	return atomic_load_explicit(&ctx->cause, memory_order_acquire) != LW_CAUSE_NONE;
+}
+
+LW_EXPORT enum lw_cause lw_ctx_err(const struct lw_ctx *ctx)
+{
+	return (enum lw_cause)atomic_load_explicit(&ctx->cause, memory_order_acquire);
+}
+
+LW_EXPORT const char *lw_ctx_cause(const struct lw_ctx *ctx)
+{
+	if (!lw_ctx_done(ctx))
+		return NULL;
+	return ctx->msg ? ctx->msg : "context ended";
+}
+
+static void signal_fd(int fd)
+{
+	static const uint64_t one = 1;
+
+	(void)!write(fd, &one, sizeof(one));
+}
+
+LW_EXPORT int lw_ctx_fd(struct lw_ctx *ctx)
+{
+	int fd;
+
+	pthread_mutex_lock(&fd_mu);
+	if (ctx->fd < 0) {
+		ctx->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		/* it stays readable: nobody reads it down */
+		if (ctx->fd >= 0 && lw_ctx_done(ctx))
+			signal_fd(ctx->fd);
+	}
+	fd = ctx->fd < 0 ? -errno : ctx->fd;
+	pthread_mutex_unlock(&fd_mu);
+	return fd;
+}
+
+static void run_callbacks(struct lw__defer *d)
+{
+	struct lw_ctx *ctx = LW_CONTAINER_OF(d, struct lw_ctx, run_cbs);
+
+	while (ctx->cbs) {
+		struct lw__ctx_cb *cb = ctx->cbs;
+
+		ctx->cbs = cb->next;
+		cb->fn(ctx, cb->userdata);
+		free(cb);
+	}
+	lw_ctx_unref(ctx);
+}
+
+bool lw__ctx_end(struct lw_ctx *ctx, enum lw_cause cause, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (lw_ctx_done(ctx))
+		return false;
+	ctx->done_at = lw__now_boot();
+	va_start(ap, fmt);
+	if (vasprintf(&ctx->msg, fmt, ap) < 0)
+		ctx->msg = NULL;
+	va_end(ap);
+	/* the message is complete before anyone can see the cause */
+	atomic_store_explicit(&ctx->cause, cause, memory_order_release);
+	pthread_mutex_lock(&fd_mu);
+	if (ctx->fd >= 0)
+		signal_fd(ctx->fd);
+	pthread_mutex_unlock(&fd_mu);
+	if (ctx->cbs) {
+		/* callbacks run at the next turn, outside the protocol code
+		 * that ended the context */
+		lw_ctx_ref(ctx);
+		lw__defer(ctx->loop->engine, &ctx->run_cbs, run_callbacks);
+	}
+	return true;
+}
+
+static void add_cb(struct lw__call *c)
+{
+	struct lw__ctx_cb *cb = LW_CONTAINER_OF(c, struct lw__ctx_cb, call);
+	struct lw_ctx *ctx = cb->ctx;
+
+	cb->next = ctx->cbs;
+	ctx->cbs = cb;
+	if (lw_ctx_done(ctx) && !ctx->run_cbs.queued) {
+		lw_ctx_ref(ctx);
+		lw__defer(ctx->loop->engine, &ctx->run_cbs, run_callbacks);
+	}
+	lw_ctx_unref(ctx);
+}
+
+LW_EXPORT int lw_ctx_on_done(struct lw_ctx *ctx, lw_ctx_fn fn, void *userdata)
+{
+	struct lw__ctx_cb *cb;
+	int r;
+
+	if (!ctx || !fn)
+		return -EINVAL;
+	cb = calloc(1, sizeof(*cb));
+	if (!cb)
+		return -ENOMEM;
+	cb->fn = fn;
+	cb->userdata = userdata;
+	cb->ctx = lw_ctx_ref(ctx);
+	cb->call.fn = add_cb;
+	r = lw__post(ctx->loop, &cb->call);
+	if (r < 0) {
+		lw_ctx_unref(ctx);
+		free(cb);
+	}
+	return r;
+}
+
+static void cancel_call(struct lw__call *c)
+{
+	struct lw_ctx *ctx = LW_CONTAINER_OF(c, struct lw_ctx, cancel_call);
+
+	/* a lock that is acquiring or held ends; any other just sees it */
+	if (ctx->lock)
+		lw__lock_end(ctx->lock, -ECANCELED, LW_CAUSE_CANCELLED,
+			     "cancelled by the application");
+	lw__ctx_end(ctx, LW_CAUSE_CANCELLED, "cancelled by the application");
+	lw_ctx_unref(ctx);
+}
+
+LW_EXPORT void lw_ctx_cancel(struct lw_ctx *ctx)
+{
+	if (!ctx || lw_ctx_done(ctx) || atomic_exchange(&ctx->cancel_posted, true))
+		return;
+	lw_ctx_ref(ctx);
+	ctx->cancel_call.fn = cancel_call;
+	if (lw__post(ctx->loop, &ctx->cancel_call) < 0)
+		lw_ctx_unref(ctx);
+}

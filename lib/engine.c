@@ -1,0 +1,369 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* What both engines share: choosing one, the timer heap, deferred work,
+ * watch slots, the wake-up eventfd and fault injection. */
+#include "config.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "engine.h"
+
+/* ------------------------------------------------------------ timers */
+
+void lw__timer_init(struct lw__timer *t, void (*fn)(struct lw__timer *))
+{
+	lw__heap_node_init(&t->node);
+	t->fn = fn;
+}
+
+void lw__timer_start(struct lw__engine *e, struct lw__timer *t, int64_t when)
+{
+	lw__heap_push(&e->heap, &t->node, when);
+}
+
+void lw__timer_stop(struct lw__engine *e, struct lw__timer *t)
+{
+	lw__heap_remove(&e->heap, &t->node);
+}
+
+int lw__engine_reserve(struct lw__engine *e, int delta)
+{
+	return lw__heap_reserve(&e->heap, delta);
+}
+
+/* Fires the timers that are due, but only those queued before this call:
+ * a timer that re-arms itself at "now" waits for the next turn. */
+static void fire_timers(struct lw__engine *e)
+{
+	uint64_t limit = e->heap.seq;
+	int64_t now = lw__now_boot();
+	struct lw__heap_node *n;
+
+	while ((n = lw__heap_min(&e->heap)) && n->when <= now && n->seq < limit) {
+		struct lw__timer *t = LW_CONTAINER_OF(n, struct lw__timer, node);
+
+		lw__heap_remove(&e->heap, n);
+		t->fn(t);
+	}
+}
+
+/* ---------------------------------------------------------- deferred */
+
+void lw__defer(struct lw__engine *e, struct lw__defer *d,
+	       void (*fn)(struct lw__defer *))
+{
+	d->fn = fn;
+	if (d->queued)
+		return;
+	d->queued = true;
+	d->next = NULL;
+	*e->defer_tail = d;
+	e->defer_tail = &d->next;
+}
+
+void lw__defer_cancel(struct lw__engine *e, struct lw__defer *d)
+{
+	struct lw__defer **p;
+
+	if (!d->queued)
+		return;
+	for (p = &e->defer_head; *p; p = &(*p)->next) {
+		if (*p == d) {
+			*p = d->next;
+			if (!*p)
+				e->defer_tail = p;
+			break;
+		}
+	}
+	d->queued = false;
+}
+
+/* Runs the work deferred before this call; what it defers runs next turn. */
+static void run_deferred(struct lw__engine *e)
+{
+	struct lw__defer *d = e->defer_head;
+
+	e->defer_head = NULL;
+	e->defer_tail = &e->defer_head;
+	while (d) {
+		struct lw__defer *next = d->next;
+
+		d->queued = false;
+		d->fn(d);
+		d = next;
+	}
+}
+
+/* ------------------------------------------------------- watch slots */
+
+static int slot_alloc(struct lw__engine *e, struct lw__watch *w)
+{
+	uint32_t i;
+
+	for (i = 0; i < e->nslots; i++)
+		if (!e->slots[i].w)
+			break;
+	if (i == e->nslots) {
+		uint32_t n = e->nslots ? 2 * e->nslots : 16;
+		struct lw__watch_slot *s = realloc(e->slots, n * sizeof(*s));
+
+		if (!s)
+			return -ENOMEM;
+		memset(s + e->nslots, 0, (n - e->nslots) * sizeof(*s));
+		e->slots = s;
+		e->nslots = n;
+	}
+	e->slots[i].w = w;
+	w->slot = i;
+	w->gen = ++e->slots[i].gen;
+	return 0;
+}
+
+struct lw__watch *lw__engine_watch(struct lw__engine *e, uint32_t slot,
+				   uint32_t gen)
+{
+	if (slot >= e->nslots || e->slots[slot].gen != gen)
+		return NULL;
+	return e->slots[slot].w;
+}
+
+int lw__watch_start(struct lw__engine *e, struct lw__watch *w, int fd,
+		    unsigned events, void (*fn)(struct lw__watch *, unsigned))
+{
+	int r;
+
+	w->fd = fd;
+	w->fn = fn;
+	w->events = 0;
+	w->armed = 0;
+	r = slot_alloc(e, w);
+	if (r < 0)
+		return r;
+	r = lw__watch_modify(e, w, events);
+	if (r < 0)
+		lw__watch_stop(e, w);
+	return r;
+}
+
+int lw__watch_modify(struct lw__engine *e, struct lw__watch *w, unsigned events)
+{
+	int r = e->ops->watch_update(e, w, events);
+
+	if (r == 0)
+		w->events = events;
+	return r;
+}
+
+void lw__watch_stop(struct lw__engine *e, struct lw__watch *w)
+{
+	if (w->slot >= e->nslots || e->slots[w->slot].w != w)
+		return;
+	e->ops->watch_stop(e, w);
+	/* A new generation makes every completion still in flight for the
+	 * old one unrecognisable. */
+	e->slots[w->slot].gen++;
+	e->slots[w->slot].w = NULL;
+	w->events = 0;
+}
+
+/* ------------------------------------------------------ file operations */
+
+static pthread_mutex_t fault_mu = PTHREAD_MUTEX_INITIALIZER;
+static lw__fault_fn fault_fn;
+static void *fault_userdata;
+static int hang_pipe[2] = { -1, -1 };
+
+void lw__fault_set(lw__fault_fn fn, void *userdata)
+{
+	pthread_mutex_lock(&fault_mu);
+	fault_fn = fn;
+	fault_userdata = userdata;
+	pthread_mutex_unlock(&fault_mu);
+}
+
+int lw__fault_hang_fd(void)
+{
+	int fd;
+
+	pthread_mutex_lock(&fault_mu);
+	if (hang_pipe[0] < 0 && pipe2(hang_pipe, O_CLOEXEC) < 0)
+		hang_pipe[0] = hang_pipe[1] = -1;
+	fd = hang_pipe[0];
+	pthread_mutex_unlock(&fault_mu);
+	return fd;
+}
+
+void lw__fault_release(void)
+{
+	pthread_mutex_lock(&fault_mu);
+	/* Closing the write end ends every read of the pipe.  The read end
+	 * stays open: a hung operation may not have started its read yet, and
+	 * its descriptor number must not be reused under it. */
+	if (hang_pipe[1] >= 0)
+		close(hang_pipe[1]);
+	hang_pipe[0] = hang_pipe[1] = -1;
+	pthread_mutex_unlock(&fault_mu);
+}
+
+static void fop_deferred(struct lw__defer *d)
+{
+	struct lw__fop *op = LW_CONTAINER_OF(d, struct lw__fop, defer);
+
+	op->done(op, op->res);
+}
+
+void lw__fop_complete_later(struct lw__engine *e, struct lw__fop *op, int res)
+{
+	op->res = res;
+	lw__defer(e, &op->defer, fop_deferred);
+}
+
+void lw__fop_submit(struct lw__engine *e, struct lw__fop *op)
+{
+	int r = 0;
+
+	op->hang = false;
+	op->names = NULL;
+	op->names_len = 0;
+	op->defer.queued = false;
+	pthread_mutex_lock(&fault_mu);
+	if (fault_fn)
+		r = fault_fn(op, fault_userdata);
+	pthread_mutex_unlock(&fault_mu);
+	if (r < 0) {
+		lw__fop_complete_later(e, op, r);
+		return;
+	}
+	if (r == LW__FAULT_HANG) {
+		if (lw__fault_hang_fd() < 0) {
+			lw__fop_complete_later(e, op, -EMFILE);
+			return;
+		}
+		op->hang = true;
+	}
+	e->ops->fop_submit(e, op);
+}
+
+void lw__fop_to_worker(struct lw__engine *e, struct lw__fop *op)
+{
+	if (!e->worker)
+		e->worker = lw__worker_new(e);
+	if (!e->worker) {
+		lw__fop_complete_later(e, op, -ENOMEM);
+		return;
+	}
+	lw__worker_submit(e->worker, op);
+}
+
+/* ------------------------------------------------------------ engine */
+
+void lw__engine_wake(struct lw__engine *e)
+{
+	static const uint64_t one = 1;
+
+	/* Only the first of many wakes between two turns writes. */
+	if (!atomic_exchange(&e->wake_pending, true))
+		(void)!write(e->wake_fd, &one, sizeof(one));
+}
+
+void lw__engine_woken(struct lw__engine *e)
+{
+	uint64_t n;
+
+	atomic_store(&e->wake_pending, false);
+	(void)!read(e->wake_fd, &n, sizeof(n));
+	if (e->worker)
+		lw__worker_reap(e->worker);
+	if (e->on_wake)
+		e->on_wake(e->wake_userdata);
+}
+
+static int engine_create(const struct lw__engine_ops *ops,
+			 const struct lw__log *log, void (*on_wake)(void *),
+			 void *userdata, struct lw__engine **ep)
+{
+	struct lw__engine *e = calloc(1, ops->size);
+	int r;
+
+	if (!e)
+		return -ENOMEM;
+	e->ops = ops;
+	e->log = log;
+	e->on_wake = on_wake;
+	e->wake_userdata = userdata;
+	e->defer_tail = &e->defer_head;
+	lw__heap_init(&e->heap);
+	atomic_init(&e->wake_pending, false);
+	e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (e->wake_fd < 0) {
+		r = -errno;
+		free(e);
+		return r;
+	}
+	r = lw__heap_reserve(&e->heap, 16);
+	if (r == 0)
+		r = ops->init(e);
+	if (r < 0) {
+		close(e->wake_fd);
+		lw__heap_fini(&e->heap);
+		free(e);
+		return r;
+	}
+	*ep = e;
+	return 0;
+}
+
+int lw__engine_new(enum lw_engine kind, const struct lw__log *log,
+		   void (*on_wake)(void *), void *userdata,
+		   struct lw__engine **ep)
+{
+	int r;
+
+	switch (kind) {
+	case LW_ENGINE_URING:
+		return engine_create(&lw__engine_uring, log, on_wake, userdata, ep);
+	case LW_ENGINE_EPOLL:
+		return engine_create(&lw__engine_epoll, log, on_wake, userdata, ep);
+	case LW_ENGINE_AUTO:
+	case LW_ENGINE_DEFAULT:
+		r = engine_create(&lw__engine_uring, log, on_wake, userdata, ep);
+		if (r != -EPERM && r != -ENOSYS && r != -ENOMEM && r != -EINVAL)
+			return r;
+		lw__dbg(log, "io_uring unavailable (%s), using epoll", strerror(-r));
+		return engine_create(&lw__engine_epoll, log, on_wake, userdata, ep);
+	}
+	return -EINVAL;
+}
+
+void lw__engine_free(struct lw__engine *e)
+{
+	if (!e)
+		return;
+	if (e->worker)
+		lw__worker_free(e->worker);
+	e->ops->fini(e);
+	close(e->wake_fd);
+	lw__heap_fini(&e->heap);
+	free(e->slots);
+	free(e);
+}
+
+int lw__engine_run_once(struct lw__engine *e, int timeout_ms)
+{
+	int64_t timeout = timeout_ms < 0 ? -1 : LW_MSEC(timeout_ms);
+	struct lw__heap_node *min;
+	int r;
+
+	run_deferred(e);
+	min = lw__heap_min(&e->heap);
+	if (e->defer_head || (min && min->when <= lw__now_boot()))
+		timeout = 0;
+	r = e->ops->wait(e, timeout);
+	fire_timers(e);
+	run_deferred(e);
+	return r;
+}

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* Declarations shared by every layer: export macro, time, ids, logging. */
+#pragma once
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <syslog.h>
+
+#include "lockwatch.h"
+
+#define LW_EXPORT __attribute__((visibility("default")))
+#define LW_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define LW_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define LW_CONTAINER_OF(ptr, type, member) \
+	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define LW_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define LW_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* ------------------------------------------------------------- time */
+
+/* CLOCK_BOOTTIME keeps counting while the machine is suspended and ignores
+ * wall-clock steps, so a deadline measured on it cannot be cheated by a
+ * sleeping laptop or an NTP jump.  Every deadline in lockwatch uses it. */
+int64_t lw__now_boot(void);
+/* Wall-clock time, only for record times that other hosts compare. */
+int64_t lw__now_real(void);
+/* Formats D (ns) as "2.5s", "3m12s", "1h2m"; returns BUF. */
+char *lw__fmt_duration(int64_t d, char *buf, size_t size);
+
+/* -------------------------------------------------------------- ids */
+
+#define LW_ID_LEN 32
+#define LW_ID_HEX (2 * LW_ID_LEN)
+
+struct lw__id {
+	uint8_t b[LW_ID_LEN];
+};
+
+/* 256 random bits from getrandom(2). */
+int lw__id_random(struct lw__id *id);
+/* Writes 64 lowercase hex digits and a NUL. */
+void lw__id_hex(const struct lw__id *id, char out[LW_ID_HEX + 1]);
+/* Parses exactly 64 lowercase hex digits (the only valid lock file names);
+ * LEN is the name's length.  Returns false for anything else. */
+bool lw__id_parse(const char *s, size_t len, struct lw__id *id);
+static inline bool lw__id_eq(const struct lw__id *a, const struct lw__id *b)
+{
+	for (size_t i = 0; i < LW_ID_LEN; i++)
+		if (a->b[i] != b->b[i])
+			return false;
+	return true;
+}
+
+/* ----------------------------------------------------------- logging */
+
+struct lw__log {
+	lw_log_fn fn;
+	void *userdata;
+	int priority;
+};
+
+void lw__log_init(struct lw__log *log);
+void lw__logf(const struct lw__log *log, int priority, const char *fmt, ...)
+	LW_PRINTF(3, 4);
+#define lw__log_enabled(log, prio) ((log) && (prio) <= (log)->priority)
+#define lw__err(log, ...) lw__logf(log, LOG_ERR, __VA_ARGS__)
+#define lw__warn(log, ...) lw__logf(log, LOG_WARNING, __VA_ARGS__)
+#define lw__notice(log, ...) lw__logf(log, LOG_NOTICE, __VA_ARGS__)
+#define lw__info(log, ...) lw__logf(log, LOG_INFO, __VA_ARGS__)
+#define lw__dbg(log, ...)                                  \
+	do {                                               \
+		if (lw__log_enabled(log, LOG_DEBUG))      \
+			lw__logf(log, LOG_DEBUG, __VA_ARGS__); \
+	} while (0)
+
+/* ------------------------------------------------------------ errors */
+
+/* Sets this thread's lw_errmsg() text and returns ERR, so that a failing
+ * call reads `return lw__fail(-EINVAL, "...", ...);`. */
+int lw__fail(int err, const char *fmt, ...) LW_PRINTF(2, 3);
+void lw__set_errmsg(const char *msg);
+
+/* snprintf that never overflows and always terminates; returns BUF. */
+char *lw__sfmt(char *buf, size_t size, const char *fmt, ...) LW_PRINTF(3, 4);
+/* Replaces control characters (C0, DEL and UTF-8 encoded C1) with '?' in
+ * place, so that text from lock records cannot drive a terminal.  Returns S. */
+char *lw__sanitize(char *s);
+/* strdup that returns NULL for NULL. */
+char *lw__strdup0(const char *s);

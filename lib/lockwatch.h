@@ -1,0 +1,307 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * liblockwatch: repository locks that stay alive, and work that stops the
+ * moment a lock can no longer be guaranteed.
+ *
+ * Every function that can fail returns 0 (or a non-negative value) on
+ * success and a negative errno value, or a negated LW_E* code, on failure.
+ * Blocking calls leave a longer description for lw_errmsg().  Times are
+ * int64_t nanoseconds; instants are on CLOCK_BOOTTIME.
+ *
+ * Objects are used from any thread: calls post to the loop thread.  Callbacks
+ * run on the loop thread and must not call the blocking functions.
+ */
+#ifndef LOCKWATCH_H
+#define LOCKWATCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LW_NSEC_PER_SEC INT64_C(1000000000)
+#define LW_MSEC(n) ((int64_t)(n) * INT64_C(1000000))
+#define LW_SEC(n) ((int64_t)(n) * LW_NSEC_PER_SEC)
+
+/* ---------------------------------------------------------------- errors */
+
+/* lockwatch's own error codes; functions return them negated. */
+enum {
+	LW_ELOCKED = 4096, /* the repository is locked by another holder */
+	LW_ELOST,          /* the lock was lost while it was held */
+	LW_EINVALID,       /* a lock record is invalid */
+	LW_EBACKEND,       /* the backend failed; the message has the details */
+};
+
+/*
+ * lw_strerror - a short text for a negative error code (errno or LW_E*).
+ */
+const char *lw_strerror(int err);
+
+/*
+ * lw_errmsg - the full message of the last failed blocking call made by
+ * this thread (lw_loop_new, lw_repo_new, lw_lock_acquire, ...): for a
+ * locked repository it names the holder.  Never NULL.
+ */
+const char *lw_errmsg(void);
+
+/* ------------------------------------------------------------------ loop */
+
+struct lw_loop;
+
+enum lw_engine {
+	LW_ENGINE_DEFAULT = 0, /* LOCKWATCH_ENGINE if set, else auto */
+	LW_ENGINE_AUTO,        /* io_uring, falling back to epoll */
+	LW_ENGINE_URING,
+	LW_ENGINE_EPOLL,
+};
+
+/*
+ * lw_loop_new - create an event loop on the given engine.
+ *
+ * Returns: 0, or -EPERM/-ENOSYS when io_uring was asked for and the kernel
+ * refuses it, -EINVAL for a bad LOCKWATCH_ENGINE, -ENOMEM.
+ */
+int lw_loop_new(enum lw_engine engine, struct lw_loop **loopp);
+
+/*
+ * lw_loop_free - release every lock of the loop (waiting a bounded time for
+ * their files to be deleted), stop its thread and free it.  Accepts NULL.
+ */
+void lw_loop_free(struct lw_loop *loop);
+
+/* lw_loop_engine - the engine the loop runs on (URING or EPOLL). */
+enum lw_engine lw_loop_engine(const struct lw_loop *loop);
+
+/* lw_engine_name - "auto", "uring", "epoll" ("default" for DEFAULT). */
+const char *lw_engine_name(enum lw_engine engine);
+
+/* lw_engine_parse - the engine named by NAME; -EINVAL for another name. */
+int lw_engine_parse(const char *name, enum lw_engine *enginep);
+
+/*
+ * lw_loop_start - run the loop on a thread of its own until lw_loop_free.
+ *
+ * Returns: 0, -EALREADY, or a negative errno from pthread_create.
+ */
+int lw_loop_start(struct lw_loop *loop);
+
+/*
+ * lw_loop_fd - a file descriptor that becomes readable when the loop has
+ * work; an application that runs its own event loop polls it and calls
+ * lw_loop_run_once.
+ */
+int lw_loop_fd(const struct lw_loop *loop);
+
+/*
+ * lw_loop_run_once - wait up to TIMEOUT_MS (0: not at all, -1: until
+ * something happens) and handle what is due.  Only for loops that were not
+ * started; one thread at a time.
+ *
+ * Returns: 0, -EBUSY when the loop runs on its own thread or another thread
+ * is inside this call, -EDEADLK from inside a callback.
+ */
+int lw_loop_run_once(struct lw_loop *loop, int timeout_ms);
+
+/* ----------------------------------------------------------------- log */
+
+/* Called on the loop thread (or the calling thread) with a syslog priority
+ * and one line of text without a trailing newline. */
+typedef void (*lw_log_fn)(void *userdata, int priority, const char *msg);
+
+/*
+ * lw_loop_set_log_fn - send the loop's log lines to FN instead of stderr.
+ * The default priority is LOG_WARNING; LOCKWATCH_LOG=debug|info|notice|...
+ * overrides it at lw_loop_new.
+ */
+void lw_loop_set_log_fn(struct lw_loop *loop, lw_log_fn fn, void *userdata);
+void lw_loop_set_log_priority(struct lw_loop *loop, int priority);
+int lw_loop_get_log_priority(const struct lw_loop *loop);
+
+/* ----------------------------------------------------------- repository */
+
+struct lw_repo;
+
+/*
+ * lw_repo_new - open the repository at URL (NULL: $LOCKWATCH_REPOSITORY).
+ * "/path" and "local:/path" are local directories.  Nothing is touched
+ * until a lock is acquired.
+ *
+ * Returns: 0, -EINVAL for a malformed URL, -EPROTONOSUPPORT for a backend
+ * that is not built in, -ENOMEM.
+ */
+int lw_repo_new(struct lw_loop *loop, const char *url, struct lw_repo **repop);
+struct lw_repo *lw_repo_ref(struct lw_repo *repo);
+/* lw_repo_unref - drop a reference; NULL once freed.  Accepts NULL. */
+struct lw_repo *lw_repo_unref(struct lw_repo *repo);
+
+/* lw_repo_url - the URL with any password replaced by "***". */
+const char *lw_repo_url(const struct lw_repo *repo);
+
+/*
+ * lw_repo_set_timing - how often locks acquired from now on are refreshed
+ * and when others may treat them as stale (defaults 5 min and 30 min).  A
+ * lock must survive a missed refresh and some clock drift, so the stale
+ * timeout must exceed 1.5 x the refresh interval.
+ *
+ * Returns: 0, or -EINVAL with a message for lw_errmsg().
+ */
+int lw_repo_set_timing(struct lw_repo *repo, int64_t refresh_interval,
+		       int64_t stale_timeout);
+/* Wait between creating a lock and the second conflict check (200 ms). */
+int lw_repo_set_recheck_delay(struct lw_repo *repo, int64_t delay);
+/* How long acquire retries a locked repository (0: fail at once). */
+int lw_repo_set_retry_lock(struct lw_repo *repo, int64_t duration);
+/* First wait before retrying a failed listing during acquire (5 s; then
+ * twice, doubling). */
+int lw_repo_set_check_retry(struct lw_repo *repo, int64_t delay);
+/* Upper bound of one backend operation outside a lock's deadline (60 s). */
+int lw_repo_set_op_timeout(struct lw_repo *repo, int64_t timeout);
+/* Remove stale locks at acquire (default true); false makes them block
+ * until someone runs unlock, as restic does. */
+int lw_repo_set_remove_stale(struct lw_repo *repo, bool remove);
+
+/*
+ * lw_repo_init - create the repository's locks/ folder (and the repository
+ * folder itself on a local backend).  Blocking.  Existing folders are fine.
+ */
+int lw_repo_init(struct lw_repo *repo);
+
+/* ------------------------------------------------------------------ lock */
+
+struct lw_lock;
+struct lw_ctx;
+
+#define LW_LOCK_EXCLUSIVE 0x1u
+
+/*
+ * lw_lock_new - a lock on REPO, not yet acquired.  FLAGS: LW_LOCK_EXCLUSIVE
+ * or 0 for a shared lock.  PURPOSE (may be NULL) is stored in the record.
+ */
+int lw_lock_new(struct lw_repo *repo, unsigned flags, const char *purpose,
+		struct lw_lock **lockp);
+
+/*
+ * lw_lock_free - release the lock if it is held (without waiting for the
+ * file to be deleted; the loop finishes that), cancel a pending acquire, and
+ * free the handle.  No callback of the lock runs after it returns.
+ * Accepts NULL.
+ */
+void lw_lock_free(struct lw_lock *lock);
+
+/* Callback of the asynchronous forms; ERR is 0 or negative, MSG says why. */
+typedef void (*lw_lock_fn)(struct lw_lock *lock, int err, const char *msg,
+			   void *userdata);
+
+/*
+ * lw_lock_acquire - acquire the lock: list, check conflicts, create the lock
+ * file, wait the recheck delay, check again.  Retries a locked repository
+ * for the repository's retry_lock time.  Blocking.
+ *
+ * Returns: 0, -LW_ELOCKED (lw_errmsg() names the holder), -LW_EBACKEND,
+ * -EINVAL for invalid timing, -EALREADY, -EDEADLK on the loop thread.
+ */
+int lw_lock_acquire(struct lw_lock *lock);
+int lw_lock_acquire_async(struct lw_lock *lock, lw_lock_fn fn, void *userdata);
+
+/*
+ * lw_lock_release - cancel the lock's context with LW_CAUSE_RELEASED, stop
+ * refreshing and delete the lock file.  Blocking.
+ *
+ * Returns: 0, or the error of the delete.
+ */
+int lw_lock_release(struct lw_lock *lock);
+int lw_lock_release_async(struct lw_lock *lock, lw_lock_fn fn, void *userdata);
+
+/*
+ * lw_lock_ctx - the lock's work context (borrowed: valid until lw_lock_free,
+ * or take a reference with lw_ctx_ref).  It exists before acquire and is
+ * cancelled when acquire fails.
+ */
+struct lw_ctx *lw_lock_ctx(struct lw_lock *lock);
+
+/* lw_lock_id - copy the current lock file name (64 hex characters and a
+ * NUL; it changes with every refresh).  -ENOENT before acquire. */
+int lw_lock_id(struct lw_lock *lock, char id[65]);
+
+/* lw_lock_deadline - the CLOCK_BOOTTIME instant (ns) at which the lock's
+ * context is cancelled unless a refresh succeeds first; 0 when not held. */
+int64_t lw_lock_deadline(const struct lw_lock *lock);
+
+/* What happened to a lock, for progress displays and statistics. */
+enum lw_event_type {
+	LW_EVENT_RETRY = 1,  /* acquire found the repository locked and waits */
+	LW_EVENT_ACQUIRED,
+	LW_EVENT_REFRESHED,  /* a new record was written; the deadline moved */
+	LW_EVENT_REFRESH_FAILED, /* a refresh failed; it is retried */
+	LW_EVENT_LOST,       /* the context was cancelled: deadline or removal */
+	LW_EVENT_RELEASED,   /* the lock file was deleted after release */
+};
+
+struct lw_event {
+	enum lw_event_type type;
+	int err;          /* REFRESH_FAILED, LOST: the error */
+	const char *msg;  /* one line for a person */
+	int64_t at;       /* CLOCK_BOOTTIME instant of the event */
+	int64_t next;     /* RETRY: next attempt; REFRESHED: the new deadline */
+	int64_t until;    /* RETRY: when retrying stops */
+};
+
+typedef void (*lw_event_fn)(struct lw_lock *lock, const struct lw_event *ev,
+			    void *userdata);
+
+/* lw_lock_set_event_fn - call FN on the loop thread for each event of the
+ * lock.  Set it before acquiring. */
+int lw_lock_set_event_fn(struct lw_lock *lock, lw_event_fn fn, void *userdata);
+
+/* ------------------------------------------------------------------- ctx */
+
+enum lw_cause {
+	LW_CAUSE_NONE = 0,  /* still live */
+	LW_CAUSE_RELEASED,  /* the lock was released */
+	LW_CAUSE_CANCELLED, /* the application cancelled it, or acquire failed */
+	LW_CAUSE_DEADLINE,  /* "lock refresh deadline exceeded" */
+	LW_CAUSE_REMOVED,   /* someone else removed the lock file */
+};
+
+struct lw_ctx *lw_ctx_ref(struct lw_ctx *ctx);
+/* lw_ctx_unref - drop a reference; NULL once freed.  Accepts NULL. */
+struct lw_ctx *lw_ctx_unref(struct lw_ctx *ctx);
+
+/* lw_ctx_done - true once the context is cancelled; an atomic load, cheap
+ * enough to call between every unit of work, from any thread. */
+bool lw_ctx_done(const struct lw_ctx *ctx);
+
+/* lw_ctx_err - why the context ended, LW_CAUSE_NONE while it lives. */
+enum lw_cause lw_ctx_err(const struct lw_ctx *ctx);
+
+/* lw_ctx_cause - one line that says why the context ended (NULL while it
+ * lives), e.g. "lock refresh deadline exceeded: ...". */
+const char *lw_ctx_cause(const struct lw_ctx *ctx);
+
+/*
+ * lw_ctx_fd - an eventfd that becomes readable when the context ends and
+ * stays readable.  Created on the first call (locks that never ask need no
+ * descriptor); owned by the context.
+ *
+ * Returns: the descriptor, or a negative errno.
+ */
+int lw_ctx_fd(struct lw_ctx *ctx);
+
+typedef void (*lw_ctx_fn)(struct lw_ctx *ctx, void *userdata);
+
+/* lw_ctx_on_done - run FN on the loop thread once the context ends (soon,
+ * if it already has). */
+int lw_ctx_on_done(struct lw_ctx *ctx, lw_ctx_fn fn, void *userdata);
+
+/* lw_ctx_cancel - end the context with LW_CAUSE_CANCELLED and release its
+ * lock.  Does nothing to a context that has ended. */
+void lw_ctx_cancel(struct lw_ctx *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* The lock record: a msgpack map, version 1 (see DESIGN.md). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define LW_RECORD_MAX 4096    /* bytes; a larger file is invalid */
+#define LW_RECORD_STR_MAX 255 /* bytes of any string in it */
+
+struct lw__record {
+	int64_t time;          /* ns since the epoch, CLOCK_REALTIME */
+	int64_t stale_timeout; /* ns */
+	int64_t pid, uid, gid;
+	uint64_t pid_ns;       /* inode of /proc/self/ns/pid */
+	uint64_t pid_start;    /* field 22 of /proc/self/stat */
+	bool exclusive;
+	const char *hostname;
+	const char *username;
+	const char *boot_id;
+	const char *purpose;   /* NULL when absent */
+};
+
+/*
+ * lw__record_encode - write R into BUF.
+ *
+ * Returns: the length, -EINVAL for a string over LW_RECORD_STR_MAX bytes,
+ * -ENOSPC when BUF is too small.
+ */
+int lw__record_encode(const struct lw__record *r, void *buf, size_t size);
+
+/*
+ * lw__record_decode - parse a record with limits: at most LW_RECORD_MAX
+ * bytes, nesting at most 8 deep, no trailing bytes, every known key of its
+ * type, every string at most LW_RECORD_STR_MAX bytes without NULs.  Unknown
+ * keys are ignored.  *OUT is one allocation (free() it).
+ *
+ * Returns: 0, -LW_EINVALID with a reason in *WHY (a static string), -ENOMEM.
+ */
+int lw__record_decode(const void *buf, size_t len, struct lw__record **out,
+		      const char **why);

@@ -1,0 +1,262 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Refresh and the strict deadline.
+ *
+ * Backends cannot update a file, so a refresh writes a new record under a
+ * new id and then deletes the old file.  The deadline moves to the instant
+ * the successful write *started* plus refreshability_timeout
+ * (stale_timeout - 1.5 x refresh_interval): others judge staleness by the
+ * record time, which is taken before the write, and the 1.5 x interval
+ * margin absorbs clock drift between hosts.  A failed refresh is retried at
+ * once with backoff (1 s doubling, at most interval / 4), not at the next
+ * tick.
+ *
+ * When the deadline passes, the context is cancelled on the spot by the
+ * heap timer, whatever the request in flight is doing.
+ *
+ * If the old file is gone when we delete it, someone ran unlock (or judged
+ * us stale): conflicting work may have started, and the lock is lost.  Only
+ * the first delete attempt is evidence; a retried delete may follow a first
+ * try that succeeded.  Where a delete of a missing file succeeds anyway
+ * (rest-server), the old file is checked before each refresh instead.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "protocol.h"
+
+#define BACKOFF_FIRST LW_SEC(1)
+
+static void write_record(struct lw_lock *lock);
+static void delete_old(struct lw_lock *lock);
+
+static int64_t deadline_of(const struct lw_lock *lock)
+{
+	return atomic_load(&lock->deadline);
+}
+
+static void schedule(struct lw_lock *lock, int64_t when)
+{
+	lock->phase = LW__PH_IDLE;
+	lw__timer_start(lock->loop->engine, &lock->step_timer, when);
+}
+
+static void set_error(struct lw_lock *lock, const struct lw__breq *req,
+		      const char *what)
+{
+	char msg[300];
+
+	snprintf(msg, sizeof(msg), "%s: %s", what,
+		 req->msg[0] ? req->msg : lw_strerror(req->res));
+	free(lock->last_error);
+	lock->last_error = strdup(msg);
+}
+
+/* A step failed: try again soon, well before the next tick. */
+static void retry(struct lw_lock *lock, const struct lw__breq *req, const char *what)
+{
+	int64_t now = lw__now_boot();
+	int64_t cap = LW_MAX(lock->timing.refresh_interval / 4, LW_MSEC(1));
+	int64_t wait = LW_MIN(lock->backoff, cap);
+
+	set_error(lock, req, what);
+	lw__warn(&lock->loop->log, "%s; retrying in %s", lock->last_error,
+		 lw__fmt_duration(wait, (char[32]){ 0 }, 32));
+	lock->backoff = LW_MIN(2 * lock->backoff, cap);
+	schedule(lock, now + wait);
+	lw__lock_emit(lock, LW_EVENT_REFRESH_FAILED, req->res, now + wait, 0, "%s",
+		      lock->last_error);
+}
+
+static void lost(struct lw_lock *lock, const struct lw__id *id)
+{
+	char hex[LW_ID_HEX + 1];
+
+	lw__id_hex(id, hex);
+	lw__warn(&lock->loop->log, "lock file %.12s in %s was removed by someone else",
+		 hex, lock->repo->url.display);
+	lw__lock_ref(lock);
+	lw__lock_end(lock, 0, LW_CAUSE_REMOVED,
+		     "lock removed by someone else: lock file %.12s in %s is gone "
+		     "(unlock --remove-all, or judged stale); conflicting work may "
+		     "have started", hex, lock->repo->url.display);
+	lw__lock_emit(lock, LW_EVENT_LOST, -LW_ELOST, 0, 0, "%s", lw_ctx_cause(lock->ctx));
+	lw__lock_unref(lock);
+}
+
+static void next_tick(struct lw_lock *lock)
+{
+	lock->attempt = 0;
+	lock->backoff = BACKOFF_FIRST;
+	schedule(lock, lock->created_at + lock->timing.refresh_interval);
+}
+
+static void on_old_deleted(struct lw__breq *req)
+{
+	struct lw_lock *lock = req->userdata;
+	int res = req->res;
+
+	lock->req = NULL;
+	if (res == -ENOENT && lock->attempt == 0) {
+		lw__breq_free(req);
+		lost(lock, &lock->old_id);
+		return;
+	}
+	if (res < 0 && res != -ENOENT) {
+		lock->attempt++;
+		retry(lock, req, "deleting the previous lock file");
+		lw__breq_free(req);
+		return;
+	}
+	lw__listing_forget(lock->repo, &lock->old_id);
+	lock->has_old = false;
+	lw__breq_free(req);
+	next_tick(lock);
+}
+
+static void delete_old(struct lw_lock *lock)
+{
+	lock->phase = LW__PH_DELETE_OLD;
+	if (!lw__lock_request(lock, LW__BOP_REMOVE, &lock->old_id, NULL, 0,
+			      deadline_of(lock), on_old_deleted))
+		schedule(lock, lw__now_boot() + lock->backoff);
+}
+
+static void on_stray_removed(struct lw__breq *req)
+{
+	struct lw_lock *lock = req->userdata;
+
+	lock->req = NULL;
+	lw__breq_free(req);
+	schedule(lock, lw__now_boot() + LW_MIN(lock->backoff, lock->timing.refresh_interval / 4));
+}
+
+static void on_written(struct lw__breq *req)
+{
+	struct lw_lock *lock = req->userdata;
+	int64_t deadline;
+	char hex[LW_ID_HEX + 1];
+
+	lock->req = NULL;
+	if (req->res < 0) {
+		struct lw__id stray = req->id;
+		bool ambiguous = req->ambiguous;
+
+		retry(lock, req, "refreshing the lock");
+		lw__breq_free(req);
+		/* a server may have stored what it failed to confirm */
+		if (ambiguous)
+			lw__lock_request(lock, LW__BOP_REMOVE, &stray, NULL, 0,
+					 deadline_of(lock), on_stray_removed);
+		return;
+	}
+	lock->created_at = lock->req_started;
+	deadline = lock->created_at + lw__refreshability(&lock->timing);
+	if (deadline > deadline_of(lock)) {
+		atomic_store(&lock->deadline, deadline);
+		lw__timer_start(lock->loop->engine, &lock->deadline_timer, deadline);
+	}
+	lock->old_id = lock->id;
+	lock->has_old = true;
+	lw__lock_set_id(lock, &req->id);
+	lw__breq_free(req);
+	if (lw__listing_add_own(lock->repo, &lock->id, lock) < 0)
+		lw__warn(&lock->loop->log, "out of memory");
+	free(lock->last_error);
+	lock->last_error = NULL;
+	lw__id_hex(&lock->id, hex);
+	lw__dbg(&lock->loop->log, "refreshed lock, now %.12s", hex);
+	lw__lock_emit(lock, LW_EVENT_REFRESHED, 0, deadline_of(lock), 0,
+		      "refreshed: lock file %.12s", hex);
+	if (lock->state != LW__LOCK_HELD)
+		return; /* the event callback released it */
+	lock->attempt = 0;
+	delete_old(lock);
+}
+
+static void write_record(struct lw_lock *lock)
+{
+	uint8_t buf[LW_RECORD_MAX];
+	int len = lw__lock_record(lock, buf, sizeof(buf));
+	struct lw__id id;
+
+	lock->phase = LW__PH_WRITE;
+	if (len < 0 || lw__id_random(&id) < 0 ||
+	    !lw__lock_request(lock, LW__BOP_CREATE, &id, buf, (size_t)len,
+			      deadline_of(lock), on_written))
+		schedule(lock, lw__now_boot() + lock->backoff);
+}
+
+static void on_checked(struct lw__breq *req)
+{
+	struct lw_lock *lock = req->userdata;
+
+	lock->req = NULL;
+	if (req->res == -ENOENT) {
+		lw__breq_free(req);
+		lost(lock, &lock->id);
+		return;
+	}
+	if (req->res < 0) {
+		retry(lock, req, "checking the lock file");
+		lw__breq_free(req);
+		return;
+	}
+	lw__breq_free(req);
+	write_record(lock);
+}
+
+static void on_tick(struct lw__timer *t)
+{
+	struct lw_lock *lock = LW_CONTAINER_OF(t, struct lw_lock, step_timer);
+
+	if (lock->has_old) {
+		delete_old(lock);
+	} else if (lock->repo->backend->ops->remove_hides_missing) {
+		lock->phase = LW__PH_CHECK_OLD;
+		if (!lw__lock_request(lock, LW__BOP_EXISTS, &lock->id, NULL, 0,
+				      deadline_of(lock), on_checked))
+			schedule(lock, lw__now_boot() + lock->backoff);
+	} else {
+		write_record(lock);
+	}
+}
+
+static void on_deadline(struct lw__timer *t)
+{
+	struct lw_lock *lock = LW_CONTAINER_OF(t, struct lw_lock, deadline_timer);
+	int64_t now = lw__now_boot();
+	char why[400], late[32], dur[32];
+
+	if (lock->req)
+		snprintf(why, sizeof(why), "%s request to %s got no answer for %s",
+			 lock->phase == LW__PH_WRITE ? "refresh" :
+			 lock->phase == LW__PH_DELETE_OLD ? "delete" : "check",
+			 lock->repo->backend->where,
+			 lw__fmt_duration(now - lock->req_started, dur, sizeof(dur)));
+	else if (lock->last_error)
+		snprintf(why, sizeof(why), "last refresh failed: %s", lock->last_error);
+	else
+		snprintf(why, sizeof(why), "no refresh succeeded in time");
+	lw__fmt_duration(now - deadline_of(lock), late, sizeof(late));
+	lw__warn(&lock->loop->log, "lock refresh deadline exceeded on %s (%s late): %s",
+		 lock->repo->url.display, late, why);
+	lw__lock_ref(lock);
+	lw__lock_end(lock, 0, LW_CAUSE_DEADLINE, "lock refresh deadline exceeded: %s", why);
+	lw__lock_emit(lock, LW_EVENT_LOST, -LW_ELOST, 0, 0, "%s", lw_ctx_cause(lock->ctx));
+	lw__lock_unref(lock);
+}
+
+void lw__refresh_begin(struct lw_lock *lock)
+{
+	int64_t deadline = lock->created_at + lw__refreshability(&lock->timing);
+
+	atomic_store(&lock->deadline, deadline);
+	lw__timer_init(&lock->deadline_timer, on_deadline);
+	lw__timer_init(&lock->step_timer, on_tick);
+	lw__timer_start(lock->loop->engine, &lock->deadline_timer, deadline);
+	next_tick(lock);
+}

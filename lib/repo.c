@@ -1,0 +1,255 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* The repository object: its URL, its backend and its settings. */
+#include "config.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "protocol.h"
+
+int64_t lw__refreshability(const struct lw__timing *t)
+{
+	return t->stale_timeout - t->refresh_interval / 2 * 3;
+}
+
+struct open_call {
+	struct lw__call c;
+	struct lw_repo *repo;
+	int r;
+	char err[256];
+};
+
+static void open_on_loop(struct lw__call *c)
+{
+	struct open_call *oc = LW_CONTAINER_OF(c, struct open_call, c);
+	struct lw_repo *repo = oc->repo;
+	struct lw_loop *loop = repo->loop;
+
+	oc->r = lw__backend_open(&repo->url, loop->engine, &loop->log, &repo->backend,
+				 oc->err, sizeof(oc->err));
+	if (oc->r == 0)
+		lw__list_add_tail(&loop->repos, &repo->link);
+}
+
+LW_EXPORT int lw_repo_new(struct lw_loop *loop, const char *url,
+			  struct lw_repo **repop)
+{
+	struct open_call oc = { .c.fn = open_on_loop };
+	struct lw_repo *repo;
+	char err[256];
+	int r;
+
+	if (!loop || !repop)
+		return lw__fail(-EINVAL, "invalid arguments");
+	if (!url)
+		url = getenv("LOCKWATCH_REPOSITORY");
+	if (!url || !*url)
+		return lw__fail(-EINVAL, "no repository given (use -r or LOCKWATCH_REPOSITORY)");
+	repo = calloc(1, sizeof(*repo));
+	if (!repo)
+		return lw__fail(-ENOMEM, "out of memory");
+	r = lw__url_parse(url, &repo->url, err, sizeof(err));
+	if (r < 0) {
+		free(repo);
+		return lw__fail(r, "%s", err);
+	}
+	atomic_init(&repo->refs, 1);
+	repo->loop = lw__loop_ref(loop);
+	pthread_mutex_init(&repo->mu, NULL);
+	repo->timing = (struct lw__timing){
+		.refresh_interval = LW_SEC(5 * 60),
+		.stale_timeout = LW_SEC(30 * 60),
+		.recheck_delay = LW_MSEC(200),
+		.retry_lock = 0,
+		.check_retry = LW_SEC(5),
+		.op_timeout = LW_SEC(60),
+		.remove_stale = true,
+	};
+	lw__idmap_init(&repo->listing.map);
+	lw__list_init(&repo->listing.now);
+	lw__list_init(&repo->listing.next);
+	lw__list_init(&repo->link);
+	oc.repo = repo;
+	r = lw__call_sync(loop, &oc.c);
+	if (r == 0)
+		r = oc.r;
+	if (r < 0) {
+		lw__url_fini(&repo->url);
+		pthread_mutex_destroy(&repo->mu);
+		lw__loop_unref(repo->loop);
+		free(repo);
+		return lw__fail(r, "%s", oc.err[0] ? oc.err : strerror(-r));
+	}
+	*repop = repo;
+	return 0;
+}
+
+LW_EXPORT struct lw_repo *lw_repo_ref(struct lw_repo *repo)
+{
+	if (repo)
+		atomic_fetch_add(&repo->refs, 1);
+	return repo;
+}
+
+static void close_on_loop(struct lw__call *c)
+{
+	struct open_call *oc = LW_CONTAINER_OF(c, struct open_call, c);
+	struct lw_repo *repo = oc->repo;
+
+	lw__list_del(&repo->link);
+	lw__listing_fini(repo);
+	lw__backend_close(repo->backend);
+	repo->backend = NULL;
+}
+
+void lw__repo_shutdown(struct lw_repo *repo)
+{
+	struct open_call oc = { .repo = repo };
+
+	close_on_loop(&oc.c);
+}
+
+LW_EXPORT struct lw_repo *lw_repo_unref(struct lw_repo *repo)
+{
+	struct open_call oc = { .c.fn = close_on_loop };
+
+	if (!repo || atomic_fetch_sub(&repo->refs, 1) > 1)
+		return NULL;
+	oc.repo = repo;
+	/* after shutdown the backend is closed already */
+	lw__call_sync(repo->loop, &oc.c);
+	lw__url_fini(&repo->url);
+	pthread_mutex_destroy(&repo->mu);
+	lw__loop_unref(repo->loop);
+	free(repo);
+	return NULL;
+}
+
+LW_EXPORT const char *lw_repo_url(const struct lw_repo *repo)
+{
+	return repo ? repo->url.display : NULL;
+}
+
+/* Sets one duration under the repository's mutex. */
+static int set(struct lw_repo *repo, int64_t *field, int64_t value, int64_t min,
+	       const char *name)
+{
+	if (!repo)
+		return -EINVAL;
+	if (value < min)
+		return lw__fail(-EINVAL, "%s must be at least %" PRId64 " ns", name, min);
+	pthread_mutex_lock(&repo->mu);
+	*field = value;
+	pthread_mutex_unlock(&repo->mu);
+	return 0;
+}
+
+LW_EXPORT int lw_repo_set_timing(struct lw_repo *repo, int64_t refresh_interval,
+				 int64_t stale_timeout)
+{
+	struct lw__timing t = { .refresh_interval = refresh_interval,
+				.stale_timeout = stale_timeout };
+	char a[32], b[32];
+
+	if (!repo)
+		return -EINVAL;
+	if (refresh_interval <= 0 || stale_timeout <= 0)
+		return lw__fail(-EINVAL, "refresh interval and stale timeout must be positive");
+	if (lw__refreshability(&t) <= 0)
+		return lw__fail(-EINVAL,
+				"stale timeout %s must be longer than 1.5 x the refresh "
+				"interval %s, to survive a missed refresh and clock drift",
+				lw__fmt_duration(stale_timeout, a, sizeof(a)),
+				lw__fmt_duration(refresh_interval, b, sizeof(b)));
+	pthread_mutex_lock(&repo->mu);
+	repo->timing.refresh_interval = refresh_interval;
+	repo->timing.stale_timeout = stale_timeout;
+	pthread_mutex_unlock(&repo->mu);
+	return 0;
+}
+
+LW_EXPORT int lw_repo_set_recheck_delay(struct lw_repo *repo, int64_t delay)
+{
+	return set(repo, &repo->timing.recheck_delay, delay, 0, "the recheck delay");
+}
+
+LW_EXPORT int lw_repo_set_retry_lock(struct lw_repo *repo, int64_t duration)
+{
+	return set(repo, &repo->timing.retry_lock, duration, 0, "retry-lock");
+}
+
+LW_EXPORT int lw_repo_set_check_retry(struct lw_repo *repo, int64_t delay)
+{
+	return set(repo, &repo->timing.check_retry, delay, 1, "the check retry delay");
+}
+
+LW_EXPORT int lw_repo_set_op_timeout(struct lw_repo *repo, int64_t timeout)
+{
+	return set(repo, &repo->timing.op_timeout, timeout, 1, "the operation timeout");
+}
+
+LW_EXPORT int lw_repo_set_remove_stale(struct lw_repo *repo, bool remove)
+{
+	if (!repo)
+		return -EINVAL;
+	pthread_mutex_lock(&repo->mu);
+	repo->timing.remove_stale = remove;
+	pthread_mutex_unlock(&repo->mu);
+	return 0;
+}
+
+struct init_call {
+	struct lw__call c;
+	struct lw_repo *repo;
+	bool done;
+	int r;
+	char msg[200];
+};
+
+static void on_init(struct lw__breq *req)
+{
+	struct init_call *ic = req->userdata;
+
+	ic->r = req->res;
+	snprintf(ic->msg, sizeof(ic->msg), "%s", req->msg);
+	lw__breq_free(req);
+	lw__loop_signal(ic->repo->loop, &ic->done);
+}
+
+static void init_on_loop(struct lw__call *c)
+{
+	struct init_call *ic = LW_CONTAINER_OF(c, struct init_call, c);
+	struct lw_repo *repo = ic->repo;
+	struct lw__breq *req;
+
+	req = lw__breq_new(repo->backend, LW__BOP_INIT, NULL, NULL, 0,
+			   lw__now_boot() + repo->timing.op_timeout, on_init, ic);
+	if (!req) {
+		ic->r = -ENOMEM;
+		lw__loop_signal(repo->loop, &ic->done);
+		return;
+	}
+	lw__breq_start(req);
+}
+
+LW_EXPORT int lw_repo_init(struct lw_repo *repo)
+{
+	struct init_call ic = { .c.fn = init_on_loop, .repo = repo };
+	int r;
+
+	if (!repo)
+		return -EINVAL;
+	if (lw__on_loop_thread(repo->loop))
+		return lw__fail(-EDEADLK, "blocking call from a callback of the loop");
+	r = lw__post(repo->loop, &ic.c);
+	if (r == 0)
+		r = lw__loop_wait(repo->loop, &ic.done);
+	if (r == 0)
+		r = ic.r;
+	if (r < 0)
+		return lw__fail(r, "initialising %s: %s", repo->url.display,
+				ic.msg[0] ? ic.msg : lw_strerror(r));
+	return 0;
+}
