@@ -125,6 +125,7 @@ static void on_listing(struct lw__list_waiter *w, int err, const char *msg)
 		return;
 	}
 	lock->attempt = 0;
+	lw__listing_remove_stale(lock->repo);
 	holder = lw__listing_conflict(lock->repo, lock->phase == LW__PH_RECHECK ?
 					     &lock->id : NULL, lock->exclusive);
 	if (holder && lock->phase == LW__PH_RECHECK)

@@ -86,8 +86,6 @@ static void on_stale_removed(struct lw__breq *req)
 	lw_repo_unref(repo);
 }
 
-/* Stale locks do not block (their holders were strict and stopped at their
- * deadline); they are removed so that the repository stays tidy. */
 static void remove_stale(struct lw_repo *repo, struct lw__entry *e)
 {
 	char desc[512];
@@ -142,7 +140,6 @@ static void classify(struct lw_repo *repo)
 		}
 		if (e->stale && remove) {
 			e->blocks = LW__BLOCKS_NONE;
-			remove_stale(repo, e);
 			continue;
 		}
 		e->blocks = excl ? LW__BLOCKS_ALL : LW__BLOCKS_SHARED;
@@ -199,6 +196,7 @@ static void on_read(struct lw__breq *req)
 	} else {
 		set_state(e, LW__ENTRY_FOREIGN);
 		e->why = why;
+		e->invalid = r == -LW_EINVALID;
 	}
 	lw__breq_free(req);
 	read_more(repo);
@@ -326,6 +324,25 @@ void lw__listing_cancel(struct lw_repo *repo, struct lw__list_waiter *w)
 	lw__list_del(&w->link);
 }
 
+void lw__listing_remove_stale(struct lw_repo *repo)
+{
+	struct lw__listing *l = &repo->listing;
+	bool remove;
+
+	pthread_mutex_lock(&repo->mu);
+	remove = repo->timing.remove_stale;
+	pthread_mutex_unlock(&repo->mu);
+	if (!remove || l->stale_removed_gen == l->gen)
+		return;
+	l->stale_removed_gen = l->gen;
+	for (size_t i = 0; i < l->map.cap; i++) {
+		struct lw__entry *e = l->map.slots[i];
+
+		if (e && e->seen == l->gen && e->stale && e->state == LW__ENTRY_RECORD)
+			remove_stale(repo, e);
+	}
+}
+
 const struct lw__entry *lw__listing_conflict(struct lw_repo *repo,
 					     const struct lw__id *own,
 					     bool exclusive)
@@ -369,8 +386,8 @@ char *lw__entry_describe(const struct lw__entry *e, char *buf, size_t size)
 		return lw__sfmt(buf, size, "%s lock %.12s of this process",
 				e->own->exclusive ? "exclusive" : "shared", hex);
 	case LW__ENTRY_FOREIGN:
-		return lw__sfmt(buf, size, "foreign or invalid lock file %.12s (%s)",
-				hex, e->why);
+		return lw__sfmt(buf, size, "%s lock file %.12s (%s)",
+				e->invalid ? "invalid" : "foreign", hex, e->why);
 	default:
 		return lw__sfmt(buf, size, "lock file %.12s", hex);
 	}

@@ -169,6 +169,59 @@ int lw_repo_set_remove_stale(struct lw_repo *repo, bool remove);
  */
 int lw_repo_init(struct lw_repo *repo);
 
+/* What a lock file in the repository says, for list and unlock. */
+enum lw_lock_kind {
+	LW_KIND_SHARED,
+	LW_KIND_EXCLUSIVE,
+	LW_KIND_FOREIGN, /* not a lockwatch record (restic's own, say) */
+	LW_KIND_INVALID, /* a lockwatch record that breaks the format */
+	LW_KIND_EMPTY,   /* zero bytes: ignored by acquire */
+};
+
+/*
+ * One lock file.  Strings come from the file as stored (NULL when unknown):
+ * sanitise them before they reach a terminal.  Valid during the callback.
+ */
+struct lw_lock_info {
+	char id[65];
+	enum lw_lock_kind kind;
+	bool stale;            /* old, or its process is gone on this host */
+	bool own;              /* held by this process */
+	int64_t time;          /* record time, ns since the epoch */
+	int64_t age;           /* ns, by this host's clock */
+	int64_t stale_timeout; /* ns, as the record says */
+	int64_t pid, uid, gid;
+	const char *hostname;
+	const char *username;
+	const char *boot_id;
+	const char *purpose;
+	const char *why;       /* FOREIGN, INVALID: what is wrong with it */
+	int err;               /* lw_repo_unlock: 0, or why it was not removed */
+};
+
+/* Called on the calling thread; a non-zero return stops the walk. */
+typedef int (*lw_info_fn)(const struct lw_lock_info *info, void *userdata);
+
+/*
+ * lw_repo_list - call FN for every lock file of the repository, oldest
+ * first.  Blocking.
+ *
+ * Returns: 0, FN's non-zero value, or a negative error (lw_errmsg()).
+ */
+int lw_repo_list(struct lw_repo *repo, lw_info_fn fn, void *userdata);
+
+#define LW_UNLOCK_ALL 0x1u /* remove every lock, not only stale ones */
+
+/*
+ * lw_repo_unlock - remove the stale locks (every lock with LW_UNLOCK_ALL)
+ * and call FN for each one it tried, with info->err set.  Foreign and
+ * invalid files go only with LW_UNLOCK_ALL.  Blocking.
+ *
+ * Returns: the number of files removed, or a negative error.
+ */
+int lw_repo_unlock(struct lw_repo *repo, unsigned flags, lw_info_fn fn,
+		   void *userdata);
+
 /* ------------------------------------------------------------------ lock */
 
 struct lw_lock;

@@ -93,6 +93,7 @@ struct lw__entry {
 	uint8_t blocks;   /* enum lw__blocks, as of generation SEEN */
 	bool stale;
 	bool removing;    /* a stale-lock removal is in flight */
+	bool invalid;     /* FOREIGN: ours, but breaking the format */
 	union {
 		struct lw__record *rec;
 		struct lw_lock *own;
@@ -109,6 +110,7 @@ struct lw__list_waiter {
 struct lw__listing {
 	struct lw__idmap map; /* id -> struct lw__entry */
 	uint32_t gen;
+	uint32_t stale_removed_gen;
 	bool running;
 	struct lw__list now;  /* served by the listing in flight */
 	struct lw__list next; /* asked after it started: served by the next */
@@ -144,6 +146,9 @@ void lw__listing_cancel(struct lw_repo *repo, struct lw__list_waiter *w);
 const struct lw__entry *lw__listing_conflict(struct lw_repo *repo,
 					     const struct lw__id *own,
 					     bool exclusive);
+/* Stale locks do not block (their holders were strict and stopped at their
+ * deadline): acquire removes those of the last listing, once, and logs it. */
+void lw__listing_remove_stale(struct lw_repo *repo);
 /* Describes a conflicting entry for a person. */
 char *lw__entry_describe(const struct lw__entry *e, char *buf, size_t size);
 /* Records that LOCK's file is ID (so listings need not read it). */

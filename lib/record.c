@@ -217,6 +217,12 @@ static int invalid(const char **why, const char *reason)
 	return -LW_EINVALID;
 }
 
+static int foreign(const char **why, const char *reason)
+{
+	*why = reason;
+	return -EBADMSG;
+}
+
 static int extract(const msgpack_object *root, struct lw__record **out,
 		   const char **why)
 {
@@ -227,7 +233,7 @@ static int extract(const msgpack_object *root, struct lw__record **out,
 	int64_t v;
 
 	if (root->type != MSGPACK_OBJECT_MAP)
-		return invalid(why, "not a map");
+		return foreign(why, "not a msgpack map");
 	for (uint32_t i = 0; i < root->via.map.size; i++) {
 		const msgpack_object_kv *kv = &root->via.map.ptr[i];
 		int k;
@@ -241,6 +247,8 @@ static int extract(const msgpack_object *root, struct lw__record **out,
 			return invalid(why, "a key appears twice");
 		val[k] = &kv->val;
 	}
+	if (!val[K_V])
+		return foreign(why, "no version key");
 	for (int k = 0; k < K_COUNT; k++)
 		if (!val[k] && k != K_PURPOSE)
 			return invalid(why, "a required key is missing");
@@ -308,13 +316,13 @@ int lw__record_decode(const void *buf, size_t len, struct lw__record **out,
 
 	*out = NULL;
 	if (len == 0)
-		return invalid(why, "empty");
+		return foreign(why, "empty");
 	if (len > LW_RECORD_MAX)
-		return invalid(why, "larger than 4096 bytes");
+		return foreign(why, "larger than 4096 bytes");
 	if (skip(&s, 0))
-		return invalid(why, "malformed, truncated or nested too deep");
+		return foreign(why, "not msgpack, truncated or nested too deep");
 	if (s.pos != len)
-		return invalid(why, "trailing bytes after the record");
+		return foreign(why, "trailing bytes after the record");
 	msgpack_unpacked_init(&u);
 	switch (msgpack_unpack_next(&u, buf, len, &off)) {
 	case MSGPACK_UNPACK_SUCCESS:
@@ -325,7 +333,7 @@ int lw__record_decode(const void *buf, size_t len, struct lw__record **out,
 		r = -ENOMEM;
 		break;
 	default:
-		r = invalid(why, "malformed");
+		r = foreign(why, "not msgpack");
 		break;
 	}
 	msgpack_unpacked_destroy(&u);

@@ -36,7 +36,9 @@ int lw__record_encode(const struct lw__record *r, void *buf, size_t size);
  * type, every string at most LW_RECORD_STR_MAX bytes without NULs.  Unknown
  * keys are ignored.  *OUT is one allocation (free() it).
  *
- * Returns: 0, -LW_EINVALID with a reason in *WHY (a static string), -ENOMEM.
+ * Returns: 0; -EBADMSG (with a reason in *WHY, a static string) for data
+ * that is not a lockwatch record at all (another tool's lock); -LW_EINVALID
+ * for a record that breaks the format; -ENOMEM.
  */
 int lw__record_decode(const void *buf, size_t len, struct lw__record **out,
 		      const char **why);
