@@ -274,8 +274,11 @@ void lw__engine_woken(struct lw__engine *e)
 {
 	uint64_t n;
 
-	atomic_store(&e->wake_pending, false);
+	/* Read, then clear, then drain.  Clearing first would let a wake that
+	 * lands in between be read away while the flag stays set, and the
+	 * next wake would skip its write: lost. */
 	(void)!read(e->wake_fd, &n, sizeof(n));
+	atomic_store(&e->wake_pending, false);
 	if (e->worker)
 		lw__worker_reap(e->worker);
 	if (e->on_wake)

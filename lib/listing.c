@@ -158,6 +158,8 @@ static void finish(struct lw_repo *repo)
 	l->nunread = l->next_read = 0;
 	if (!l->err)
 		classify(repo);
+	lw__dbg(&repo->loop->log, "listing of %s: %zu files, %zu block shared, %zu block exclusive locks",
+		repo->url.display, l->map.n, l->n_blocks_shared, l->n_blocks_all);
 	deliver(repo);
 }
 
@@ -269,12 +271,13 @@ static void on_list(struct lw__breq *req)
 
 		if (!e) {
 			e = calloc(1, sizeof(*e));
+			if (e)
+				e->id = req->ids[i]; /* the key, before insertion */
 			if (!e || lw__idmap_put(&l->map, e) < 0) {
 				free(e);
 				l->err = -ENOMEM;
 				break;
 			}
-			e->id = req->ids[i];
 		}
 		e->seen = l->gen;
 		if (e->state == LW__ENTRY_UNREAD)

@@ -263,6 +263,14 @@ static void at_exit(void)
 	}
 }
 
+/* A forked child has none of the parent's threads, and the parent's locks
+ * are not its to release: it forgets the inherited loops. */
+static void forget_loops_in_child(void)
+{
+	lw__list_init(&loops);
+	pthread_mutex_init(&loops_mu, NULL);
+}
+
 /* ---------------------------------------------------------------- public */
 
 LW_EXPORT const char *lw_engine_name(enum lw_engine engine)
@@ -339,7 +347,8 @@ LW_EXPORT int lw_loop_new(enum lw_engine engine, struct lw_loop **loopp)
 	pthread_mutex_lock(&loops_mu);
 	lw__list_add_tail(&loops, &loop->all);
 	if (!atexit_done)
-		atexit_done = atexit(at_exit) == 0;
+		atexit_done = atexit(at_exit) == 0 &&
+			      pthread_atfork(NULL, NULL, forget_loops_in_child) == 0;
 	pthread_mutex_unlock(&loops_mu);
 	*loopp = loop;
 	return 0;

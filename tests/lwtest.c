@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+#include "config.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lwtest.h"
+#include "process.h"
+#include "protocol.h"
+
+struct criterion_test_params lwt_engine_params(void)
+{
+	static enum lw_engine engines[] = { LW_ENGINE_URING, LW_ENGINE_EPOLL };
+
+	return cr_make_param_array(enum lw_engine, engines, 2);
+}
+
+static void open_repo(struct lwt *t, enum lw_engine engine, int64_t refresh,
+		      int64_t stale)
+{
+	t->engine = engine;
+	cr_assert_eq(lw_loop_new(engine, &t->loop), 0, "loop: %s", lw_errmsg());
+	cr_assert_eq(lw_loop_engine(t->loop), engine);
+	cr_assert_eq(lw_loop_start(t->loop), 0);
+	cr_assert_eq(lw_repo_new(t->loop, t->dir, &t->repo), 0, "repo: %s", lw_errmsg());
+	cr_assert_eq(lw_repo_set_timing(t->repo, refresh, stale), 0, "%s", lw_errmsg());
+	cr_assert_eq(lw_repo_set_recheck_delay(t->repo, LW_MSEC(50)), 0);
+	cr_assert_eq(lw_repo_set_check_retry(t->repo, LW_MSEC(100)), 0);
+	cr_assert_eq(lw_repo_set_op_timeout(t->repo, LW_SEC(5)), 0);
+}
+
+void lwt_start(struct lwt *t, enum lw_engine engine, const char *base,
+	       int64_t refresh, int64_t stale)
+{
+	if (!base)
+		base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	snprintf(t->dir, sizeof(t->dir), "%s/lwtest-XXXXXX", base);
+	cr_assert(mkdtemp(t->dir), "mkdtemp %s", t->dir);
+	open_repo(t, engine, refresh, stale);
+	cr_assert_eq(lw_repo_init(t->repo), 0, "init: %s", lw_errmsg());
+}
+
+void lwt_other(const struct lwt *t, struct lwt *other)
+{
+	memcpy(other->dir, t->dir, sizeof(other->dir));
+	open_repo(other, t->engine, LW_SEC(1), LW_SEC(3));
+}
+
+void lwt_other_stop(struct lwt *other)
+{
+	lw_repo_unref(other->repo);
+	lw_loop_free(other->loop);
+	other->repo = NULL;
+	other->loop = NULL;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	remove(path);
+	return 0;
+}
+
+void lwt_stop(struct lwt *t)
+{
+	lw_repo_unref(t->repo);
+	lw_loop_free(t->loop);
+	t->repo = NULL;
+	t->loop = NULL;
+	nftw(t->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int lwt_count(const struct lwt *t)
+{
+	char path[PATH_MAX + 8];
+	struct dirent *de;
+	struct lw__id id;
+	DIR *d;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s/locks", t->dir);
+	d = opendir(path);
+	cr_assert(d, "opendir %s", path);
+	while ((de = readdir(d)))
+		if (lw__id_parse(de->d_name, strlen(de->d_name), &id))
+			n++;
+	closedir(d);
+	return n;
+}
+
+bool lwt_exists(const struct lwt *t, const char *id)
+{
+	char path[PATH_MAX + 80];
+
+	snprintf(path, sizeof(path), "%s/locks/%s", t->dir, id);
+	return access(path, F_OK) == 0;
+}
+
+void lwt_plant_bytes(const struct lwt *t, const void *data, size_t len, char id[65])
+{
+	char path[PATH_MAX + 80];
+	struct lw__id rid;
+	int fd;
+
+	cr_assert_eq(lw__id_random(&rid), 0);
+	lw__id_hex(&rid, id);
+	snprintf(path, sizeof(path), "%s/locks/%s", t->dir, id);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	cr_assert(fd >= 0, "open %s", path);
+	cr_assert_eq(write(fd, data, len), (ssize_t)len);
+	close(fd);
+}
+
+struct lw__record lwt_record(bool exclusive)
+{
+	const struct lw__self *self = lw__self();
+
+	/* pid 1 lives as long as the machine: a holder that is never gone */
+	return (struct lw__record){
+		.time = lw__now_real(),
+		.stale_timeout = LW_SEC(30 * 60),
+		.pid = 1, .uid = 1000, .gid = 1000,
+		.pid_ns = self->pid_ns,
+		.pid_start = 0,
+		.exclusive = exclusive,
+		.hostname = "otherhost", .username = "alice",
+		.boot_id = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+		.purpose = "a test holder",
+	};
+}
+
+void lwt_plant(const struct lwt *t, const struct lw__record *rec, char id[65])
+{
+	uint8_t buf[LW_RECORD_MAX];
+	int len = lw__record_encode(rec, buf, sizeof(buf));
+
+	cr_assert_gt(len, 0);
+	lwt_plant_bytes(t, buf, (size_t)len, id);
+}
+
+struct lw_lock *lwt_lock(struct lw_repo *repo, unsigned flags, int expect)
+{
+	struct lw_lock *lock;
+	int r;
+
+	cr_assert_eq(lw_lock_new(repo, flags, "lwtest", &lock), 0);
+	r = lw_lock_acquire(lock);
+	cr_assert_eq(r, expect, "acquire: %d (%s), expected %d", r, lw_errmsg(), expect);
+	return lock;
+}
+
+int64_t lwt_ms(void)
+{
+	return lw__now_boot() / LW_MSEC(1);
+}
+
+int64_t lwt_wait_fd(int fd, int ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	if (poll(&p, 1, ms) == 1)
+		return lw__now_boot();
+	return 0;
+}

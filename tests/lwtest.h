@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* Test fixtures: a repository in a fresh directory, a loop on a given
+ * engine, and ways to plant lock files of other holders. */
+#pragma once
+
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "lockwatch-internal.h"
+#include "lockwatch.h"
+#include "record.h"
+
+/* Every test that touches the loop runs on both engines. */
+struct criterion_test_params lwt_engine_params(void);
+#define LWT_ENGINE_TEST(suite, name, ...)                                      \
+	ParameterizedTestParameters(suite, name) { return lwt_engine_params(); } \
+	ParameterizedTest(enum lw_engine *engine, suite, name, __VA_ARGS__)
+
+struct lwt {
+	enum lw_engine engine;
+	char dir[PATH_MAX]; /* the repository */
+	struct lw_loop *loop;
+	struct lw_repo *repo;
+};
+
+/* A started loop on ENGINE and a repository in a new directory under BASE
+ * (NULL: $TMPDIR or /tmp), initialised, refreshing every REFRESH with
+ * STALE as the stale timeout, rechecking after 50 ms. */
+void lwt_start(struct lwt *t, enum lw_engine engine, const char *base,
+	       int64_t refresh, int64_t stale);
+/* Frees the loop (releasing what is left) and removes the directory. */
+void lwt_stop(struct lwt *t);
+/* Another repository object on T's directory, on a loop of its own: a
+ * second holder, as another process would be. */
+void lwt_other(const struct lwt *t, struct lwt *other);
+void lwt_other_stop(struct lwt *other);
+
+/* The number of lock files (64 hex characters) in locks/. */
+int lwt_count(const struct lwt *t);
+/* Whether locks/ID exists. */
+bool lwt_exists(const struct lwt *t, const char *id);
+/* Writes DATA as a lock file of a random name; ID gets the name. */
+void lwt_plant_bytes(const struct lwt *t, const void *data, size_t len,
+		     char id[65]);
+/* A record of another holder on this host: a live pid that is not ours. */
+struct lw__record lwt_record(bool exclusive);
+void lwt_plant(const struct lwt *t, const struct lw__record *rec, char id[65]);
+
+/* A new lock on REPO; acquires it and expects EXPECT (0 or negative). */
+struct lw_lock *lwt_lock(struct lw_repo *repo, unsigned flags, int expect);
+
+/* Milliseconds of CLOCK_BOOTTIME. */
+int64_t lwt_ms(void);
+/* Waits up to MS for COND to become true, polling every 5 ms. */
+#define lwt_wait_for(cond, ms)                                          \
+	({                                                              \
+		int64_t lwt_end_ = lwt_ms() + (ms);                     \
+		while (!(cond) && lwt_ms() < lwt_end_)                  \
+			usleep(5000);                                   \
+		(cond);                                                 \
+	})
+/* Waits until FD is readable or MS pass; returns the CLOCK_BOOTTIME ns at
+ * which it became readable, or 0. */
+int64_t lwt_wait_fd(int fd, int ms);
