@@ -269,12 +269,13 @@ static void on_list(struct lw__breq *req)
 
 		if (!e) {
 			e = calloc(1, sizeof(*e));
+			if (e)
+				e->id = req->ids[i]; /* the key, before it goes in */
 			if (!e || lw__idmap_put(&l->map, e) < 0) {
 				free(e);
 				l->err = -ENOMEM;
 				break;
 			}
-			e->id = req->ids[i];
 		}
 		e->seen = l->gen;
 		if (e->state == LW__ENTRY_UNREAD)
