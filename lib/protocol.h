@@ -135,6 +135,8 @@ struct lw_repo {
 };
 
 int64_t lw__refreshability(const struct lw__timing *t);
+/* 0, or -EINVAL with a message when T would make every lock be lost. */
+int lw__timing_check(const struct lw__timing *t, char *msg, size_t size);
 /* At loop shutdown: closes the backend (the engine goes away). */
 void lw__repo_shutdown(struct lw_repo *repo);
 
