@@ -245,8 +245,10 @@ struct lw_lock {
 	struct lw__list_waiter waiter;
 	lw_lock_fn acquire_fn;
 	void *acquire_data;
-	lw_lock_fn release_fn;
+	lw_lock_fn release_fn;    /* loop thread only: set by release_on_loop */
 	void *release_data;
+	lw_lock_fn release_req_fn; /* what lw_lock_release_async asked for */
+	void *release_req_data;
 	lw_event_fn event_fn;
 	void *event_data;
 	struct lw__call acquire_call;
