@@ -367,22 +367,23 @@ static bool wait_once(struct run *run)
 		until = now + GROUP_POLL;
 	if (until)
 		timeout = until > now ? (int)((until - now + LW_MSEC(1) - 1) / LW_MSEC(1)) : 0;
-	/* the context is watched only while the job runs: before, a failed
-	 * acquire ends it too */
+	/* The context is watched only while the job runs: before, a failed
+	 * acquire ends it too.  poll is only the wait: every source is
+	 * checked below whatever it says, so that a failing poll (EINVAL
+	 * once RLIMIT_NOFILE drops below NFDS) turns into a short sleep and
+	 * never into leaving the job alone. */
 	if (poll(fds, run->pid && !run->lost ? 3 : 2, timeout) < 0 && errno != EINTR)
-		return false;
+		poll(NULL, 0, timeout < 0 || timeout > 10 ? 10 : timeout);
 	now = cli_now();
 	/* a loss seen with the job's exit counts: the job may have worked
 	 * past the deadline */
 	if (run->pid && !run->lost && lw_ctx_done(run->ctx))
 		lock_lost(run);
 	read_signals(run);
-	if (fds[1].revents & POLLIN) {
-		(void)!read(run->notefd, &n, sizeof(n));
+	if (read(run->notefd, &n, sizeof(n)) == sizeof(n))
 		show_retry(run, now);
-	} else if (run->countdown_at && now >= run->countdown_at) {
+	else if (run->countdown_at && now >= run->countdown_at)
 		show_retry(run, now);
-	}
 	if (run->kill_at && now >= run->kill_at) {
 		signal_group(run, SIGKILL);
 		run->kill_at = 0;

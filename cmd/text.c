@@ -109,8 +109,8 @@ void text_json(const char *s)
 			fputs("\\ufffd", stdout);
 		else if (c == '"' || c == '\\')
 			printf("\\%c", (int)c);
-		else if (c < 0x20 || c == 0x7f)
-			printf("\\u%04lx", c);
+		else if (is_control(c))
+			printf("\\u%04lx", c); /* valid raw, but not on a terminal */
 		else
 			fwrite(p, 1, n, stdout);
 		p += n;

@@ -86,7 +86,7 @@ LW_EXPORT int lw_duration_parse(const char *s, int64_t *ns)
 		u = parse_unit(&p);
 		if (!u)
 			return -EINVAL;
-		total += whole * (unsigned __int128)u->ns + frac * (unsigned)u->ns / scale;
+		total += whole * (unsigned __int128)u->ns + frac * (unsigned __int128)u->ns / scale;
 		if (total > INT64_MAX)
 			return -ERANGE;
 	}
