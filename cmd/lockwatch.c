@@ -211,6 +211,7 @@ int cli_open(struct cli *cli)
 	if (r < 0) {
 		cli_error(cli, "%s", r == -EINVAL || r == -EPROTONOSUPPORT ? lw_errmsg() :
 				     lw_strerror(r));
+		cli_close(cli);
 		return cli_status(r);
 	}
 	return 0;
