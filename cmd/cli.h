@@ -88,7 +88,8 @@ int cmd_init(struct cli *cli, int argc, char **argv);
  * Returns BUF.
  */
 char *text_term(const char *s, size_t width, char *buf, size_t size);
-/* Writes S as a JSON string (null for NULL), invalid UTF-8 as U+FFFD. */
+/* Writes S as a JSON string (null for NULL): controls (as text_term sees
+ * them) escaped as \uXXXX, invalid UTF-8 as \ufffd. */
 void text_json(const char *s);
 /* Display width of S in code points (S is text_term output). */
 size_t text_width(const char *s);

@@ -221,7 +221,7 @@ static void on_acquired(struct lw_lock *lock, int err, const char *msg, void *us
  * that counts down in place until the next one. */
 static void show_retry(struct run *run, int64_t now)
 {
-	char holder[sizeof(run->holder)], next[32], left[32];
+	char holder[sizeof(run->holder)], next[40] = "now", left[32];
 	int64_t next_try, give_up;
 	bool fresh;
 
@@ -235,20 +235,23 @@ static void show_retry(struct run *run, int64_t now)
 	if (!run->retry_shown || run->cli->verbosity < 0 || (!fresh && !run->cli->tty))
 		return;
 	/* whole seconds, rounded up: "in 0s" would be a lie */
-	lw_duration_format((next_try - now + LW_SEC(1) - 1) / LW_SEC(1) * LW_SEC(1), next,
-			   sizeof(next));
+	if (next_try > now) {
+		memcpy(next, "in ", 3);
+		lw_duration_format((next_try - now + LW_SEC(1) - 1) / LW_SEC(1) * LW_SEC(1),
+				   next + 3, sizeof(next) - 3);
+	}
 	lw_duration_format((give_up - now + LW_SEC(1) - 1) / LW_SEC(1) * LW_SEC(1), left,
 			   sizeof(left));
 	flockfile(stderr);
 	if (run->cli->tty) {
 		if (fresh)
 			fprintf(stderr, "\r\033[Klockwatch run: %s\n", holder);
-		fprintf(stderr, "\r\033[Klockwatch run: waiting for the lock: next attempt in %s, "
+		fprintf(stderr, "\r\033[Klockwatch run: waiting for the lock: next attempt %s, "
 			"giving up in %s", next, left);
 		/* redraw when the count of whole seconds changes */
 		run->countdown_at = next_try > now ? now + 1 + (next_try - now - 1) % LW_SEC(1) : 0;
 	} else {
-		fprintf(stderr, "lockwatch run: %s; next attempt in %s, giving up in %s\n",
+		fprintf(stderr, "lockwatch run: %s; next attempt %s, giving up in %s\n",
 			holder, next, left);
 	}
 	fflush(stderr);
