@@ -194,24 +194,6 @@ static void on_step(struct lw__timer *t)
 	lw__listing_request(lock->repo, &lock->waiter);
 }
 
-static int timing_error(const struct lw__timing *t, char *msg, size_t size)
-{
-	char a[32], b[32];
-
-	if (t->refresh_interval <= 0 || t->stale_timeout <= 0) {
-		snprintf(msg, size, "refresh interval and stale timeout must be positive");
-		return -EINVAL;
-	}
-	if (lw__refreshability(t) <= 0) {
-		snprintf(msg, size, "stale timeout %s must be longer than 1.5 x the "
-			 "refresh interval %s, to survive a missed refresh and clock drift",
-			 lw__fmt_duration(t->stale_timeout, a, sizeof(a)),
-			 lw__fmt_duration(t->refresh_interval, b, sizeof(b)));
-		return -EINVAL;
-	}
-	return 0;
-}
-
 void lw__acquire_start(struct lw_lock *lock)
 {
 	struct lw_loop *loop = lock->loop;
@@ -221,7 +203,7 @@ void lw__acquire_start(struct lw_lock *lock)
 	pthread_mutex_lock(&lock->repo->mu);
 	lock->timing = lock->repo->timing;
 	pthread_mutex_unlock(&lock->repo->mu);
-	r = timing_error(&lock->timing, msg, sizeof(msg));
+	r = lw__timing_check(&lock->timing, msg, sizeof(msg));
 	if (r == 0 && lw__engine_reserve(loop->engine, 2) < 0) {
 		r = -ENOMEM;
 		snprintf(msg, sizeof(msg), "out of memory");

@@ -33,7 +33,7 @@ char *lw__fmt_duration(int64_t d, char *buf, size_t size)
 
 	if (a < (uint64_t)LW_MSEC(1))
 		snprintf(buf, size, "%s%" PRIu64 "us", sign, a / 1000);
-	else if (a < (uint64_t)LW_SEC(1))
+	else if (a < (uint64_t)LW_SEC(1) - 500000) /* 999.5ms would print "1e+03ms" */
 		snprintf(buf, size, "%s%.3gms", sign, (double)a / 1e6);
 	else if (s < 60)
 		snprintf(buf, size, "%s%.3gs", sign, (double)a / 1e9);

@@ -368,8 +368,12 @@ LW_EXPORT int lw_lock_acquire(struct lw_lock *lock)
 static void release_on_loop(struct lw__call *c)
 {
 	struct lw_lock *lock = LW_CONTAINER_OF(c, struct lw_lock, release_call);
-	lw_lock_fn fn = lock->release_fn;
+	lw_lock_fn fn = lock->release_req_fn;
 
+	/* Only now may the loop see it: a lock that is ending calls
+	 * RELEASE_FN when its files are gone, on this thread. */
+	lock->release_fn = fn;
+	lock->release_data = lock->release_req_data;
 	switch (lock->state) {
 	case LW__LOCK_ACQUIRING:
 		lw__lock_end(lock, -ECANCELED, LW_CAUSE_RELEASED, "released while acquiring");
@@ -393,8 +397,8 @@ LW_EXPORT int lw_lock_release_async(struct lw_lock *lock, lw_lock_fn fn,
 		return -EINVAL;
 	if (atomic_exchange(&lock->release_called, true))
 		return lw__fail(-EALREADY, "release was already called on this lock");
-	lock->release_fn = fn;
-	lock->release_data = userdata;
+	lock->release_req_fn = fn;
+	lock->release_req_data = userdata;
 	lock->release_call.fn = release_on_loop;
 	return lw__post(lock->loop, &lock->release_call);
 }

@@ -15,6 +15,7 @@
 #define LOCKWATCH_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -46,6 +47,24 @@ const char *lw_strerror(int err);
  * locked repository it names the holder.  Never NULL.
  */
 const char *lw_errmsg(void);
+
+/* ------------------------------------------------------------- durations */
+
+/*
+ * lw_duration_parse - parse a Go-style duration ("250ms", "30s", "5m",
+ * "1h30m", "1.5h") into nanoseconds.  Units: ns, us (or µs), ms, s, m, h;
+ * every number needs one, except a lone "0".  No sign, no spaces.
+ *
+ * Returns: 0, -EINVAL for anything else (empty, "5 minutes", "-1s", "1e9h"),
+ * -ERANGE when it does not fit in an int64_t.
+ */
+int lw_duration_parse(const char *s, int64_t *ns);
+
+/*
+ * lw_duration_format - NS for a person: "850us", "2.5ms", "1.5s", "3m12s",
+ * "1h2m".  Returns BUF (32 bytes are always enough).
+ */
+char *lw_duration_format(int64_t ns, char *buf, size_t size);
 
 /* ------------------------------------------------------------------ loop */
 
@@ -143,8 +162,9 @@ const char *lw_repo_url(const struct lw_repo *repo);
 /*
  * lw_repo_set_timing - how often locks acquired from now on are refreshed
  * and when others may treat them as stale (defaults 5 min and 30 min).  A
- * lock must survive a missed refresh and some clock drift, so the stale
- * timeout must exceed 1.5 x the refresh interval.
+ * lock's deadline is the stale timeout minus 1.5 x the interval (for clock
+ * drift) after its last refresh, and must come after its next refresh, so
+ * the stale timeout must exceed 2.5 x the refresh interval.
  *
  * Returns: 0, or -EINVAL with a message for lw_errmsg().
  */

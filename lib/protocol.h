@@ -135,6 +135,8 @@ struct lw_repo {
 };
 
 int64_t lw__refreshability(const struct lw__timing *t);
+/* 0, or -EINVAL with a message when T would make every lock be lost. */
+int lw__timing_check(const struct lw__timing *t, char *msg, size_t size);
 /* At loop shutdown: closes the backend (the engine goes away). */
 void lw__repo_shutdown(struct lw_repo *repo);
 
@@ -243,8 +245,10 @@ struct lw_lock {
 	struct lw__list_waiter waiter;
 	lw_lock_fn acquire_fn;
 	void *acquire_data;
-	lw_lock_fn release_fn;
+	lw_lock_fn release_fn;    /* loop thread only: set by release_on_loop */
 	void *release_data;
+	lw_lock_fn release_req_fn; /* what lw_lock_release_async asked for */
+	void *release_req_data;
 	lw_event_fn event_fn;
 	void *event_data;
 	struct lw__call acquire_call;

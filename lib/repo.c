@@ -14,6 +14,30 @@ int64_t lw__refreshability(const struct lw__timing *t)
 	return t->stale_timeout - t->refresh_interval / 2 * 3;
 }
 
+int lw__timing_check(const struct lw__timing *t, char *msg, size_t size)
+{
+	char a[32], b[32];
+
+	if (t->refresh_interval <= 0 || t->stale_timeout <= 0) {
+		snprintf(msg, size, "refresh interval and stale timeout must be positive");
+		return -EINVAL;
+	}
+	/* The deadline comes refreshability after a write, the next write one
+	 * interval after it: the deadline must be the later, or every lock is
+	 * lost at its first refresh.  (The bound on the interval keeps the
+	 * arithmetic from overflowing.) */
+	if (t->refresh_interval > INT64_MAX / 3 ||
+	    lw__refreshability(t) <= t->refresh_interval) {
+		snprintf(msg, size, "stale timeout %s must be longer than 2.5 x the "
+			 "refresh interval %s: a lock must outlive its next refresh by "
+			 "1.5 x the interval, for a failed refresh and clock drift",
+			 lw__fmt_duration(t->stale_timeout, a, sizeof(a)),
+			 lw__fmt_duration(t->refresh_interval, b, sizeof(b)));
+		return -EINVAL;
+	}
+	return 0;
+}
+
 struct open_call {
 	struct lw__call c;
 	struct lw_repo *repo;
@@ -151,18 +175,12 @@ LW_EXPORT int lw_repo_set_timing(struct lw_repo *repo, int64_t refresh_interval,
 {
 	struct lw__timing t = { .refresh_interval = refresh_interval,
 				.stale_timeout = stale_timeout };
-	char a[32], b[32];
+	char msg[300];
 
 	if (!repo)
 		return -EINVAL;
-	if (refresh_interval <= 0 || stale_timeout <= 0)
-		return lw__fail(-EINVAL, "refresh interval and stale timeout must be positive");
-	if (lw__refreshability(&t) <= 0)
-		return lw__fail(-EINVAL,
-				"stale timeout %s must be longer than 1.5 x the refresh "
-				"interval %s, to survive a missed refresh and clock drift",
-				lw__fmt_duration(stale_timeout, a, sizeof(a)),
-				lw__fmt_duration(refresh_interval, b, sizeof(b)));
+	if (lw__timing_check(&t, msg, sizeof(msg)) < 0)
+		return lw__fail(-EINVAL, "%s", msg);
 	pthread_mutex_lock(&repo->mu);
 	repo->timing.refresh_interval = refresh_interval;
 	repo->timing.stale_timeout = stale_timeout;
