@@ -201,7 +201,7 @@ static int parse_http(const char *s, struct lw__url *u, char *err, size_t es)
 		return bad(err, es, "%s: only etcd takes several endpoints", "URL");
 	n = strlen(rest);
 	if (asprintf(&u->path, "%s%s%s", *rest == '/' ? "" : "/", rest,
-		     n && rest[n - 1] == '/' ? "" : "/") < 0) {
+		     !n || rest[n - 1] == '/' ? "" : "/") < 0) {
 		u->path = NULL;
 		return -ENOMEM;
 	}

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <criterion/criterion.h>
+#include <criterion/parameterized.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -99,6 +100,11 @@ const struct backend clitest_backends[] = {
 	{ "local", local_setup, local_teardown, local_stall, local_repair },
 };
 const size_t clitest_nbackends = sizeof(clitest_backends) / sizeof(clitest_backends[0]);
+
+void clitest_params_free(struct criterion_test_params *crp)
+{
+	cr_free(crp->params);
+}
 
 struct cli_param *clitest_params(size_t *n)
 {

@@ -12,6 +12,7 @@
  */
 #pragma once
 
+struct criterion_test_params;
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -49,6 +50,8 @@ extern const size_t clitest_nbackends;
 
 /* Every backend on both engines, for ParameterizedTestParameters. */
 struct cli_param *clitest_params(size_t *n);
+/* The cleanup of cr_make_param_array for clitest_params. */
+void clitest_params_free(struct criterion_test_params *crp);
 /* Makes the repository of P (and R->tmp); clitest_repo_free removes both. */
 void clitest_repo(struct repo *r, const struct cli_param *p);
 void clitest_repo_free(struct repo *r);

@@ -33,7 +33,8 @@
 	{                                                                       \
 		size_t n;                                                       \
 		struct cli_param *p = clitest_params(&n);                       \
-		return cr_make_param_array(struct cli_param, p, n, cr_free);    \
+		return cr_make_param_array(struct cli_param, p, n,             \
+					   clitest_params_free);                \
 	}                                                                       \
 	static void name##_body(struct repo *r, const struct cli_param *p);     \
 	ParameterizedTest(struct cli_param *p, cli, name, .timeout = timeout_s) \
