@@ -22,6 +22,8 @@ struct epoll_engine {
 	int epfd;
 	int tfd;
 	int64_t armed; /* instant the timerfd is set to; 0: disarmed */
+	int nevents;   /* collected by ep_wait for ep_dispatch */
+	struct epoll_event events[128];
 };
 
 static struct epoll_engine *to_ep(struct lw__engine *e)
@@ -100,16 +102,27 @@ static unsigned to_revents(uint32_t ev)
 static int ep_wait(struct lw__engine *e, int64_t timeout)
 {
 	struct epoll_engine *ep = to_ep(e);
-	struct epoll_event evs[128];
 	int ms = timeout < 0 ? -1 : (int)LW_MIN((timeout + 999999) / 1000000, 1 << 30);
 	int n;
 
 	arm_timer(ep);
-	n = epoll_wait(ep->epfd, evs, (int)LW_ARRAY_SIZE(evs), ms);
+	ep->nevents = 0;
+	n = epoll_wait(ep->epfd, ep->events, (int)LW_ARRAY_SIZE(ep->events), ms);
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
+	ep->nevents = n;
+	return 0;
+}
+
+static void ep_dispatch(struct lw__engine *e)
+{
+	struct epoll_engine *ep = to_ep(e);
+	int n = ep->nevents;
+
+	ep->nevents = 0;
 	for (int i = 0; i < n; i++) {
-		uint64_t tag = evs[i].data.u64;
+		struct epoll_event *ev = &ep->events[i];
+		uint64_t tag = ev->data.u64;
 		struct lw__watch *w;
 		uint64_t expirations;
 
@@ -119,10 +132,9 @@ static int ep_wait(struct lw__engine *e, int64_t timeout)
 		} else if (tag == TAG_WAKE) {
 			lw__engine_woken(e);
 		} else if ((w = lw__engine_watch(e, (uint32_t)tag, (uint32_t)(tag >> 32)))) {
-			w->fn(w, to_revents(evs[i].events));
+			w->fn(w, to_revents(ev->events));
 		}
 	}
-	return 0;
 }
 
 static int ep_watch_update(struct lw__engine *e, struct lw__watch *w,
@@ -157,6 +169,7 @@ const struct lw__engine_ops lw__engine_epoll = {
 	.fini = ep_fini,
 	.fd = ep_fd,
 	.wait = ep_wait,
+	.dispatch = ep_dispatch,
 	.watch_update = ep_watch_update,
 	.watch_stop = ep_watch_stop,
 	.fop_submit = lw__fop_to_worker,

@@ -360,6 +360,13 @@ static int ue_wait(struct lw__engine *e, int64_t timeout)
 	}
 	if (r < 0 && r != -EINTR && r != -ETIME && r != -EBUSY && r != -EAGAIN)
 		return r;
+	return 0;
+}
+
+static void ue_dispatch(struct lw__engine *e)
+{
+	struct uring_engine *ue = to_ue(e);
+	struct io_uring_cqe *cqe;
 
 	/* Copy a batch out before dispatching: callbacks submit SQEs. */
 	for (;;) {
@@ -380,7 +387,6 @@ static int ue_wait(struct lw__engine *e, int64_t timeout)
 		if (n < LW_ARRAY_SIZE(batch))
 			break;
 	}
-	return 0;
 }
 
 const struct lw__engine_ops lw__engine_uring = {
@@ -390,6 +396,7 @@ const struct lw__engine_ops lw__engine_uring = {
 	.fini = ue_fini,
 	.fd = ue_fd,
 	.wait = ue_wait,
+	.dispatch = ue_dispatch,
 	.watch_update = ue_watch_update,
 	.watch_stop = ue_watch_stop,
 	.fop_submit = ue_fop_submit,

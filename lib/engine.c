@@ -35,20 +35,53 @@ int lw__engine_reserve(struct lw__engine *e, int delta)
 	return lw__heap_reserve(&e->heap, delta);
 }
 
-/* Fires the timers that are due, but only those queued before this call:
- * a timer that re-arms itself at "now" waits for the next turn. */
+static void run_popped(struct lw__timer *t)
+{
+	/* stopped, or started again, by a timer that ran before it */
+	if (t->node.idx != LW_HEAP_POPPED)
+		return;
+	t->node.idx = LW_HEAP_NONE;
+	t->fn(t);
+}
+
+/*
+ * Fires the timers that are due, but only those queued before this call (a
+ * timer that re-arms itself at "now" waits for the next turn), and the
+ * urgent ones first: when a stalled server makes thousands of refresh
+ * retries and deadlines fall due together, every deadline is cancelled
+ * before any retry is tried.
+ */
 static void fire_timers(struct lw__engine *e)
 {
 	uint64_t limit = e->heap.seq;
 	int64_t now = lw__now_boot();
 	struct lw__heap_node *n;
+	size_t ndue = 0;
 
 	while ((n = lw__heap_min(&e->heap)) && n->when <= now && n->seq < limit) {
 		struct lw__timer *t = LW_CONTAINER_OF(n, struct lw__timer, node);
 
 		lw__heap_remove(&e->heap, n);
-		t->fn(t);
+		if (ndue == e->due_cap) {
+			size_t cap = e->due_cap ? 2 * e->due_cap : 64;
+			struct lw__timer **due = realloc(e->due, cap * sizeof(*due));
+
+			if (!due) {
+				t->fn(t); /* out of memory: in heap order, then */
+				continue;
+			}
+			e->due = due;
+			e->due_cap = cap;
+		}
+		n->idx = LW_HEAP_POPPED;
+		e->due[ndue++] = t;
 	}
+	for (size_t i = 0; i < ndue; i++)
+		if (e->due[i]->node.urgent)
+			run_popped(e->due[i]);
+	for (size_t i = 0; i < ndue; i++)
+		if (!e->due[i]->node.urgent)
+			run_popped(e->due[i]);
 }
 
 /* ---------------------------------------------------------- deferred */
@@ -351,6 +384,7 @@ void lw__engine_free(struct lw__engine *e)
 	e->ops->fini(e);
 	close(e->wake_fd);
 	lw__heap_fini(&e->heap);
+	free(e->due);
 	free(e->slots);
 	free(e);
 }
@@ -361,12 +395,14 @@ int lw__engine_run_once(struct lw__engine *e, int timeout_ms)
 	struct lw__heap_node *min;
 	int r;
 
+	fire_timers(e);
 	run_deferred(e);
 	min = lw__heap_min(&e->heap);
 	if (e->defer_head || (min && min->when <= lw__now_boot()))
 		timeout = 0;
 	r = e->ops->wait(e, timeout);
 	fire_timers(e);
+	e->ops->dispatch(e);
 	run_deferred(e);
 	return r;
 }

@@ -28,6 +28,12 @@ struct lw__timer {
 };
 
 void lw__timer_init(struct lw__timer *t, void (*fn)(struct lw__timer *));
+/* An urgent timer (a lock deadline) fires before the other timers that are
+ * due in the same turn, and before the completions of that turn. */
+static inline void lw__timer_set_urgent(struct lw__timer *t)
+{
+	t->node.urgent = true;
+}
 /* Fires FN at the CLOCK_BOOTTIME instant WHEN (ns); restarts an active
  * timer.  The caller reserved its slot with lw__engine_reserve(). */
 void lw__timer_start(struct lw__engine *e, struct lw__timer *t, int64_t when);
@@ -143,8 +149,12 @@ struct lw__engine_ops {
 	void (*fini)(struct lw__engine *e);
 	int (*fd)(const struct lw__engine *e);
 	/* Waits up to TIMEOUT ns (-1: forever) for anything, or until the
-	 * earliest timer, and dispatches what completed. */
+	 * earliest timer; keeps what arrived for DISPATCH. */
 	int (*wait)(struct lw__engine *e, int64_t timeout);
+	/* Runs the callbacks of what WAIT collected.  Due timers fire in
+	 * between: a deadline is never late because of I/O that completed
+	 * in the same turn. */
+	void (*dispatch)(struct lw__engine *e);
 	int (*watch_update)(struct lw__engine *e, struct lw__watch *w,
 			    unsigned events);
 	void (*watch_stop)(struct lw__engine *e, struct lw__watch *w);
@@ -160,6 +170,8 @@ struct lw__engine {
 	const struct lw__engine_ops *ops;
 	const struct lw__log *log;
 	struct lw__heap heap;
+	struct lw__timer **due; /* fire_timers' list of popped timers */
+	size_t due_cap;
 	struct lw__defer *defer_head;
 	struct lw__defer **defer_tail;
 	struct lw__watch_slot *slots;

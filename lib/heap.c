@@ -104,8 +104,10 @@ void lw__heap_remove(struct lw__heap *h, struct lw__heap_node *node)
 	uint32_t i = node->idx;
 	struct lw__heap_node *last;
 
-	if (i == LW_HEAP_NONE)
+	if (!lw__heap_queued(node)) {
+		node->idx = LW_HEAP_NONE; /* a popped node does not run */
 		return;
+	}
 	node->idx = LW_HEAP_NONE;
 	last = h->v[--h->n];
 	if (i == h->n)

@@ -5,14 +5,18 @@
  * never allocates and never fails. */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define LW_HEAP_NONE UINT32_MAX
+/* Popped and about to run (the engine's timers, not the heap, use it). */
+#define LW_HEAP_POPPED (UINT32_MAX - 1)
 
 struct lw__heap_node {
 	int64_t when;
 	uint64_t seq;
 	uint32_t idx; /* slot in the heap, LW_HEAP_NONE when not queued */
+	bool urgent;  /* the owner's: fire before others due in the same turn */
 };
 
 struct lw__heap {
@@ -31,10 +35,11 @@ int lw__heap_reserve(struct lw__heap *h, int delta);
 static inline void lw__heap_node_init(struct lw__heap_node *node)
 {
 	node->idx = LW_HEAP_NONE;
+	node->urgent = false;
 }
 static inline int lw__heap_queued(const struct lw__heap_node *node)
 {
-	return node->idx != LW_HEAP_NONE;
+	return node->idx < LW_HEAP_POPPED;
 }
 /* Queues NODE at WHEN, moving it if it is queued already. */
 void lw__heap_push(struct lw__heap *h, struct lw__heap_node *node, int64_t when);

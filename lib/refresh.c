@@ -94,12 +94,30 @@ static void next_tick(struct lw_lock *lock)
 	schedule(lock, lock->created_at + lock->timing.refresh_interval);
 }
 
+/* A request that completes after the deadline cancelled the context (and
+ * before after_deadline ran) changes nothing: the lock is over. */
+static bool over(struct lw_lock *lock, struct lw__breq *req)
+{
+	if (!lw_ctx_done(lock->ctx))
+		return false;
+	/* a refresh that landed after all: its file goes with the rest */
+	if (req->op == LW__BOP_CREATE && req->res == 0) {
+		lock->old_id = lock->id;
+		lock->has_old = true;
+		lw__lock_set_id(lock, &req->id);
+	}
+	lw__breq_free(req);
+	return true;
+}
+
 static void on_old_deleted(struct lw__breq *req)
 {
 	struct lw_lock *lock = req->userdata;
 	int res = req->res;
 
 	lock->req = NULL;
+	if (over(lock, req))
+		return;
 	if (res == -ENOENT && lock->attempt == 0) {
 		lw__breq_free(req);
 		lost(lock, &lock->old_id);
@@ -130,6 +148,8 @@ static void on_stray_removed(struct lw__breq *req)
 	struct lw_lock *lock = req->userdata;
 
 	lock->req = NULL;
+	if (over(lock, req))
+		return;
 	lw__breq_free(req);
 	schedule(lock, lw__now_boot() + LW_MIN(lock->backoff, lock->timing.refresh_interval / 4));
 }
@@ -141,6 +161,8 @@ static void on_written(struct lw__breq *req)
 	char hex[LW_ID_HEX + 1];
 
 	lock->req = NULL;
+	if (over(lock, req))
+		return;
 	if (req->res < 0) {
 		struct lw__id stray = req->id;
 		bool ambiguous = req->ambiguous;
@@ -195,6 +217,8 @@ static void on_checked(struct lw__breq *req)
 	struct lw_lock *lock = req->userdata;
 
 	lock->req = NULL;
+	if (over(lock, req))
+		return;
 	if (req->res == -ENOENT) {
 		lw__breq_free(req);
 		lost(lock, &lock->id);
@@ -225,29 +249,46 @@ static void on_tick(struct lw__timer *t)
 	}
 }
 
-static void on_deadline(struct lw__timer *t)
+/* What a deadline does besides cancelling, a turn later: when many
+ * deadlines fall due together (a stalled server), every context is
+ * cancelled before any of them is explained, logged or cleaned up. */
+static void after_deadline(struct lw__timer *t)
 {
-	struct lw_lock *lock = LW_CONTAINER_OF(t, struct lw_lock, deadline_timer);
-	int64_t now = lw__now_boot();
-	char why[400], late[32], dur[32];
+	struct lw_lock *lock = LW_CONTAINER_OF(t, struct lw_lock, step_timer);
+	struct lw_ctx *ctx = lock->ctx;
+	char why[400], dur[32], late[32];
 
-	if (lock->req)
+	if (lock->deadline_phase != LW__PH_NONE)
 		snprintf(why, sizeof(why), "%s request to %s got no answer for %s",
-			 lock->phase == LW__PH_WRITE ? "refresh" :
-			 lock->phase == LW__PH_DELETE_OLD ? "delete" : "check",
+			 lock->deadline_phase == LW__PH_WRITE ? "refresh" :
+			 lock->deadline_phase == LW__PH_DELETE_OLD ? "delete" : "check",
 			 lock->repo->backend->where,
-			 lw__fmt_duration(now - lock->req_started, dur, sizeof(dur)));
+			 lw__fmt_duration(ctx->done_at - lock->req_started, dur, sizeof(dur)));
 	else if (lock->last_error)
 		snprintf(why, sizeof(why), "last refresh failed: %s", lock->last_error);
 	else
 		snprintf(why, sizeof(why), "no refresh succeeded in time");
-	lw__fmt_duration(now - deadline_of(lock), late, sizeof(late));
-	lw__warn(&lock->loop->log, "lock refresh deadline exceeded on %s (%s late): %s",
-		 lock->repo->url.display, late, why);
+	lw__ctx_explain(ctx, "lock refresh deadline exceeded: %s", why);
+	lw__fmt_duration(ctx->done_at - deadline_of(lock), late, sizeof(late));
+	lw__warn(&lock->loop->log, "%s (on %s, cancelled %s after the deadline)",
+		 lw_ctx_cause(ctx), lock->repo->url.display, late);
 	lw__lock_ref(lock);
-	lw__lock_end(lock, 0, LW_CAUSE_DEADLINE, "lock refresh deadline exceeded: %s", why);
-	lw__lock_emit(lock, LW_EVENT_LOST, -LW_ELOST, 0, 0, "%s", lw_ctx_cause(lock->ctx));
+	lw__lock_end(lock, 0, LW_CAUSE_DEADLINE, "%s", lw_ctx_cause(ctx));
+	lw__lock_emit(lock, LW_EVENT_LOST, -LW_ELOST, 0, 0, "%s", lw_ctx_cause(ctx));
 	lw__lock_unref(lock);
+}
+
+/* The strict monitor: nothing here waits for, or asks, anyone. */
+static void on_deadline(struct lw__timer *t)
+{
+	struct lw_lock *lock = LW_CONTAINER_OF(t, struct lw_lock, deadline_timer);
+	struct lw__engine *e = lock->loop->engine;
+
+	lw__ctx_end_now(lock->ctx, LW_CAUSE_DEADLINE);
+	lock->deadline_phase = lock->req ? lock->phase : LW__PH_NONE;
+	lw__timer_stop(e, &lock->step_timer);
+	lw__timer_init(&lock->step_timer, after_deadline);
+	lw__timer_start(e, &lock->step_timer, 0); /* due: runs at the next turn */
 }
 
 void lw__refresh_begin(struct lw_lock *lock)
@@ -256,6 +297,7 @@ void lw__refresh_begin(struct lw_lock *lock)
 
 	atomic_store(&lock->deadline, deadline);
 	lw__timer_init(&lock->deadline_timer, on_deadline);
+	lw__timer_set_urgent(&lock->deadline_timer);
 	lw__timer_init(&lock->step_timer, on_tick);
 	lw__timer_start(lock->loop->engine, &lock->deadline_timer, deadline);
 	next_tick(lock);
