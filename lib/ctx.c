@@ -60,7 +60,7 @@ LW_EXPORT struct lw_ctx *lw_ctx_unref(struct lw_ctx *ctx)
 	}
 	if (ctx->fd >= 0)
 		close(ctx->fd);
-	free(atomic_load(&ctx->msg));
+	free(ctx->msg);
 	lw__loop_unref(ctx->loop);
 	free(ctx);
 	return NULL;
@@ -76,6 +76,7 @@ LW_EXPORT enum lw_cause lw_ctx_err(const struct lw_ctx *ctx)
 	return (enum lw_cause)atomic_load_explicit(&ctx->cause, memory_order_acquire);
 }
 
+/* When even the message could not be allocated. */
 static const char *cause_words(enum lw_cause cause)
 {
 	switch (cause) {
@@ -95,11 +96,10 @@ static const char *cause_words(enum lw_cause cause)
 LW_EXPORT const char *lw_ctx_cause(const struct lw_ctx *ctx)
 {
 	enum lw_cause cause = lw_ctx_err(ctx);
-	const char *msg = atomic_load_explicit(&ctx->msg, memory_order_acquire);
 
 	if (cause == LW_CAUSE_NONE)
 		return NULL;
-	return msg ? msg : cause_words(cause);
+	return ctx->msg ? ctx->msg : cause_words(cause);
 }
 
 static void signal_fd(int fd)
@@ -139,11 +139,20 @@ static void run_callbacks(struct lw__defer *d)
 	lw_ctx_unref(ctx);
 }
 
-bool lw__ctx_end_now(struct lw_ctx *ctx, enum lw_cause cause)
+bool lw__ctx_end(struct lw_ctx *ctx, enum lw_cause cause, const char *fmt, ...)
 {
+	char *msg = NULL;
+	va_list ap;
+
 	if (lw_ctx_done(ctx))
 		return false;
 	ctx->done_at = lw__now_boot();
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		msg = NULL;
+	va_end(ap);
+	ctx->msg = msg;
+	/* the message is complete before anyone can see the cause */
 	atomic_store_explicit(&ctx->cause, cause, memory_order_release);
 	pthread_mutex_lock(&fd_mu);
 	if (ctx->fd >= 0)
@@ -156,41 +165,6 @@ bool lw__ctx_end_now(struct lw_ctx *ctx, enum lw_cause cause)
 		lw__defer(ctx->loop->engine, &ctx->run_cbs, run_callbacks);
 	}
 	return true;
-}
-
-static void explain(struct lw_ctx *ctx, const char *fmt, va_list ap)
-{
-	char *msg = NULL, *none = NULL;
-
-	if (vasprintf(&msg, fmt, ap) < 0)
-		return;
-	/* set once: a reader may hold the first one */
-	if (!atomic_compare_exchange_strong_explicit(&ctx->msg, &none, msg,
-						     memory_order_release,
-						     memory_order_relaxed))
-		free(msg);
-}
-
-void lw__ctx_explain(struct lw_ctx *ctx, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	explain(ctx, fmt, ap);
-	va_end(ap);
-}
-
-bool lw__ctx_end(struct lw_ctx *ctx, enum lw_cause cause, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (lw_ctx_done(ctx))
-		return false;
-	/* the message is complete before anyone can see the cause */
-	va_start(ap, fmt);
-	explain(ctx, fmt, ap);
-	va_end(ap);
-	return lw__ctx_end_now(ctx, cause);
 }
 
 static void add_cb(struct lw__call *c)

@@ -167,7 +167,7 @@ struct lw_ctx {
 	atomic_int refs;
 	atomic_int cause;        /* enum lw_cause; stored after MSG */
 	int fd;                  /* eventfd, -1 until asked for */
-	_Atomic(char *) msg;     /* set once; NULL: the cause's own words */
+	char *msg;               /* written before CAUSE is stored */
 	int64_t done_at;         /* CLOCK_BOOTTIME when it ended */
 	struct lw_loop *loop;
 	struct lw_lock *lock;    /* cleared when the lock ends */
@@ -182,11 +182,6 @@ struct lw_ctx *lw__ctx_new(struct lw_loop *loop, struct lw_lock *lock);
  * whether this call ended it. */
 bool lw__ctx_end(struct lw_ctx *ctx, enum lw_cause cause, const char *fmt, ...)
 	LW_PRINTF(3, 4);
-/* Ends CTX with CAUSE at once, before its message is written: a store and
- * an eventfd write, so that a burst of deadlines is cancelled in
- * microseconds.  Until lw__ctx_explain, readers see the cause's own words. */
-bool lw__ctx_end_now(struct lw_ctx *ctx, enum lw_cause cause);
-void lw__ctx_explain(struct lw_ctx *ctx, const char *fmt, ...) LW_PRINTF(2, 3);
 
 /* -------------------------------------------------------------- lock */
 
@@ -226,8 +221,6 @@ struct lw_lock {
 	uint8_t phase;            /* enum lw__phase */
 	uint8_t attempt;          /* retries of the current step */
 	uint8_t ndoomed;
-	uint8_t deadline_phase;   /* the phase whose request was in flight at
-				     the deadline, or LW__PH_NONE */
 	bool has_id;
 	bool has_old;             /* OLD_ID still has to be deleted */
 	bool reserved;            /* two timer slots in the engine's heap */

@@ -251,24 +251,13 @@ static void on_tick(struct lw__timer *t)
 
 /* What a deadline does besides cancelling, a turn later: when many
  * deadlines fall due together (a stalled server), every context is
- * cancelled before any of them is explained, logged or cleaned up. */
+ * cancelled before any of them is logged or cleaned up. */
 static void after_deadline(struct lw__timer *t)
 {
 	struct lw_lock *lock = LW_CONTAINER_OF(t, struct lw_lock, step_timer);
 	struct lw_ctx *ctx = lock->ctx;
-	char why[400], dur[32], late[32];
+	char late[32];
 
-	if (lock->deadline_phase != LW__PH_NONE)
-		snprintf(why, sizeof(why), "%s request to %s got no answer for %s",
-			 lock->deadline_phase == LW__PH_WRITE ? "refresh" :
-			 lock->deadline_phase == LW__PH_DELETE_OLD ? "delete" : "check",
-			 lock->repo->backend->where,
-			 lw__fmt_duration(ctx->done_at - lock->req_started, dur, sizeof(dur)));
-	else if (lock->last_error)
-		snprintf(why, sizeof(why), "last refresh failed: %s", lock->last_error);
-	else
-		snprintf(why, sizeof(why), "no refresh succeeded in time");
-	lw__ctx_explain(ctx, "lock refresh deadline exceeded: %s", why);
 	lw__fmt_duration(ctx->done_at - deadline_of(lock), late, sizeof(late));
 	lw__warn(&lock->loop->log, "%s (on %s, cancelled %s after the deadline)",
 		 lw_ctx_cause(ctx), lock->repo->url.display, late);
@@ -278,14 +267,24 @@ static void after_deadline(struct lw__timer *t)
 	lw__lock_unref(lock);
 }
 
-/* The strict monitor: nothing here waits for, or asks, anyone. */
+/* The strict monitor: it waits for nothing and asks no one. */
 static void on_deadline(struct lw__timer *t)
 {
 	struct lw_lock *lock = LW_CONTAINER_OF(t, struct lw_lock, deadline_timer);
 	struct lw__engine *e = lock->loop->engine;
+	char why[400], dur[32];
 
-	lw__ctx_end_now(lock->ctx, LW_CAUSE_DEADLINE);
-	lock->deadline_phase = lock->req ? lock->phase : LW__PH_NONE;
+	if (lock->req)
+		snprintf(why, sizeof(why), "%s request to %s got no answer for %s",
+			 lock->phase == LW__PH_WRITE ? "refresh" :
+			 lock->phase == LW__PH_DELETE_OLD ? "delete" : "check",
+			 lock->repo->backend->where,
+			 lw__fmt_duration(lw__now_boot() - lock->req_started, dur, sizeof(dur)));
+	else if (lock->last_error)
+		snprintf(why, sizeof(why), "last refresh failed: %s", lock->last_error);
+	else
+		snprintf(why, sizeof(why), "no refresh succeeded in time");
+	lw__ctx_end(lock->ctx, LW_CAUSE_DEADLINE, "lock refresh deadline exceeded: %s", why);
 	lw__timer_stop(e, &lock->step_timer);
 	lw__timer_init(&lock->step_timer, after_deadline);
 	lw__timer_start(e, &lock->step_timer, 0); /* due: runs at the next turn */

@@ -209,7 +209,7 @@ LWT_ENGINE_TEST(refresh, removed_by_someone_else, .timeout = 30)
 	cr_expect_eq(lw_ctx_err(ctx), LW_CAUSE_REMOVED);
 	cr_expect(strstr(lw_ctx_cause(ctx), "removed by someone else"), "%s",
 		  lw_ctx_cause(ctx));
-	cr_expect_eq(atomic_load(&ev.lost), 1);
+	cr_expect(lwt_wait_for(atomic_load(&ev.lost) == 1, 1000), "one LOST event");
 	cr_expect(lwt_wait_for(lwt_count(&t) == 0, 2000), "no lock file left behind");
 	lw_lock_free(lock);
 	lwt_stop(&t);
