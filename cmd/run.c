@@ -566,7 +566,6 @@ static int setup_signals(struct run *run)
 static int run_job(struct run *run)
 {
 	struct cli *cli = run->cli;
-	char id[65];
 	int r;
 
 	r = lw_lock_acquire_async(run->lock, on_acquired, run);
@@ -583,9 +582,7 @@ static int run_job(struct run *run)
 		cli_error(cli, "%s", run->acquire_msg);
 		return cli_status(run->acquire_err);
 	}
-	if (cli->verbosity > 0 && lw_lock_id(run->lock, id) == 0)
-		cli_error(cli, "acquired %s lock %.12s on %s", run->exclusive ? "exclusive" : "shared",
-			  id, lw_repo_url(cli->repo));
+	/* with -v the library's own log line said "acquired" already */
 	if (run->forwarded)
 		return 128 + run->forwarded;
 	if (lw_ctx_done(run->ctx)) {
