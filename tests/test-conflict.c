@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "engine.h"
 #include "lwtest.h"
 #include "process.h"
 
@@ -367,6 +368,54 @@ LWT_ENGINE_TEST(conflict, other_process, .timeout = 30)
 	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	cr_expect_eq(lwt_count(&t), 0, "the child's lock was released at exit");
 	l = lwt_lock(t.repo, LW_LOCK_EXCLUSIVE, 0);
+	lw_lock_free(l);
+	lwt_stop(&t);
+}
+
+/* Listing errors during the check: retried (after check_retry, then twice,
+ * then four times as long) before acquire gives up. */
+static atomic_int listing_failures;
+
+static int fail_listings(const struct lw__fop *op, void *userdata)
+{
+	if (op->type == LW__FOP_READDIR && atomic_load(&listing_failures) > 0) {
+		atomic_fetch_sub(&listing_failures, 1);
+		return -EIO;
+	}
+	return 0;
+}
+
+static void no_faults(void)
+{
+	lw__fault_set(NULL, NULL);
+}
+
+LWT_ENGINE_TEST(conflict, listing_error_retried, .fini = no_faults, .timeout = 30)
+{
+	struct lwt t;
+	struct lw_lock *l;
+	int64_t start, took;
+
+	lwt_start(&t, *engine, NULL, REFRESH, STALE);
+	lw__fault_set(fail_listings, NULL);
+	atomic_store(&listing_failures, 2);
+	start = lwt_ms();
+	l = lwt_lock(t.repo, 0, 0);
+	took = lwt_ms() - start;
+	cr_expect_eq(atomic_load(&listing_failures), 0, "both failures were met");
+	/* check_retry is 100 ms in the fixture: 100 + 200 ms of waiting */
+	cr_expect_geq(took, 290, "retried after 100 and 200 ms (%lld ms)", (long long)took);
+	lw_lock_free(l);
+
+	atomic_store(&listing_failures, 1000);
+	start = lwt_ms();
+	l = lwt_lock(t.repo, 0, -LW_EBACKEND);
+	took = lwt_ms() - start;
+	cr_expect(strstr(lw_errmsg(), "listing locks of"), "%s", lw_errmsg());
+	cr_expect(strstr(lw_errmsg(), "Input/output error"), "%s", lw_errmsg());
+	cr_expect_geq(took, 690, "gave up after 100 + 200 + 400 ms (%lld ms)", (long long)took);
+	cr_expect_lt(took, 3000);
+	cr_expect_eq(lwt_count(&t), 0, "nothing left behind");
 	lw_lock_free(l);
 	lwt_stop(&t);
 }
