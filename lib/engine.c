@@ -274,8 +274,11 @@ void lw__engine_woken(struct lw__engine *e)
 {
 	uint64_t n;
 
-	atomic_store(&e->wake_pending, false);
+	/* Read, then clear: cleared first, a wake landing in between would be
+	 * consumed by this read while the flag stays set, and every later
+	 * wake would skip its write: posted calls would never run again. */
 	(void)!read(e->wake_fd, &n, sizeof(n));
+	atomic_store(&e->wake_pending, false);
 	if (e->worker)
 		lw__worker_reap(e->worker);
 	if (e->on_wake)

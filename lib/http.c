@@ -212,11 +212,19 @@ void lw__http_free(struct lw__http *h)
 
 /* ---------------------------------------------------------------- pools */
 
-/* Idle keep-alive connections curl may keep: enough for every pool. */
+/* Connections curl may have, open and idle: the pools' caps added up.
+ * The pools keep within their caps by running no more requests than that,
+ * but a transfer cancelled mid-way leaves its connection to be closed a
+ * little later; the total bound makes curl wait for that instead of
+ * opening one more meanwhile. */
 static void set_connections(struct lw__http *h, int delta)
 {
+	long n;
+
 	h->connections = (unsigned)((int)h->connections + delta);
-	curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)LW_MAX(h->connections, 1u));
+	n = (long)LW_MAX(h->connections, 1u);
+	curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, n);
+	curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, n);
 }
 
 void lw__http_pool_init(struct lw__http_pool *p, struct lw__http *h)

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <criterion/criterion.h>
+#include <criterion/hooks.h>
+#include <criterion/options.h>
 #include <criterion/parameterized.h>
 #include <errno.h>
 #include <lockwatch.h>
@@ -132,3 +134,12 @@ static inline void lwt_release(struct lw_lock *lock)
 	cr_assert_eq(lw_lock_release(lock), 0, "release: %s", lw_errmsg());
 	lw_lock_free(lock);
 }
+
+/* Runs the binary's tests one at a time (a hook, not a main of our own:
+ * Criterion's workers re-enter main): their timing bounds assume the
+ * machine is not also busy with their siblings. */
+#define LWT_SERIAL                                                  \
+	ReportHook(PRE_ALL)(struct criterion_test_set *set)         \
+	{                                                           \
+		criterion_options.jobs = 1;                         \
+	}
