@@ -585,7 +585,12 @@ static void attempt_done(struct lw__http_req *r, CURLcode cc)
 	r->res = res;
 	/* the pool first: DONE may free the request, even the pool */
 	dispatch(p);
-	complete(r);
+	/* At its deadline the owner's own timer is due too (a lock's deadline):
+	 * it goes first, and cancels a request it still sees in flight. */
+	if (lw__now_boot() >= r->deadline)
+		finish_later(r);
+	else
+		complete(r);
 }
 
 static void enqueue(struct lw__http_req *r)
@@ -615,7 +620,7 @@ static void on_req_timer(struct lw__timer *t)
 	r->status = 0;
 	set_result(r, -ETIMEDOUT, "no free connection by the deadline (at most %u "
 		   "requests at once)", r->pool->max_active);
-	complete(r);
+	finish_later(r);
 }
 
 void lw__http_start(struct lw__http_req *r)

@@ -126,7 +126,11 @@ struct lw_repo;
 
 /*
  * lw_repo_new - open the repository at URL (NULL: $LOCKWATCH_REPOSITORY).
- * "/path" and "local:/path" are local directories.  Nothing is touched
+ * "/path" and "local:/path" are local directories;
+ * "rest:http[s]://[user[:password]@]host[:port]/path/" is a restic REST
+ * server and "dav:http[s]://..." a plain HTTP store with PUT, DELETE and a
+ * JSON index (nginx's dav module).  Without credentials in the URL,
+ * LOCKWATCH_USER and LOCKWATCH_PASSWORD give them.  Nothing is touched
  * until a lock is acquired.
  *
  * Returns: 0, -EINVAL for a malformed URL, -EPROTONOSUPPORT for a backend

@@ -471,6 +471,25 @@ int lwt_nginx_count_locks(const struct lwt_nginx *ng, const char *path)
 	return n;
 }
 
+void lwt_nginx_explain_locks(const struct lwt_nginx *ng, const char *path)
+{
+	char dir[512], cmd[1024];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s%slocks", ng->root, path);
+	d = opendir(dir);
+	while (d && (de = readdir(d))) {
+		if (!is_id(de->d_name))
+			continue;
+		fprintf(stderr, "left behind: %s\n", de->d_name);
+		snprintf(cmd, sizeof(cmd), "grep -n %.16s %s/access.log >&2", de->d_name, ng->dir);
+		(void)!system(cmd);
+	}
+	if (d)
+		closedir(d);
+}
+
 size_t lwt_nginx_log_count(const struct lwt_nginx *ng, const char *needle)
 {
 	char path[160], line[4096];

@@ -53,6 +53,9 @@ void lwt_nginx_fault(const struct lwt_nginx *ng, const char *name, bool on);
 /* Lock files (64 hex characters) in PATH's locks/ folder on the server,
  * -1 if the folder is missing. */
 int lwt_nginx_count_locks(const struct lwt_nginx *ng, const char *path);
+/* Prints PATH's lock files and what the access log says of each, to
+ * stderr: what a failed test left behind, and how. */
+void lwt_nginx_explain_locks(const struct lwt_nginx *ng, const char *path);
 /* Lines of the access log ("PORT METHOD URI STATUS BYTES") that contain
  * NEEDLE. */
 size_t lwt_nginx_log_count(const struct lwt_nginx *ng, const char *needle);

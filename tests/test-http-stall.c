@@ -98,6 +98,8 @@ ParameterizedTest(struct lwt_case *c, http_stall, sigstop, .init = lwt_nginx_set
 		lw_lock_release(locks[i]);
 		lw_lock_free(locks[i]);
 	}
+	if (lwt_nginx_count_locks(ng, "/stall/") != 0)
+		lwt_nginx_explain_locks(ng, "/stall/");
 	cr_assert_eq(lwt_nginx_count_locks(ng, "/stall/"), 0, "lock files left behind");
 	lw_repo_unref(repo);
 	lw_loop_free(loop);
