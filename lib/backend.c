@@ -6,14 +6,22 @@
 #include <string.h>
 
 #include "backend.h"
+#include "http.h"
 
 static const struct lw__backend_ops *const backends[] = {
 	[LW__URL_LOCAL] = &lw__backend_local,
+	[LW__URL_REST] = &lw__backend_rest,
+	[LW__URL_DAV] = &lw__backend_dav,
 };
 
-int lw__backend_open(const struct lw__url *url, struct lw__engine *e,
-		     const struct lw__log *log, struct lw__backend **bep,
-		     char *err, size_t errsize)
+void lw__backend_env_fini(struct lw__backend_env *env)
+{
+	lw__http_free(env->http);
+	env->http = NULL;
+}
+
+int lw__backend_open(const struct lw__url *url, struct lw__backend_env *env,
+		     struct lw__backend **bep, char *err, size_t errsize)
 {
 	static const char *const names[] = {
 		[LW__URL_LOCAL] = "local", [LW__URL_REST] = "rest",
@@ -32,8 +40,9 @@ int lw__backend_open(const struct lw__url *url, struct lw__engine *e,
 	if (!be)
 		return -ENOMEM;
 	be->ops = ops;
-	be->engine = e;
-	be->log = log;
+	be->env = env;
+	be->engine = env->engine;
+	be->log = env->log;
 	r = ops->open(be, url);
 	if (r < 0) {
 		snprintf(err, errsize, "cannot open the %s backend: %s", ops->name,
@@ -50,7 +59,14 @@ void lw__backend_close(struct lw__backend *be)
 	if (!be)
 		return;
 	be->ops->close(be);
+	free(be->opts.ca_file);
 	free(be);
+}
+
+void lw__backend_configure(struct lw__backend *be)
+{
+	if (be->ops->configure)
+		be->ops->configure(be);
 }
 
 struct lw__breq *lw__breq_new(struct lw__backend *be, enum lw__bop op,

@@ -15,6 +15,25 @@
 #include "url.h"
 
 struct lw__backend;
+struct lw__http;
+
+/* What the backends of one loop share; the loop owns it. */
+struct lw__backend_env {
+	struct lw__engine *engine;
+	const struct lw__log *log;
+	struct lw__http *http; /* created by the first HTTP backend */
+};
+
+/* Frees what backends created in ENV; after every backend is closed. */
+void lw__backend_env_fini(struct lw__backend_env *env);
+
+/* A repository's settings for its backend; each backend reads those it
+ * understands.  Changed on the loop thread, then lw__backend_configure. */
+struct lw__backend_opts {
+	char *ca_file;            /* TLS: trust these CAs, not the system's */
+	bool tls_insecure;        /* TLS: skip certificate verification */
+	unsigned max_connections; /* HTTP: requests at once; 0: the default */
+};
 
 enum lw__bop {
 	LW__BOP_CREATE, /* write DATA as locks/ID; fails if it exists */
@@ -67,17 +86,23 @@ struct lw__backend_ops {
 	void (*cancel)(struct lw__backend *be, struct lw__breq *req);
 	/* Frees what the backend allocated for REQ (optional). */
 	void (*req_fini)(struct lw__breq *req);
+	/* Applies a change of the backend's OPTS (optional). */
+	void (*configure)(struct lw__backend *be);
 };
 
 struct lw__backend {
 	const struct lw__backend_ops *ops;
+	struct lw__backend_env *env;
 	struct lw__engine *engine;
 	const struct lw__log *log;
 	const char *where; /* for messages: "host:port", or the path */
+	struct lw__backend_opts opts;
 	void *priv;
 };
 
 extern const struct lw__backend_ops lw__backend_local;
+extern const struct lw__backend_ops lw__backend_rest;
+extern const struct lw__backend_ops lw__backend_dav;
 
 /*
  * lw__backend_open - the backend for URL.
@@ -85,10 +110,11 @@ extern const struct lw__backend_ops lw__backend_local;
  * Returns: 0, -EPROTONOSUPPORT when that backend is not built in, or the
  * backend's error with a message in ERR.
  */
-int lw__backend_open(const struct lw__url *url, struct lw__engine *e,
-		     const struct lw__log *log, struct lw__backend **bep,
-		     char *err, size_t errsize);
+int lw__backend_open(const struct lw__url *url, struct lw__backend_env *env,
+		     struct lw__backend **bep, char *err, size_t errsize);
 void lw__backend_close(struct lw__backend *be);
+/* Tells the backend that its OPTS changed. */
+void lw__backend_configure(struct lw__backend *be);
 
 /* A request for OP; DATA (CREATE) is copied.  NULL: out of memory. */
 struct lw__breq *lw__breq_new(struct lw__backend *be, enum lw__bop op,

@@ -238,8 +238,9 @@ void lw__lock_end(struct lw_lock *lock, int result, enum lw_cause cause,
 		doom(lock, &lock->old_id);
 	if (lock->req) {
 		/* The request in flight may still write its file (a create
-		 * the server completes after all): delete it after that. */
-		if (lock->req->op == LW__BOP_CREATE)
+		 * the server completes after all), or was to delete one that
+		 * may exist (a failed refresh's stray): delete it after that. */
+		if (lock->req->op == LW__BOP_CREATE || lock->req->op == LW__BOP_REMOVE)
 			doom(lock, &lock->req->id);
 		lock->req->done = on_cancelled;
 		lw__breq_cancel(lock->req);

@@ -145,7 +145,11 @@ struct lw_repo;
 
 /*
  * lw_repo_new - open the repository at URL (NULL: $LOCKWATCH_REPOSITORY).
- * "/path" and "local:/path" are local directories.  Nothing is touched
+ * "/path" and "local:/path" are local directories;
+ * "rest:http[s]://[user[:password]@]host[:port]/path/" is a restic REST
+ * server and "dav:http[s]://..." a plain HTTP store with PUT, DELETE and a
+ * JSON index (nginx's dav module).  Without credentials in the URL,
+ * LOCKWATCH_USER and LOCKWATCH_PASSWORD give them.  Nothing is touched
  * until a lock is acquired.
  *
  * Returns: 0, -EINVAL for a malformed URL, -EPROTONOSUPPORT for a backend
@@ -182,6 +186,36 @@ int lw_repo_set_op_timeout(struct lw_repo *repo, int64_t timeout);
 /* Remove stale locks at acquire (default true); false makes them block
  * until someone runs unlock, as restic does. */
 int lw_repo_set_remove_stale(struct lw_repo *repo, bool remove);
+
+/*
+ * lw_repo_set_max_connections - how many requests to the repository's
+ * HTTP server run at once (default 8), each on its own keep-alive
+ * connection; the others wait their turn, within their deadline, so that
+ * thousands of locks share a few connections.
+ *
+ * Returns: 0, -EINVAL for 0 or more than 1024, -ESHUTDOWN.
+ */
+int lw_repo_set_max_connections(struct lw_repo *repo, unsigned n);
+
+/*
+ * lw_repo_set_tls_ca_file - trust the certificate authorities in the PEM
+ * file PATH, instead of the system's, for an https:// repository (NULL:
+ * the system's again).  The file is read at each new connection.
+ *
+ * Returns: 0, -ENOMEM, -ESHUTDOWN.
+ */
+int lw_repo_set_tls_ca_file(struct lw_repo *repo, const char *path);
+
+/*
+ * lw_repo_set_tls_insecure_skip_verify - DANGEROUS: accept any certificate
+ * from an https:// repository's server, so that anyone on the network path
+ * can pose as it, read the credentials sent to it and answer for it.  For
+ * tests only; a warning is logged when it is turned on.  Prefer
+ * lw_repo_set_tls_ca_file for a server with its own CA.
+ *
+ * Returns: 0, -ESHUTDOWN.
+ */
+int lw_repo_set_tls_insecure_skip_verify(struct lw_repo *repo, bool insecure);
 
 /*
  * lw_repo_init - create the repository's locks/ folder (and the repository

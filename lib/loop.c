@@ -230,6 +230,7 @@ static void shutdown_loop(struct lw_loop *loop)
 	}
 	while (!lw__list_empty(&loop->repos))
 		lw__repo_shutdown(LW_CONTAINER_OF(loop->repos.next, struct lw_repo, link));
+	lw__backend_env_fini(&loop->backends);
 	running = NULL;
 	lw__engine_free(loop->engine);
 	loop->engine = NULL;
@@ -342,6 +343,8 @@ LW_EXPORT int lw_loop_new(enum lw_engine engine, struct lw_loop **loopp)
 		return lw__fail(r, "cannot start the %s engine: %s", lw_engine_name(engine),
 				strerror(-r));
 	}
+	loop->backends.engine = loop->engine;
+	loop->backends.log = &loop->log;
 	lw__dbg(&loop->log, "loop on the %s engine",
 		lw_engine_name(lw__engine_kind(loop->engine)));
 	pthread_mutex_lock(&loops_mu);

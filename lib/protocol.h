@@ -32,6 +32,7 @@ struct lw__call {
 struct lw_loop {
 	struct lw__engine *engine;
 	struct lw__log log;
+	struct lw__backend_env backends; /* shared by the repositories' backends */
 	atomic_int refs;          /* the application's, and one per repository */
 	pthread_mutex_t mu;       /* calls, done flags, shutdown */
 	pthread_cond_t cv;        /* broadcast when a waited-for thing is done */

@@ -51,7 +51,7 @@ static void open_on_loop(struct lw__call *c)
 	struct lw_repo *repo = oc->repo;
 	struct lw_loop *loop = repo->loop;
 
-	oc->r = lw__backend_open(&repo->url, loop->engine, &loop->log, &repo->backend,
+	oc->r = lw__backend_open(&repo->url, &loop->backends, &repo->backend,
 				 oc->err, sizeof(oc->err));
 	if (oc->r == 0)
 		lw__list_add_tail(&loop->repos, &repo->link);
@@ -216,6 +216,89 @@ LW_EXPORT int lw_repo_set_remove_stale(struct lw_repo *repo, bool remove)
 	repo->timing.remove_stale = remove;
 	pthread_mutex_unlock(&repo->mu);
 	return 0;
+}
+
+/* A change of the backend's settings, made on the loop thread. */
+struct opts_call {
+	struct lw__call c;
+	struct lw_repo *repo;
+	void (*apply)(struct lw__backend_opts *o, struct opts_call *oc);
+	char *str;
+	bool flag;
+	unsigned n;
+};
+
+static void opts_on_loop(struct lw__call *c)
+{
+	struct opts_call *oc = LW_CONTAINER_OF(c, struct opts_call, c);
+	struct lw__backend *be = oc->repo->backend;
+
+	if (!be)
+		return;
+	oc->apply(&be->opts, oc);
+	lw__backend_configure(be);
+}
+
+static int set_opts(struct lw_repo *repo, struct opts_call *oc)
+{
+	int r;
+
+	oc->c.fn = opts_on_loop;
+	oc->repo = repo;
+	r = lw__call_sync(repo->loop, &oc->c);
+	free(oc->str); /* the old value, or the new one if not taken */
+	return r;
+}
+
+static void apply_max_connections(struct lw__backend_opts *o, struct opts_call *oc)
+{
+	o->max_connections = oc->n;
+}
+
+LW_EXPORT int lw_repo_set_max_connections(struct lw_repo *repo, unsigned n)
+{
+	struct opts_call oc = { .apply = apply_max_connections, .n = n };
+
+	if (!repo)
+		return -EINVAL;
+	if (n < 1 || n > 1024)
+		return lw__fail(-EINVAL, "max connections must be between 1 and 1024");
+	return set_opts(repo, &oc);
+}
+
+static void apply_ca_file(struct lw__backend_opts *o, struct opts_call *oc)
+{
+	char *old = o->ca_file;
+
+	o->ca_file = oc->str;
+	oc->str = old;
+}
+
+LW_EXPORT int lw_repo_set_tls_ca_file(struct lw_repo *repo, const char *path)
+{
+	struct opts_call oc = { .apply = apply_ca_file, .str = lw__strdup0(path) };
+
+	if (!repo) {
+		free(oc.str);
+		return -EINVAL;
+	}
+	if (path && !oc.str)
+		return lw__fail(-ENOMEM, "out of memory");
+	return set_opts(repo, &oc);
+}
+
+static void apply_insecure(struct lw__backend_opts *o, struct opts_call *oc)
+{
+	o->tls_insecure = oc->flag;
+}
+
+LW_EXPORT int lw_repo_set_tls_insecure_skip_verify(struct lw_repo *repo, bool insecure)
+{
+	struct opts_call oc = { .apply = apply_insecure, .flag = insecure };
+
+	if (!repo)
+		return -EINVAL;
+	return set_opts(repo, &oc);
 }
 
 struct init_call {

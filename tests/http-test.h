@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* What the HTTP backend tests share: a real nginx per test, loops on both
+ * engines, and small helpers around locks. */
+#pragma once
+
+#include <criterion/criterion.h>
+#include <criterion/hooks.h>
+#include <criterion/options.h>
+#include <criterion/parameterized.h>
+#include <errno.h>
+#include <lockwatch.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "nginx.h"
+
+struct lwt_case {
+	enum lw_engine engine;
+	enum lwt_server server;
+};
+
+/* Every loop test runs on both engines; HTTP ones on both protocols. */
+#define LWT_CASES_ENGINES                                                 \
+	{ LW_ENGINE_URING, LWT_DAV }, { LW_ENGINE_EPOLL, LWT_DAV }
+#define LWT_CASES_BOTH                                                    \
+	{ LW_ENGINE_URING, LWT_DAV }, { LW_ENGINE_URING, LWT_REST },      \
+	{ LW_ENGINE_EPOLL, LWT_DAV }, { LW_ENGINE_EPOLL, LWT_REST }
+
+#define LWT_PARAMS(suite, name, ...)                                      \
+	ParameterizedTestParameters(suite, name)                          \
+	{                                                                 \
+		static struct lwt_case cases[] = { __VA_ARGS__ };         \
+		return cr_make_param_array(struct lwt_case, cases,        \
+					   sizeof(cases) / sizeof(cases[0])); \
+	}
+
+static struct lwt_nginx *ng;
+
+static inline void lwt_nginx_setup(void)
+{
+	ng = lwt_nginx_start();
+	cr_assert(ng, "nginx did not start");
+}
+
+static inline void lwt_nginx_teardown(void)
+{
+	lwt_nginx_stop(ng);
+	ng = NULL;
+}
+
+static inline int64_t lwt_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (int64_t)ts.tv_sec * LW_NSEC_PER_SEC + ts.tv_nsec;
+}
+
+static inline void lwt_sleep(int64_t ns)
+{
+	struct timespec ts = { ns / LW_NSEC_PER_SEC, ns % LW_NSEC_PER_SEC };
+
+	nanosleep(&ts, NULL);
+}
+
+/* A started loop on ENGINE; skips the test where io_uring is refused. */
+static inline struct lw_loop *lwt_loop(enum lw_engine engine)
+{
+	struct lw_loop *loop;
+	int r = lw_loop_new(engine, &loop);
+
+	if (r == -EPERM || r == -ENOSYS)
+		cr_skip_test("io_uring is not available here: %s", lw_errmsg());
+	cr_assert_eq(r, 0, "%s", lw_errmsg());
+	cr_assert_eq(lw_loop_start(loop), 0);
+	return loop;
+}
+
+/* A repository refreshed every INTERVAL, with quick checks and a 5 s
+ * bound on operations outside a lock's deadline. */
+static inline struct lw_repo *lwt_repo(struct lw_loop *loop, const char *url,
+				       int64_t interval, int64_t stale)
+{
+	struct lw_repo *repo;
+
+	cr_assert_eq(lw_repo_new(loop, url, &repo), 0, "%s: %s", url, lw_errmsg());
+	cr_assert_eq(lw_repo_set_timing(repo, interval, stale), 0, "%s", lw_errmsg());
+	lw_repo_set_recheck_delay(repo, LW_MSEC(10));
+	lw_repo_set_check_retry(repo, LW_MSEC(10));
+	lw_repo_set_op_timeout(repo, LW_SEC(5));
+	return repo;
+}
+
+/* The same, initialised. */
+static inline struct lw_repo *lwt_repo_init(struct lw_loop *loop, const char *url,
+					    int64_t interval, int64_t stale)
+{
+	struct lw_repo *repo = lwt_repo(loop, url, interval, stale);
+
+	cr_assert_eq(lw_repo_init(repo), 0, "init %s: %s", url, lw_errmsg());
+	return repo;
+}
+
+/* Tries to acquire; returns the result, and the lock in *LOCKP on success. */
+static inline int lwt_try_acquire(struct lw_repo *repo, unsigned flags,
+				  struct lw_lock **lockp)
+{
+	struct lw_lock *lock;
+	int r;
+
+	cr_assert_eq(lw_lock_new(repo, flags, "test", &lock), 0);
+	r = lw_lock_acquire(lock);
+	if (r < 0) {
+		lw_lock_free(lock);
+		lock = NULL;
+	}
+	*lockp = lock;
+	return r;
+}
+
+static inline struct lw_lock *lwt_acquire(struct lw_repo *repo, unsigned flags)
+{
+	struct lw_lock *lock;
+	int r = lwt_try_acquire(repo, flags, &lock);
+
+	cr_assert_eq(r, 0, "acquire: %s", lw_errmsg());
+	return lock;
+}
+
+/* Releases LOCK (asserting success) and frees it. */
+static inline void lwt_release(struct lw_lock *lock)
+{
+	cr_assert_eq(lw_lock_release(lock), 0, "release: %s", lw_errmsg());
+	lw_lock_free(lock);
+}
+
+/* Runs the binary's tests one at a time (a hook, not a main of our own:
+ * Criterion's workers re-enter main): their timing bounds assume the
+ * machine is not also busy with their siblings. */
+#define LWT_SERIAL                                                  \
+	ReportHook(PRE_ALL)(struct criterion_test_set *set)         \
+	{                                                           \
+		criterion_options.jobs = 1;                         \
+	}

@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * 10,000 locks on one loop over one nginx, refreshed every few seconds:
+ * every lock is refreshed, none is lost, and the connections to nginx stay
+ * within the repository's cap (counted from /proc/net/tcp while it runs).
+ */
+#include "config.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "http-test.h"
+
+#define NLOCKS 10000
+#define CAP 8
+
+static atomic_int acquired, failed, released, lost;
+static atomic_int refreshed[NLOCKS];
+
+struct sampler {
+	int port;
+	atomic_bool stop;
+	int max;
+	pthread_t thread;
+};
+
+static void *sample(void *arg)
+{
+	struct sampler *s = arg;
+
+	while (!atomic_load(&s->stop)) {
+		int n = lwt_tcp_connections(s->port);
+
+		if (n > s->max)
+			s->max = n;
+		lwt_sleep(LW_MSEC(20));
+	}
+	return NULL;
+}
+
+static void on_event(struct lw_lock *lock, const struct lw_event *ev, void *userdata)
+{
+	if (ev->type == LW_EVENT_REFRESHED)
+		atomic_fetch_add((atomic_int *)userdata, 1);
+	if (ev->type == LW_EVENT_LOST)
+		atomic_fetch_add(&lost, 1);
+}
+
+static void on_acquired(struct lw_lock *lock, int err, const char *msg, void *userdata)
+{
+	if (err)
+		fprintf(stderr, "acquire: %s\n", msg);
+	atomic_fetch_add(err ? &failed : &acquired, 1);
+}
+
+static void on_released(struct lw_lock *lock, int err, const char *msg, void *userdata)
+{
+	atomic_fetch_add(&released, 1);
+}
+
+static bool all_refreshed(void)
+{
+	for (int i = 0; i < NLOCKS; i++)
+		if (atomic_load(&refreshed[i]) == 0)
+			return false;
+	return true;
+}
+
+LWT_PARAMS(http_scale, ten_thousand_locks, LWT_CASES_ENGINES)
+ParameterizedTest(struct lwt_case *c, http_scale, ten_thousand_locks,
+		  .init = lwt_nginx_setup, .fini = lwt_nginx_teardown)
+{
+	struct lw_loop *loop = lwt_loop(c->engine);
+	/* refreshability 25.5 s: a refresh may wait its turn behind 20,000
+	 * requests of the others */
+	struct lw_repo *repo = lwt_repo_init(loop, lwt_nginx_url(ng, c->server, "/scale/"),
+					     LW_SEC(3), LW_SEC(30));
+	struct sampler s = { .port = lwt_nginx_port(ng, c->server) };
+	static struct lw_lock *locks[NLOCKS];
+	int64_t t0, t_acquired, t_refreshed, until;
+
+	cr_assert_eq(lw_repo_set_op_timeout(repo, LW_SEC(60)), 0);
+	cr_assert_eq(lw_repo_set_max_connections(repo, CAP), 0);
+	cr_assert_eq(pthread_create(&s.thread, NULL, sample, &s), 0);
+
+	t0 = lwt_now();
+	for (int i = 0; i < NLOCKS; i++) {
+		cr_assert_eq(lw_lock_new(repo, 0, NULL, &locks[i]), 0);
+		cr_assert_eq(lw_lock_set_event_fn(locks[i], on_event, &refreshed[i]), 0);
+		cr_assert_eq(lw_lock_acquire_async(locks[i], on_acquired, NULL), 0);
+	}
+	until = lwt_now() + LW_SEC(40);
+	while (atomic_load(&acquired) + atomic_load(&failed) < NLOCKS && lwt_now() < until)
+		lwt_sleep(LW_MSEC(20));
+	t_acquired = lwt_now();
+	cr_assert_eq(atomic_load(&acquired), NLOCKS, "%d acquired, %d failed",
+		     atomic_load(&acquired), atomic_load(&failed));
+	/* more while refreshes have written a new file and not yet deleted
+	 * the old one */
+	cr_assert_geq(lwt_nginx_count_locks(ng, "/scale/"), NLOCKS);
+
+	until = lwt_now() + LW_SEC(25);
+	while (!all_refreshed() && lwt_now() < until)
+		lwt_sleep(LW_MSEC(50));
+	t_refreshed = lwt_now();
+	cr_assert(all_refreshed(), "not every lock was refreshed");
+	cr_assert_eq(atomic_load(&lost), 0, "%d locks lost", atomic_load(&lost));
+	for (int i = 0; i < NLOCKS; i++)
+		cr_assert(!lw_ctx_done(lw_lock_ctx(locks[i])), "%s",
+			  lw_ctx_cause(lw_lock_ctx(locks[i])));
+
+	for (int i = 0; i < NLOCKS; i++)
+		cr_assert_eq(lw_lock_release_async(locks[i], on_released, NULL), 0);
+	until = lwt_now() + LW_SEC(40);
+	while (atomic_load(&released) < NLOCKS && lwt_now() < until)
+		lwt_sleep(LW_MSEC(20));
+	atomic_store(&s.stop, true);
+	pthread_join(s.thread, NULL);
+	cr_assert_eq(atomic_load(&released), NLOCKS);
+	cr_assert_eq(lwt_nginx_count_locks(ng, "/scale/"), 0);
+
+	fprintf(stderr, "scale %s: %d locks acquired in %.1f s, all refreshed %.1f s later, "
+		"released in %.1f s; at most %d connections to nginx (cap %d)\n",
+		lw_engine_name(c->engine), NLOCKS, (double)(t_acquired - t0) / 1e9,
+		(double)(t_refreshed - t_acquired) / 1e9,
+		(double)(lwt_now() - t_refreshed) / 1e9, s.max, CAP);
+	cr_assert_gt(s.max, 0, "the sampler saw no connection at all");
+	cr_assert_leq(s.max, CAP, "%d connections, over the cap of %d", s.max, CAP);
+
+	for (int i = 0; i < NLOCKS; i++)
+		lw_lock_free(locks[i]);
+	lw_repo_unref(repo);
+	lw_loop_free(loop);
+}
+
+LWT_SERIAL
