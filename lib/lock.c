@@ -189,7 +189,7 @@ static void delete_next(struct lw_lock *lock)
 	}
 }
 
-static void doom(struct lw_lock *lock, const struct lw__id *id)
+void lw__lock_doom(struct lw_lock *lock, const struct lw__id *id)
 {
 	for (int i = 0; i < lock->ndoomed; i++)
 		if (lw__id_eq(&lock->doomed[i], id))
@@ -233,15 +233,15 @@ void lw__lock_end(struct lw_lock *lock, int result, enum lw_cause cause,
 	lw__listing_cancel(lock->repo, &lock->waiter);
 	atomic_store(&lock->deadline, 0);
 	if (lock->has_id)
-		doom(lock, &lock->id);
+		lw__lock_doom(lock, &lock->id);
 	if (lock->has_old)
-		doom(lock, &lock->old_id);
+		lw__lock_doom(lock, &lock->old_id);
 	if (lock->req) {
 		/* The request in flight may still write its file (a create
 		 * the server completes after all), or was to delete one that
 		 * may exist (a failed refresh's stray): delete it after that. */
 		if (lock->req->op == LW__BOP_CREATE || lock->req->op == LW__BOP_REMOVE)
-			doom(lock, &lock->req->id);
+			lw__lock_doom(lock, &lock->req->id);
 		lock->req->done = on_cancelled;
 		lw__breq_cancel(lock->req);
 		return;

@@ -208,7 +208,8 @@ enum lw__phase {
 	LW__PH_CLEANUP,  /* ending: deleting files */
 };
 
-#define LW__MAX_DOOMED 3
+/* the current file, the old one, one in flight, one stray */
+#define LW__MAX_DOOMED 4
 
 struct lw_lock {
 	int refs;                 /* the application's; the loop's while active */
@@ -274,6 +275,9 @@ bool lw__lock_request(struct lw_lock *lock, enum lw__bop op,
  */
 void lw__lock_end(struct lw_lock *lock, int result, enum lw_cause cause,
 		  const char *fmt, ...) LW_PRINTF(4, 5);
+/* ID is a file the lock may have written: it is deleted when the lock
+ * ends. */
+void lw__lock_doom(struct lw_lock *lock, const struct lw__id *id);
 /* Encodes a fresh record for LOCK into BUF; returns its length. */
 int lw__lock_record(struct lw_lock *lock, void *buf, size_t size);
 void lw__lock_set_id(struct lw_lock *lock, const struct lw__id *id);

@@ -95,17 +95,15 @@ static void next_tick(struct lw_lock *lock)
 }
 
 /* A request that completes after the deadline cancelled the context (and
- * before after_deadline ran) changes nothing: the lock is over. */
+ * before after_deadline ran) changes nothing: the lock is over.  A file it
+ * may have written (a create, even a failed one: a stalled server may still
+ * store it) or was removing goes with the lock's own. */
 static bool over(struct lw_lock *lock, struct lw__breq *req)
 {
 	if (!lw_ctx_done(lock->ctx))
 		return false;
-	/* a refresh that landed after all: its file goes with the rest */
-	if (req->op == LW__BOP_CREATE && req->res == 0) {
-		lock->old_id = lock->id;
-		lock->has_old = true;
-		lw__lock_set_id(lock, &req->id);
-	}
+	if (req->op == LW__BOP_CREATE || req->op == LW__BOP_REMOVE)
+		lw__lock_doom(lock, &req->id);
 	lw__breq_free(req);
 	return true;
 }
@@ -150,6 +148,9 @@ static void on_stray_removed(struct lw__breq *req)
 	lock->req = NULL;
 	if (over(lock, req))
 		return;
+	/* still unremoved: it goes when the lock ends, at the latest */
+	if (req->res < 0 && req->res != -ENOENT)
+		lw__lock_doom(lock, &req->id);
 	lw__breq_free(req);
 	schedule(lock, lw__now_boot() + LW_MIN(lock->backoff, lock->timing.refresh_interval / 4));
 }
