@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "clitest.h"
+#include "nginx.h"
 
 #ifndef LOCKWATCH_BIN
 #error "LOCKWATCH_BIN must name the built lockwatch"
@@ -96,8 +97,36 @@ static void local_repair(struct repo *r, pid_t pid)
 	prlimit(pid, RLIMIT_NOFILE, &old, NULL);
 }
 
+/* dav: nginx keeps the files in a folder of its root */
+static void dav_setup(struct repo *r)
+{
+	r->ng = lwt_nginx_start();
+	cr_assert(r->ng, "nginx did not start");
+	snprintf(r->dir, sizeof(r->dir), "%s/repo", lwt_nginx_root(r->ng));
+	snprintf(r->url, sizeof(r->url), "%s", lwt_nginx_url(r->ng, LWT_DAV, "/repo/"));
+	run_init(r);
+}
+
+static void dav_teardown(struct repo *r)
+{
+	lwt_nginx_stop(r->ng);
+	r->ng = NULL;
+}
+
+/* A server that takes connections and answers nothing. */
+static void dav_stall(struct repo *r, pid_t pid)
+{
+	lwt_nginx_signal(r->ng, SIGSTOP);
+}
+
+static void dav_repair(struct repo *r, pid_t pid)
+{
+	lwt_nginx_signal(r->ng, SIGCONT);
+}
+
 const struct backend clitest_backends[] = {
 	{ "local", local_setup, local_teardown, local_stall, local_repair },
+	{ "dav", dav_setup, dav_teardown, dav_stall, dav_repair },
 };
 const size_t clitest_nbackends = sizeof(clitest_backends) / sizeof(clitest_backends[0]);
 
@@ -300,7 +329,9 @@ static int scan_locks(const struct repo *r, char name[256])
 	dir = opendir(path);
 	cr_assert_not_null(dir, "%s: %s", path, strerror(errno));
 	while ((d = readdir(dir))) {
-		if (!strcmp(d->d_name, ".") || !strcmp(d->d_name, ".."))
+		/* .keep: what dav: init puts there to make the folder */
+		if (!strcmp(d->d_name, ".") || !strcmp(d->d_name, "..") ||
+		    !strcmp(d->d_name, ".keep"))
 			continue;
 		if (name)
 			snprintf(name, 256, "%s", d->d_name);

@@ -6,9 +6,9 @@
  *
  * A backend is a small table entry: how to make an empty repository (its
  * URL, and the folder on disk whose locks/ holds the lock files), and how
- * to make refreshes fail for a while.  To run every case against another
- * backend, add an entry to clitest_backends[] (a dav: URL on the nginx
- * harness serves a folder of its root; its stall stops nginx).
+ * to make refreshes fail for a while.  Every case runs on a local
+ * repository and on a dav: repository served by a real nginx (tests/nginx.c)
+ * whose stall is SIGSTOP.
  */
 #pragma once
 
@@ -31,8 +31,11 @@ struct backend {
 	void (*repair)(struct repo *r, pid_t pid);
 };
 
+struct lwt_nginx;
+
 struct repo {
 	const struct backend *be;
+	struct lwt_nginx *ng;  /* dav: the server */
 	char tmp[256];  /* the test's scratch folder */
 	char url[512];
 	char dir[512];  /* on disk: DIR/locks/ holds the lock files */

@@ -13,32 +13,52 @@
 #include "lockwatch.h"
 #include "record.h"
 
-/* Every test that touches the loop runs on both engines. */
+/* Where a test's repository lives.  nginx (tests/nginx.c) keeps the files
+ * of dav: and rest: repositories in a directory on this machine: the tests
+ * look at and plant lock files there for every backend alike. */
+enum lwt_backend { LWT_BE_LOCAL, LWT_BE_DAV, LWT_BE_REST };
+
+struct lwt_param {
+	enum lw_engine engine;
+	enum lwt_backend backend;
+};
+
+/* Every test that touches the loop runs on both engines: LWT_ENGINE_TEST
+ * on a local repository (tests of file operations), LWT_MATRIX_TEST on
+ * local, dav: and rest: repositories.  The body sees P. */
 struct criterion_test_params lwt_engine_params(void);
+struct criterion_test_params lwt_matrix_params(void);
 #define LWT_ENGINE_TEST(suite, name, ...)                                      \
 	ParameterizedTestParameters(suite, name) { return lwt_engine_params(); } \
-	ParameterizedTest(enum lw_engine *engine, suite, name, __VA_ARGS__)
+	ParameterizedTest(struct lwt_param *p, suite, name, __VA_ARGS__)
+#define LWT_MATRIX_TEST(suite, name, ...)                                      \
+	ParameterizedTestParameters(suite, name) { return lwt_matrix_params(); } \
+	ParameterizedTest(struct lwt_param *p, suite, name, __VA_ARGS__)
+
+struct lwt_nginx;
 
 struct lwt {
-	enum lw_engine engine;
-	char dir[PATH_MAX]; /* the repository */
+	struct lwt_param param;
+	char dir[PATH_MAX]; /* the repository's files on this machine */
+	char url[PATH_MAX]; /* the repository as the library sees it */
+	struct lwt_nginx *ng;
 	struct lw_loop *loop;
 	struct lw_repo *repo;
 };
 
-/* A started loop on ENGINE and a repository in a new directory under BASE
- * (NULL: $TMPDIR or /tmp), initialised, refreshing every REFRESH with
- * STALE as the stale timeout, rechecking after 50 ms. */
-void lwt_start(struct lwt *t, enum lw_engine engine, const char *base,
+/* A started loop on P's engine and a new, initialised repository on P's
+ * backend (a local one under BASE, NULL: $TMPDIR or /tmp), refreshing every
+ * REFRESH with STALE as the stale timeout, rechecking after 50 ms. */
+void lwt_start(struct lwt *t, const struct lwt_param *p, const char *base,
 	       int64_t refresh, int64_t stale);
 /* Frees the loop (releasing what is left) and removes the directory. */
 void lwt_stop(struct lwt *t);
-/* Another repository object on T's directory, on a loop of its own: a
+/* Another repository object on T's repository, on a loop of its own: a
  * second holder, as another process would be. */
 void lwt_other(const struct lwt *t, struct lwt *other);
 void lwt_other_stop(struct lwt *other);
 
-/* The number of lock files (64 hex characters) in locks/. */
+/* The number of files in locks/ (temporary ones included). */
 int lwt_count(const struct lwt *t);
 /* Whether locks/ID exists. */
 bool lwt_exists(const struct lwt *t, const char *id);

@@ -17,13 +17,13 @@
 
 /* A second holder on its own loop and repository object, as another
  * process would be; ASKED is acquired after HELD is held. */
-static void pair(enum lw_engine engine, unsigned held, unsigned asked, int expect,
+static void pair(const struct lwt_param *p, unsigned held, unsigned asked, int expect,
 		 const char *msg_has)
 {
 	struct lwt t, o;
 	struct lw_lock *a, *b;
 
-	lwt_start(&t, engine, NULL, REFRESH, STALE);
+	lwt_start(&t, p, NULL, REFRESH, STALE);
 	lwt_other(&t, &o);
 	a = lwt_lock(t.repo, held, 0);
 	b = lwt_lock(o.repo, asked, expect);
@@ -43,38 +43,38 @@ static void pair(enum lw_engine engine, unsigned held, unsigned asked, int expec
 	lwt_stop(&t);
 }
 
-LWT_ENGINE_TEST(conflict, shared_with_shared, .timeout = 30)
+LWT_MATRIX_TEST(conflict, shared_with_shared, .timeout = 30)
 {
-	pair(*engine, 0, 0, 0, NULL);
+	pair(p, 0, 0, 0, NULL);
 }
 
-LWT_ENGINE_TEST(conflict, exclusive_after_shared, .timeout = 30)
+LWT_MATRIX_TEST(conflict, exclusive_after_shared, .timeout = 30)
 {
 	char want[600];
 
 	snprintf(want, sizeof(want), "shared lock of %s@%s (pid %d)",
 		 lw__self()->username, lw__self()->hostname, (int)getpid());
-	pair(*engine, 0, LW_LOCK_EXCLUSIVE, -LW_ELOCKED, want);
+	pair(p, 0, LW_LOCK_EXCLUSIVE, -LW_ELOCKED, want);
 }
 
-LWT_ENGINE_TEST(conflict, shared_after_exclusive, .timeout = 30)
+LWT_MATRIX_TEST(conflict, shared_after_exclusive, .timeout = 30)
 {
-	pair(*engine, LW_LOCK_EXCLUSIVE, 0, -LW_ELOCKED, "is locked by exclusive lock of");
+	pair(p, LW_LOCK_EXCLUSIVE, 0, -LW_ELOCKED, "is locked by exclusive lock of");
 }
 
-LWT_ENGINE_TEST(conflict, exclusive_after_exclusive, .timeout = 30)
+LWT_MATRIX_TEST(conflict, exclusive_after_exclusive, .timeout = 30)
 {
-	pair(*engine, LW_LOCK_EXCLUSIVE, LW_LOCK_EXCLUSIVE, -LW_ELOCKED,
+	pair(p, LW_LOCK_EXCLUSIVE, LW_LOCK_EXCLUSIVE, -LW_ELOCKED,
 	     "is locked by exclusive lock of");
 }
 
 /* Two exclusive locks of the same repository object conflict too. */
-LWT_ENGINE_TEST(conflict, same_process_exclusive, .timeout = 30)
+LWT_MATRIX_TEST(conflict, same_process_exclusive, .timeout = 30)
 {
 	struct lwt t;
 	struct lw_lock *a, *b;
 
-	lwt_start(&t, *engine, NULL, REFRESH, STALE);
+	lwt_start(&t, p, NULL, REFRESH, STALE);
 	a = lwt_lock(t.repo, LW_LOCK_EXCLUSIVE, 0);
 	b = lwt_lock(t.repo, 0, -LW_ELOCKED);
 	cr_expect(strstr(lw_errmsg(), "of this process"), "%s", lw_errmsg());
@@ -85,14 +85,14 @@ LWT_ENGINE_TEST(conflict, same_process_exclusive, .timeout = 30)
 
 /* A file in locks/ that is not a lockwatch record (restic's own encrypted
  * lock, say) blocks like an exclusive lock and is never removed. */
-LWT_ENGINE_TEST(conflict, foreign_file_blocks, .timeout = 30)
+LWT_MATRIX_TEST(conflict, foreign_file_blocks, .timeout = 30)
 {
 	static const char junk[] = "\x8a\x01\x02 an encrypted restic lock, say";
 	struct lwt t;
 	struct lw_lock *l;
 	char id[65];
 
-	lwt_start(&t, *engine, NULL, REFRESH, STALE);
+	lwt_start(&t, p, NULL, REFRESH, STALE);
 	lwt_plant_bytes(&t, junk, sizeof(junk), id);
 	l = lwt_lock(t.repo, 0, -LW_ELOCKED);
 	cr_expect(strstr(lw_errmsg(), "foreign lock file"), "%s", lw_errmsg());
@@ -103,7 +103,7 @@ LWT_ENGINE_TEST(conflict, foreign_file_blocks, .timeout = 30)
 }
 
 /* Ours, but broken (a string where a bool belongs): invalid, and blocks. */
-LWT_ENGINE_TEST(conflict, invalid_record_blocks, .timeout = 30)
+LWT_MATRIX_TEST(conflict, invalid_record_blocks, .timeout = 30)
 {
 	/* {"v":1,"exclusive":"yes"} */
 	static const char bad[] = "\x82\xa1v\x01\xa9" "exclusive" "\xa3yes";
@@ -111,7 +111,7 @@ LWT_ENGINE_TEST(conflict, invalid_record_blocks, .timeout = 30)
 	struct lw_lock *l;
 	char id[65];
 
-	lwt_start(&t, *engine, NULL, REFRESH, STALE);
+	lwt_start(&t, p, NULL, REFRESH, STALE);
 	lwt_plant_bytes(&t, bad, sizeof(bad) - 1, id);
 	l = lwt_lock(t.repo, 0, -LW_ELOCKED);
 	cr_expect(strstr(lw_errmsg(), "invalid lock file"), "%s", lw_errmsg());
@@ -121,13 +121,13 @@ LWT_ENGINE_TEST(conflict, invalid_record_blocks, .timeout = 30)
 }
 
 /* A zero-length lock file is ignored, as restic does. */
-LWT_ENGINE_TEST(conflict, empty_file_ignored, .timeout = 30)
+LWT_MATRIX_TEST(conflict, empty_file_ignored, .timeout = 30)
 {
 	struct lwt t;
 	struct lw_lock *l;
 	char id[65];
 
-	lwt_start(&t, *engine, NULL, REFRESH, STALE);
+	lwt_start(&t, p, NULL, REFRESH, STALE);
 	lwt_plant_bytes(&t, "", 0, id);
 	l = lwt_lock(t.repo, LW_LOCK_EXCLUSIVE, 0);
 	cr_expect(lwt_exists(&t, id), "an empty file is left alone");
@@ -135,13 +135,13 @@ LWT_ENGINE_TEST(conflict, empty_file_ignored, .timeout = 30)
 	lwt_stop(&t);
 }
 
-static void stale_removed(enum lw_engine engine, struct lw__record *rec)
+static void stale_removed(const struct lwt_param *p, struct lw__record *rec)
 {
 	struct lwt t;
 	struct lw_lock *l;
 	char id[65];
 
-	lwt_start(&t, engine, NULL, REFRESH, STALE);
+	lwt_start(&t, p, NULL, REFRESH, STALE);
 	lwt_plant(&t, rec, id);
 	l = lwt_lock(t.repo, LW_LOCK_EXCLUSIVE, 0);
 	cr_expect(lwt_wait_for(!lwt_exists(&t, id), 2000), "the stale lock was removed");
@@ -150,12 +150,12 @@ static void stale_removed(enum lw_engine engine, struct lw__record *rec)
 	lwt_stop(&t);
 }
 
-LWT_ENGINE_TEST(conflict, stale_by_age, .timeout = 30)
+LWT_MATRIX_TEST(conflict, stale_by_age, .timeout = 30)
 {
 	struct lw__record rec = lwt_record(true);
 
 	rec.time -= LW_SEC(3600);
-	stale_removed(*engine, &rec);
+	stale_removed(p, &rec);
 }
 
 /* A dead pid of this boot and pid namespace. */
@@ -170,31 +170,31 @@ static int64_t dead_pid(void)
 	return pid;
 }
 
-LWT_ENGINE_TEST(conflict, stale_by_dead_process, .timeout = 30)
+LWT_MATRIX_TEST(conflict, stale_by_dead_process, .timeout = 30)
 {
 	struct lw__record rec = lwt_record(true);
 
 	rec.boot_id = lw__self()->boot_id;
 	rec.pid = dead_pid();
 	rec.pid_start = 12345;
-	stale_removed(*engine, &rec);
+	stale_removed(p, &rec);
 }
 
 /* pid 1 is alive, but started at another time: the holder is gone and its
  * pid was recycled. */
-LWT_ENGINE_TEST(conflict, stale_by_recycled_pid, .timeout = 30)
+LWT_MATRIX_TEST(conflict, stale_by_recycled_pid, .timeout = 30)
 {
 	struct lw__record rec = lwt_record(true);
 
 	rec.boot_id = lw__self()->boot_id;
 	rec.pid = 1;
 	rec.pid_start = UINT64_MAX;
-	stale_removed(*engine, &rec);
+	stale_removed(p, &rec);
 }
 
 /* Same host and boot, another PID namespace (a neighbouring container):
  * its pid means nothing here, so the lock is live (restic #4922). */
-LWT_ENGINE_TEST(conflict, other_pid_namespace_is_live, .timeout = 30)
+LWT_MATRIX_TEST(conflict, other_pid_namespace_is_live, .timeout = 30)
 {
 	struct lw__record rec = lwt_record(true);
 	struct lwt t;
@@ -204,7 +204,7 @@ LWT_ENGINE_TEST(conflict, other_pid_namespace_is_live, .timeout = 30)
 	rec.boot_id = lw__self()->boot_id;
 	rec.pid_ns = lw__self()->pid_ns + 1;
 	rec.pid = dead_pid();
-	lwt_start(&t, *engine, NULL, REFRESH, STALE);
+	lwt_start(&t, p, NULL, REFRESH, STALE);
 	lwt_plant(&t, &rec, id);
 	l = lwt_lock(t.repo, 0, -LW_ELOCKED);
 	cr_expect(strstr(lw_errmsg(), "alice@otherhost"), "%s", lw_errmsg());
@@ -215,7 +215,7 @@ LWT_ENGINE_TEST(conflict, other_pid_namespace_is_live, .timeout = 30)
 
 /* With stale-lock removal off, a stale lock blocks until unlock, as in
  * restic; lw_repo_unlock then removes it. */
-LWT_ENGINE_TEST(conflict, stale_blocks_when_removal_off, .timeout = 30)
+LWT_MATRIX_TEST(conflict, stale_blocks_when_removal_off, .timeout = 30)
 {
 	struct lw__record rec = lwt_record(true);
 	struct lwt t;
@@ -223,7 +223,7 @@ LWT_ENGINE_TEST(conflict, stale_blocks_when_removal_off, .timeout = 30)
 	char id[65];
 
 	rec.time -= LW_SEC(3600);
-	lwt_start(&t, *engine, NULL, REFRESH, STALE);
+	lwt_start(&t, p, NULL, REFRESH, STALE);
 	cr_assert_eq(lw_repo_set_remove_stale(t.repo, false), 0);
 	lwt_plant(&t, &rec, id);
 	l = lwt_lock(t.repo, 0, -LW_ELOCKED);
@@ -270,7 +270,7 @@ static void on_acquired(struct lw_lock *lock, int err, const char *msg, void *us
 
 /* retry_lock: the holder lets go after 1 s; the waiter gets the lock at its
  * first retry, 5 s after it started (restic's backoff). */
-LWT_ENGINE_TEST(conflict, retry_lock_succeeds, .timeout = 40)
+LWT_MATRIX_TEST(conflict, retry_lock_succeeds, .timeout = 40)
 {
 	struct retry_seen seen = { 0 };
 	struct acquired got = { 0 };
@@ -278,7 +278,7 @@ LWT_ENGINE_TEST(conflict, retry_lock_succeeds, .timeout = 40)
 	struct lw_lock *a, *b;
 	int64_t start;
 
-	lwt_start(&t, *engine, NULL, REFRESH, STALE);
+	lwt_start(&t, p, NULL, REFRESH, STALE);
 	lwt_other(&t, &o);
 	a = lwt_lock(t.repo, LW_LOCK_EXCLUSIVE, 0);
 	cr_assert_eq(lw_repo_set_retry_lock(o.repo, LW_SEC(20)), 0);
@@ -303,13 +303,13 @@ LWT_ENGINE_TEST(conflict, retry_lock_succeeds, .timeout = 40)
 
 /* retry_lock runs out: one last try at the end, then a clear failure and no
  * file of the waiter left behind. */
-LWT_ENGINE_TEST(conflict, retry_lock_gives_up, .timeout = 30)
+LWT_MATRIX_TEST(conflict, retry_lock_gives_up, .timeout = 30)
 {
 	struct lwt t, o;
 	struct lw_lock *a, *b;
 	int64_t start, took;
 
-	lwt_start(&t, *engine, NULL, REFRESH, STALE);
+	lwt_start(&t, p, NULL, REFRESH, STALE);
 	lwt_other(&t, &o);
 	a = lwt_lock(t.repo, LW_LOCK_EXCLUSIVE, 0);
 	cr_assert_eq(lw_repo_set_retry_lock(o.repo, LW_SEC(2)), 0);
@@ -327,7 +327,7 @@ LWT_ENGINE_TEST(conflict, retry_lock_gives_up, .timeout = 30)
 
 /* A real second process holds the lock, then exits without releasing it:
  * the library releases it at exit. */
-LWT_ENGINE_TEST(conflict, other_process, .timeout = 30)
+LWT_MATRIX_TEST(conflict, other_process, .timeout = 30)
 {
 	struct lwt t;
 	struct lw_lock *l;
@@ -335,7 +335,7 @@ LWT_ENGINE_TEST(conflict, other_process, .timeout = 30)
 	pid_t pid;
 	char c;
 
-	lwt_start(&t, *engine, NULL, REFRESH, STALE);
+	lwt_start(&t, p, NULL, REFRESH, STALE);
 	cr_assert_eq(pipe(fds), 0);
 	cr_assert_eq(pipe(go), 0);
 	pid = fork();
@@ -347,8 +347,8 @@ LWT_ENGINE_TEST(conflict, other_process, .timeout = 30)
 
 		close(fds[0]);
 		close(go[1]);
-		if (lw_loop_new(*engine, &loop) < 0 || lw_loop_start(loop) < 0 ||
-		    lw_repo_new(loop, t.dir, &repo) < 0 ||
+		if (lw_loop_new(p->engine, &loop) < 0 || lw_loop_start(loop) < 0 ||
+		    lw_repo_new(loop, t.url, &repo) < 0 ||
 		    lw_lock_new(repo, LW_LOCK_EXCLUSIVE, "child", &lock) < 0 ||
 		    lw_lock_acquire(lock) < 0)
 			_exit(1);
@@ -396,7 +396,7 @@ LWT_ENGINE_TEST(conflict, listing_error_retried, .fini = no_faults, .timeout = 3
 	struct lw_lock *l;
 	int64_t start, took;
 
-	lwt_start(&t, *engine, NULL, REFRESH, STALE);
+	lwt_start(&t, p, NULL, REFRESH, STALE);
 	lw__fault_set(fail_listings, NULL);
 	atomic_store(&listing_failures, 2);
 	start = lwt_ms();

@@ -82,7 +82,7 @@ LWT_ENGINE_TEST(deadline, refreshes_fail, .init = setup, .fini = teardown, .time
 	struct lwt t;
 	int64_t deadline, late;
 
-	lwt_start(&t, *engine, NULL, LW_SEC(1), LW_SEC(3));
+	lwt_start(&t, p, NULL, LW_SEC(1), LW_SEC(3));
 	cr_assert_eq(lw_lock_new(t.repo, LW_LOCK_EXCLUSIVE, NULL, &lock), 0);
 	cr_assert_eq(lw_lock_set_event_fn(lock, count, &ev), 0);
 	cr_assert_eq(lw_lock_acquire(lock), 0, "%s", lw_errmsg());
@@ -110,7 +110,7 @@ LWT_ENGINE_TEST(deadline, hung_write, .init = setup, .fini = teardown, .timeout 
 	struct lwt t;
 	int64_t deadline, late;
 
-	lwt_start(&t, *engine, NULL, LW_SEC(1), LW_SEC(3));
+	lwt_start(&t, p, NULL, LW_SEC(1), LW_SEC(3));
 	lock = lwt_lock(t.repo, LW_LOCK_EXCLUSIVE, 0);
 	atomic_store(&mode, HANG_WRITES);
 	deadline = lw_lock_deadline(lock);
@@ -152,7 +152,7 @@ LWT_ENGINE_TEST(deadline, many_locks, .init = setup, .fini = teardown, .timeout 
 	struct lwt t;
 
 	/* tmpfs: this is about deadlines, not about fsync throughput */
-	lwt_start(&t, *engine, "/dev/shm", LW_SEC(2), LW_SEC(6));
+	lwt_start(&t, p, "/dev/shm", LW_SEC(2), LW_SEC(6));
 	for (int i = 0; i < N; i++) {
 		cr_assert_eq(lw_lock_new(t.repo, 0, NULL, &locks[i]), 0);
 		cr_assert_eq(lw_lock_acquire_async(locks[i], on_acquired, &got), 0);
@@ -176,7 +176,7 @@ LWT_ENGINE_TEST(deadline, many_locks, .init = setup, .fini = teardown, .timeout 
 		sum += late;
 	}
 	cr_log_info("%s: %d locks: mean %lld us, worst %lld us after the deadline",
-		    lw_engine_name(*engine), N, (long long)(sum / N / 1000),
+		    lw_engine_name(p->engine), N, (long long)(sum / N / 1000),
 		    (long long)(worst / 1000));
 	cr_expect_lt(worst, LATENCY_BOUND, "%d locks: mean %lld us, worst %lld us after "
 		     "the deadline", N, (long long)(sum / N / 1000), (long long)(worst / 1000));
@@ -197,9 +197,9 @@ LWT_ENGINE_TEST(deadline, earlier_deadline_rearms, .init = setup, .fini = teardo
 	struct lwt t;
 	int64_t deadline, late;
 
-	lwt_start(&t, *engine, NULL, LW_SEC(20), LW_SEC(60));
+	lwt_start(&t, p, NULL, LW_SEC(20), LW_SEC(60));
 	far = lwt_lock(t.repo, 0, 0);
-	cr_assert_eq(lw_repo_new(t.loop, t.dir, &repo), 0);
+	cr_assert_eq(lw_repo_new(t.loop, t.url, &repo), 0);
 	cr_assert_eq(lw_repo_set_timing(repo, LW_SEC(1), LW_SEC(3)), 0);
 	usleep(100 * 1000); /* the loop now sleeps until far's refresh */
 	near = lwt_lock(repo, 0, 0);

@@ -68,7 +68,7 @@ static int64_t record_time(const struct lwt *t, const char *id)
 
 /* With a 1 s interval the file is replaced about every second (new id,
  * newer time, old file gone) and the context stays live throughout. */
-LWT_ENGINE_TEST(refresh, replaces_the_file, .timeout = 30)
+LWT_MATRIX_TEST(refresh, replaces_the_file, .timeout = 30)
 {
 	struct events ev = { 0 };
 	char first[65], id[65], last[65];
@@ -77,7 +77,7 @@ LWT_ENGINE_TEST(refresh, replaces_the_file, .timeout = 30)
 	struct lwt t;
 	int64_t t0;
 
-	lwt_start(&t, *engine, NULL, LW_SEC(1), LW_SEC(3));
+	lwt_start(&t, p, NULL, LW_SEC(1), LW_SEC(3));
 	lock = held(&t, LW_LOCK_EXCLUSIVE, &ev);
 	cr_assert_eq(lw_lock_id(lock, first), 0);
 	t0 = record_time(&t, first);
@@ -121,7 +121,7 @@ static void on_done(struct lw_ctx *ctx, void *userdata)
 
 /* Release ends the context (fd readable, callback run, cause given) and
  * deletes the file before it returns. */
-LWT_ENGINE_TEST(refresh, release, .timeout = 30)
+LWT_MATRIX_TEST(refresh, release, .timeout = 30)
 {
 	struct done_seen done = { 0 };
 	struct events ev = { 0 };
@@ -130,7 +130,7 @@ LWT_ENGINE_TEST(refresh, release, .timeout = 30)
 	struct lwt t;
 	int fd;
 
-	lwt_start(&t, *engine, NULL, LW_SEC(1), LW_SEC(3));
+	lwt_start(&t, p, NULL, LW_SEC(1), LW_SEC(3));
 	lock = held(&t, 0, &ev);
 	ctx = lw_ctx_ref(lw_lock_ctx(lock));
 	fd = lw_ctx_fd(ctx);
@@ -157,13 +157,13 @@ LWT_ENGINE_TEST(refresh, release, .timeout = 30)
 }
 
 /* An on_done callback registered after the end runs too. */
-LWT_ENGINE_TEST(refresh, on_done_after_the_end, .timeout = 30)
+LWT_MATRIX_TEST(refresh, on_done_after_the_end, .timeout = 30)
 {
 	struct done_seen done = { 0 };
 	struct lw_lock *lock;
 	struct lwt t;
 
-	lwt_start(&t, *engine, NULL, LW_SEC(1), LW_SEC(3));
+	lwt_start(&t, p, NULL, LW_SEC(1), LW_SEC(3));
 	lock = held(&t, 0, NULL);
 	cr_assert_eq(lw_lock_release(lock), 0);
 	cr_assert_eq(lw_ctx_on_done(lw_lock_ctx(lock), on_done, &done), 0);
@@ -173,12 +173,12 @@ LWT_ENGINE_TEST(refresh, on_done_after_the_end, .timeout = 30)
 }
 
 /* The application cancels: the lock is released and the cause says so. */
-LWT_ENGINE_TEST(refresh, cancel, .timeout = 30)
+LWT_MATRIX_TEST(refresh, cancel, .timeout = 30)
 {
 	struct lw_lock *lock;
 	struct lwt t;
 
-	lwt_start(&t, *engine, NULL, LW_SEC(1), LW_SEC(3));
+	lwt_start(&t, p, NULL, LW_SEC(1), LW_SEC(3));
 	lock = held(&t, LW_LOCK_EXCLUSIVE, NULL);
 	lw_ctx_cancel(lw_lock_ctx(lock));
 	cr_expect(lwt_wait_for(lw_ctx_done(lw_lock_ctx(lock)), 1000));
@@ -190,7 +190,7 @@ LWT_ENGINE_TEST(refresh, cancel, .timeout = 30)
 
 /* Someone runs unlock --remove-all: at the next refresh the old file is
  * gone, the context ends with REMOVED, and the new file is deleted too. */
-LWT_ENGINE_TEST(refresh, removed_by_someone_else, .timeout = 30)
+LWT_MATRIX_TEST(refresh, removed_by_someone_else, .timeout = 30)
 {
 	struct events ev = { 0 };
 	struct lw_lock *lock;
@@ -198,7 +198,7 @@ LWT_ENGINE_TEST(refresh, removed_by_someone_else, .timeout = 30)
 	struct lwt t, o;
 	int64_t woke;
 
-	lwt_start(&t, *engine, NULL, LW_SEC(1), LW_SEC(3));
+	lwt_start(&t, p, NULL, LW_SEC(1), LW_SEC(3));
 	lock = held(&t, LW_LOCK_EXCLUSIVE, &ev);
 	ctx = lw_lock_ctx(lock);
 	lwt_other(&t, &o);
@@ -216,12 +216,12 @@ LWT_ENGINE_TEST(refresh, removed_by_someone_else, .timeout = 30)
 }
 
 /* lw_loop_free releases what the application did not. */
-LWT_ENGINE_TEST(refresh, loop_free_releases, .timeout = 30)
+LWT_MATRIX_TEST(refresh, loop_free_releases, .timeout = 30)
 {
 	struct lw_lock *locks[3];
 	struct lwt t;
 
-	lwt_start(&t, *engine, NULL, LW_SEC(1), LW_SEC(3));
+	lwt_start(&t, p, NULL, LW_SEC(1), LW_SEC(3));
 	for (int i = 0; i < 3; i++)
 		locks[i] = held(&t, 0, NULL);
 	cr_assert_eq(lwt_count(&t), 3);
@@ -244,7 +244,7 @@ LWT_ENGINE_TEST(refresh, invalid_timing, .timeout = 30)
 {
 	struct lwt t;
 
-	lwt_start(&t, *engine, NULL, LW_SEC(1), LW_SEC(3));
+	lwt_start(&t, p, NULL, LW_SEC(1), LW_SEC(3));
 	cr_expect_eq(lw_repo_set_timing(t.repo, LW_SEC(2), LW_SEC(3)), -EINVAL);
 	cr_expect(strstr(lw_errmsg(), "2.5 x the refresh interval"), "%s", lw_errmsg());
 	cr_expect_eq(lw_repo_set_timing(t.repo, LW_SEC(1), LW_SEC(2)), -EINVAL);
@@ -279,7 +279,7 @@ static void run_for(struct lw_loop *loop, int ms, const bool *until)
 
 /* An application with its own event loop polls lw_loop_fd and calls
  * lw_loop_run_once: acquire, refreshes and release all happen. */
-LWT_ENGINE_TEST(refresh, embedded_loop, .timeout = 30)
+LWT_MATRIX_TEST(refresh, embedded_loop, .timeout = 30)
 {
 	struct acquired got = { 0 }, gone = { 0 };
 	struct events ev = { 0 };
@@ -288,9 +288,9 @@ LWT_ENGINE_TEST(refresh, embedded_loop, .timeout = 30)
 	struct lw_lock *lock;
 	struct lwt t;
 
-	lwt_start(&t, *engine, NULL, LW_SEC(1), LW_SEC(3));
-	cr_assert_eq(lw_loop_new(*engine, &loop), 0);
-	cr_assert_eq(lw_repo_new(loop, t.dir, &repo), 0);
+	lwt_start(&t, p, NULL, LW_SEC(1), LW_SEC(3));
+	cr_assert_eq(lw_loop_new(p->engine, &loop), 0);
+	cr_assert_eq(lw_repo_new(loop, t.url, &repo), 0);
 	cr_assert_eq(lw_repo_set_timing(repo, LW_SEC(1), LW_SEC(3)), 0);
 	cr_assert_geq(lw_loop_fd(loop), 0);
 	cr_assert_eq(lw_lock_new(repo, 0, NULL, &lock), 0);

@@ -53,7 +53,7 @@ LWT_ENGINE_TEST(scale, ten_thousand_locks, .timeout = 60)
 	cr_assert(per && locks);
 	/* tmpfs: the loop is under test here, not the disk's fsync rate.
 	 * 2,500 refreshes a second, deadlines 10 s after each write. */
-	lwt_start(&t, *engine, "/dev/shm", LW_SEC(4), LW_SEC(16));
+	lwt_start(&t, p, "/dev/shm", LW_SEC(4), LW_SEC(16));
 	t0 = lwt_ms();
 	for (int i = 0; i < N; i++) {
 		per[i].all = &c;
@@ -75,7 +75,7 @@ LWT_ENGINE_TEST(scale, ten_thousand_locks, .timeout = 60)
 			  lw_ctx_cause(lw_lock_ctx(locks[i])));
 	}
 	cr_log_info("%s: %d locks acquired in %lld ms; %d refreshes in 12.5 s, every "
-		    "lock at least %lld", lw_engine_name(*engine), N,
+		    "lock at least %lld", lw_engine_name(p->engine), N,
 		    (long long)acquired_ms, atomic_load(&c.refreshed), (long long)least);
 	cr_expect_geq(least, 2, "every lock was refreshed at least twice");
 	cr_expect_eq(atomic_load(&c.lost), 0);
