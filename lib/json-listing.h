@@ -10,10 +10,8 @@
 
 #include <stddef.h>
 
+#include "json.h"
 #include "lockwatch-internal.h"
-
-/* Values nested deeper than this (inside keys we do not know) are refused. */
-#define LW__JSON_MAX_DEPTH 16
 
 /*
  * lw__json_listing_parse - the lock ids named by the listing in BUF (LEN
