@@ -343,48 +343,62 @@ static int64_t jitter(struct lw__http *h, int64_t d)
 	return d + (int64_t)(h->rng % (uint64_t)(d / 4 + 1));
 }
 
-/* Keeps up to MAX_BODY bytes of a 2xx body; reads an unwanted body on, so
- * that the connection stays usable, but only so far. */
-static size_t on_data(char *data, size_t size, size_t n, void *userp)
+/* Appends WANT bytes of DATA to the body kept. */
+static bool keep(struct lw__http_req *r, const char *data, size_t want)
 {
-	struct lw__http_req *r = userp;
-	size_t len = size * n, want;
-	long status = 0;
-
-	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
-	if (status < 200 || status > 299 || r->max_body == 0) {
-		r->dropped += len;
-		return r->dropped > DROPPED_MAX ? 0 : len;
-	}
-	want = LW_MIN(len, r->max_body - r->resp_len);
-	if (want < len)
-		r->cut = true;
-	if (r->cut && !r->cut_ok)
-		return 0;
 	if (r->resp_len + want + 1 > r->resp_cap) {
 		size_t cap = LW_MAX(r->resp_cap, (size_t)4096);
 		char *p;
 
 		while (cap < r->resp_len + want + 1)
 			cap *= 2;
-		cap = LW_MIN(cap, r->max_body + 1);
+		cap = LW_MIN(cap, LW_MAX(r->max_body, r->max_err_body) + 1);
 		p = realloc(r->resp, cap);
 		if (!p) {
 			r->res = -ENOMEM;
-			return 0;
+			return false;
 		}
 		r->resp = p;
 		r->resp_cap = cap;
 	}
 	memcpy(r->resp + r->resp_len, data, want);
 	r->resp_len += want;
+	return true;
+}
+
+/* Keeps up to MAX_BODY bytes of a 2xx body, and the first MAX_ERR_BODY of
+ * another; reads an unwanted body on, so that the connection stays usable,
+ * but only so far. */
+static size_t on_data(char *data, size_t size, size_t n, void *userp)
+{
+	struct lw__http_req *r = userp;
+	size_t len = size * n, want, max;
+	long status = 0;
+
+	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+	max = status >= 200 && status <= 299 ? r->max_body : 0;
+	if (max == 0) {
+		want = LW_MIN(len, r->max_err_body - LW_MIN(r->max_err_body, r->resp_len));
+		if (want && !keep(r, data, want))
+			return 0;
+		r->dropped += len - want;
+		return r->dropped > DROPPED_MAX ? 0 : len;
+	}
+	want = LW_MIN(len, max - r->resp_len);
+	if (want < len)
+		r->cut = true;
+	if (r->cut && !r->cut_ok)
+		return 0;
+	if (!keep(r, data, want))
+		return 0;
 	return r->cut ? 0 : len;
 }
 
 static CURL *make_easy(struct lw__http_req *r, int64_t left)
 {
 	const struct lw__http_pool *p = r->pool;
-	long timeout = (long)((LW_MIN(left, ATTEMPT_TIMEOUT) + LW_MSEC(1) - 1) / LW_MSEC(1));
+	int64_t bound = r->attempt_timeout ? r->attempt_timeout : ATTEMPT_TIMEOUT;
+	long timeout = (long)((LW_MIN(left, bound) + LW_MSEC(1) - 1) / LW_MSEC(1));
 	bool upload = r->body || strcmp(r->method, "PUT") == 0 ||
 		      strcmp(r->method, "POST") == 0;
 	struct curl_slist *hdrs = NULL, *next;
@@ -571,7 +585,8 @@ static void attempt_done(struct lw__http_req *r, CURLcode cc)
 	lw__dbg(h->log, "%s %s: %ld%s%s (attempt %u)", r->method, r->url, r->status,
 		res ? ", " : "", res ? r->err : "", r->attempts);
 	wait = transient ? jitter(h, r->backoff) : 0;
-	if (transient && r->attempts < ATTEMPTS_MAX && now + wait < r->deadline) {
+	if (transient && r->attempts < (r->attempts_max ? r->attempts_max : ATTEMPTS_MAX) &&
+	    now + wait < r->deadline) {
 		lw__dbg(h->log, "retrying %s %s in %s", r->method, r->url,
 			lw__fmt_duration(wait, dur, sizeof(dur)));
 		r->earlier_reached |= reached;

@@ -84,7 +84,11 @@ struct lw__http_req {
 	size_t max_body;        /* a 2xx body is kept up to this; 0: dropped */
 	bool cut_ok;            /* keep the first MAX_BODY bytes of a longer
 				   body instead of refusing it */
+	size_t max_err_body;    /* the first bytes of any other body kept in
+				   RESP, for messages; 0: dropped */
 	int64_t deadline;       /* CLOCK_BOOTTIME; every attempt ends by it */
+	int64_t attempt_timeout; /* one attempt's bound; 0: 30 s */
+	unsigned attempts_max;  /* 0: 5; 1: the caller retries, elsewhere */
 	void (*done)(struct lw__http_req *r);
 	void *userdata;
 
@@ -94,7 +98,8 @@ struct lw__http_req {
 				   -EFBIG (body over MAX_BODY), -ECANCELED,
 				   -ENOMEM, -EIO (another failure, see ERR) */
 	long status;
-	char *resp;             /* a 2xx body, NUL-terminated; yours to take */
+	char *resp;             /* a 2xx body (or the start of another, with
+				   MAX_ERR_BODY), NUL-terminated; yours */
 	size_t resp_len;
 	bool cut;               /* the body was longer than MAX_BODY */
 	bool reached;           /* some attempt may have reached the server */
