@@ -94,6 +94,7 @@ static void confirmed(struct lw_lock *lock)
 		return;
 	}
 	lock->state = LW__LOCK_HELD;
+	atomic_store(&lock->fencing_token, lock->token);
 	lw__refresh_begin(lock);
 	lw__id_hex(&lock->id, hex);
 	lw__info(&lock->loop->log, "acquired %s lock %.12s on %s",
@@ -144,8 +145,11 @@ static void on_created(struct lw__breq *req)
 
 	lock->req = NULL;
 	/* even a failed create may have left a file (a server that wrote it
-	 * and then timed out): it is ours to delete */
+	 * and then timed out): it is ours to delete, with its lease if it
+	 * got one */
 	lw__lock_set_id(lock, &req->id);
+	lock->lease = req->lease;
+	lock->token = req->token;
 	if (req->res < 0) {
 		char msg[300];
 

@@ -238,6 +238,7 @@ static void hb_start(struct lw__backend *be, struct lw__breq *req)
 		r->method = "DELETE";
 		break;
 	case LW__BOP_EXISTS:
+	case LW__BOP_KEEPALIVE: /* files have no lease: is it still there? */
 		r->method = "HEAD";
 		break;
 	case LW__BOP_INIT:
@@ -263,14 +264,7 @@ static void hb_req_fini(struct lw__breq *req)
 
 static void hb_configure(struct lw__backend *be)
 {
-	struct http_backend *hb = priv(be);
-
-	if (be->opts.tls_insecure && !hb->pool.insecure)
-		lw__warn(be->log, "TLS certificate verification is OFF for %s: anyone "
-			 "on the way can pose as the server", hb->where);
-	hb->pool.ca_file = be->opts.ca_file;
-	hb->pool.insecure = be->opts.tls_insecure;
-	lw__http_pool_set_max(&hb->pool, be->opts.max_connections);
+	lw__backend_configure_pool(be, &priv(be)->pool);
 }
 
 static void hb_close(struct lw__backend *be)

@@ -286,6 +286,7 @@ static void local_start(struct lw__backend *be, struct lw__breq *req)
 		submit(lr, S_MKDIR_ROOT, LW__FOP_MKDIRAT);
 		return;
 	case LW__BOP_EXISTS:
+	case LW__BOP_KEEPALIVE: /* files have no lease */
 		break;
 	}
 	lr->step = S_UNLINK;

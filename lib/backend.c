@@ -12,6 +12,7 @@ static const struct lw__backend_ops *const backends[] = {
 	[LW__URL_LOCAL] = &lw__backend_local,
 	[LW__URL_REST] = &lw__backend_rest,
 	[LW__URL_DAV] = &lw__backend_dav,
+	[LW__URL_ETCD] = &lw__backend_etcd,
 };
 
 void lw__backend_env_fini(struct lw__backend_env *env)
@@ -67,6 +68,16 @@ void lw__backend_configure(struct lw__backend *be)
 {
 	if (be->ops->configure)
 		be->ops->configure(be);
+}
+
+void lw__backend_configure_pool(struct lw__backend *be, struct lw__http_pool *pool)
+{
+	if (be->opts.tls_insecure && !pool->insecure)
+		lw__warn(be->log, "TLS certificate verification is OFF for %s: anyone "
+			 "on the way can pose as the server", be->where);
+	pool->ca_file = be->opts.ca_file;
+	pool->insecure = be->opts.tls_insecure;
+	lw__http_pool_set_max(pool, be->opts.max_connections);
 }
 
 struct lw__breq *lw__breq_new(struct lw__backend *be, enum lw__bop op,

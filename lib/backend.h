@@ -42,6 +42,8 @@ enum lw__bop {
 	LW__BOP_REMOVE, /* delete locks/ID; -ENOENT when it was not there */
 	LW__BOP_EXISTS, /* 0 or -ENOENT */
 	LW__BOP_INIT,   /* create the repository layout */
+	LW__BOP_KEEPALIVE, /* leased backends: renew LEASE; -ENOENT when the
+			      server let it expire (or it was revoked) */
 };
 
 struct lw__breq {
@@ -68,6 +70,15 @@ struct lw__breq {
 	 * timeout after sending): a CREATE may have left its file */
 	bool ambiguous;
 	bool cancelled;
+
+	/* Leased backends.  TTL: how long the server keeps a CREATE's lock
+	 * without a keepalive (ns, rounded up to what the server counts in).
+	 * LEASE: set by CREATE (even a failed one, if it got a lease), given
+	 * to KEEPALIVE and REMOVE; a REMOVE without it finds the lease itself.
+	 * TOKEN: set by CREATE, the lock's fencing token. */
+	int64_t ttl;
+	int64_t lease;
+	int64_t token;
 };
 
 struct lw__backend_ops {
@@ -76,6 +87,11 @@ struct lw__backend_ops {
 	/* A delete of a missing file succeeds (rest-server answers 200), so
 	 * a refresh checks with EXISTS that the old file is still there. */
 	bool remove_hides_missing;
+	/* The server keeps each lock alive by a lease that expires on its own
+	 * (etcd): the record is written once, a refresh is KEEPALIVE (no new
+	 * file, no delete), REMOVE ends the lease, and a lock whose holder
+	 * went silent vanishes by itself, so record times do not age. */
+	bool leased;
 	int (*open)(struct lw__backend *be, const struct lw__url *url);
 	void (*close)(struct lw__backend *be);
 	/* Starts REQ; completes it (possibly with an error) later, never
@@ -103,6 +119,7 @@ struct lw__backend {
 extern const struct lw__backend_ops lw__backend_local;
 extern const struct lw__backend_ops lw__backend_rest;
 extern const struct lw__backend_ops lw__backend_dav;
+extern const struct lw__backend_ops lw__backend_etcd;
 
 /*
  * lw__backend_open - the backend for URL.
@@ -115,6 +132,10 @@ int lw__backend_open(const struct lw__url *url, struct lw__backend_env *env,
 void lw__backend_close(struct lw__backend *be);
 /* Tells the backend that its OPTS changed. */
 void lw__backend_configure(struct lw__backend *be);
+
+struct lw__http_pool;
+/* For HTTP backends: applies OPTS (TLS, connections) to their POOL. */
+void lw__backend_configure_pool(struct lw__backend *be, struct lw__http_pool *pool);
 
 /* A request for OP; DATA (CREATE) is copied.  NULL: out of memory. */
 struct lw__breq *lw__breq_new(struct lw__backend *be, enum lw__bop op,

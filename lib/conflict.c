@@ -10,8 +10,11 @@
 bool lw__record_stale(const struct lw__record *rec, int64_t now_real,
 		      const struct lw__self *self)
 {
-	if (now_real - rec->time > rec->stale_timeout)
-		return true;
+	return now_real - rec->time > rec->stale_timeout || lw__record_orphaned(rec, self);
+}
+
+bool lw__record_orphaned(const struct lw__record *rec, const struct lw__self *self)
+{
 	if (!self->boot_id[0] || strcmp(rec->boot_id, self->boot_id) != 0 ||
 	    rec->pid_ns != self->pid_ns)
 		return false;

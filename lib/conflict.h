@@ -18,6 +18,10 @@
  */
 bool lw__record_stale(const struct lw__record *rec, int64_t now_real,
 		      const struct lw__self *self);
+/* The second half alone: written here, and its process is gone.  Where the
+ * server expires locks (leased backends) record times do not age, and this
+ * is all that makes a lock stale. */
+bool lw__record_orphaned(const struct lw__record *rec, const struct lw__self *self);
 
 /* Whether a lock of kind EXCLUSIVE conflicts with a live lock of kind
  * OTHER_EXCLUSIVE: only shared locks share. */

@@ -76,7 +76,7 @@ static int hex4(struct lw__json *c, unsigned *out)
 
 static void str_add(struct lw__json_str *s, unsigned ch)
 {
-	if (!s)
+	if (!s || s->over)
 		return;
 	if (ch >= 0x80 || s->len + 1 >= s->cap) {
 		s->over = true;

@@ -111,6 +111,7 @@ static void classify(struct lw_repo *repo)
 	struct lw__listing *l = &repo->listing;
 	const struct lw__self *self = lw__self();
 	int64_t now = lw__now_real();
+	bool leased = repo->backend->ops->leased;
 	bool remove;
 
 	pthread_mutex_lock(&repo->mu);
@@ -130,7 +131,8 @@ static void classify(struct lw_repo *repo)
 			break;
 		case LW__ENTRY_RECORD:
 			excl = e->rec->exclusive;
-			e->stale = lw__record_stale(e->rec, now, self);
+			e->stale = leased ? lw__record_orphaned(e->rec, self) :
+					    lw__record_stale(e->rec, now, self);
 			break;
 		case LW__ENTRY_FOREIGN:
 			break;

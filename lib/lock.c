@@ -65,6 +65,11 @@ bool lw__lock_request(struct lw_lock *lock, enum lw__bop op,
 
 	if (!req)
 		return false;
+	/* on a leased backend: a new lock's lease lasts the stale timeout,
+	 * and a request about the lock's own key ends or renews its lease */
+	req->ttl = lock->timing.stale_timeout;
+	if (lock->has_id && id && lw__id_eq(id, &lock->id))
+		req->lease = lock->lease;
 	lock->req = req;
 	lock->req_started = lw__now_boot();
 	lw__breq_start(req);
@@ -210,6 +215,11 @@ static void on_cancelled(struct lw__breq *req)
 	struct lw_lock *lock = req->userdata;
 
 	lock->req = NULL;
+	/* a create that got its lease: its key, if it lands, goes with it */
+	if (req->op == LW__BOP_CREATE && req->lease) {
+		lw__lock_set_id(lock, &req->id);
+		lock->lease = req->lease;
+	}
 	lw__breq_free(req);
 	cleanup(lock);
 }
@@ -278,6 +288,7 @@ LW_EXPORT int lw_lock_new(struct lw_repo *repo, unsigned flags,
 	lw__list_init(&lock->link);
 	lw__list_init(&lock->waiter.link);
 	atomic_init(&lock->deadline, 0);
+	atomic_init(&lock->fencing_token, 0);
 	atomic_init(&lock->acquire_called, false);
 	atomic_init(&lock->release_called, false);
 	*lockp = lock;
@@ -440,6 +451,11 @@ LW_EXPORT int lw_lock_id(struct lw_lock *lock, char id[65])
 LW_EXPORT int64_t lw_lock_deadline(const struct lw_lock *lock)
 {
 	return lock ? atomic_load(&lock->deadline) : 0;
+}
+
+LW_EXPORT int64_t lw_lock_fencing_token(const struct lw_lock *lock)
+{
+	return lock ? atomic_load(&lock->fencing_token) : 0;
 }
 
 LW_EXPORT int lw_lock_set_event_fn(struct lw_lock *lock, lw_event_fn fn,

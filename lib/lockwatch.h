@@ -337,6 +337,18 @@ int lw_lock_id(struct lw_lock *lock, char id[65]);
  * context is cancelled unless a refresh succeeds first; 0 when not held. */
 int64_t lw_lock_deadline(const struct lw_lock *lock);
 
+/*
+ * lw_lock_fencing_token - a number that grows with every lock acquired on
+ * the repository, for a storage service to refuse writes from a holder
+ * whose lock has since been taken over: it keeps the largest token it has
+ * seen and rejects requests that carry a smaller one.  On etcd it is the
+ * lock key's create revision.
+ *
+ * Returns: the token once the lock was acquired (it stays after release),
+ * 0 before, or where the backend has none (local, rest:, dav:).
+ */
+int64_t lw_lock_fencing_token(const struct lw_lock *lock);
+
 /* What happened to a lock, for progress displays and statistics. */
 enum lw_event_type {
 	LW_EVENT_RETRY = 1,  /* acquire found the repository locked and waits */

@@ -204,6 +204,7 @@ enum lw__phase {
 	LW__PH_IDLE,     /* held: waiting for the next refresh */
 	LW__PH_CHECK_OLD, /* refresh: is the old file still there? */
 	LW__PH_WRITE,    /* refresh: writing the new record */
+	LW__PH_KEEPALIVE, /* refresh: renewing the lease (leased backends) */
 	LW__PH_DELETE_OLD, /* refresh: deleting the old file */
 	LW__PH_CLEANUP,  /* ending: deleting files */
 };
@@ -234,6 +235,9 @@ struct lw_lock {
 	struct lw__id old_id;
 	struct lw__id new_id;     /* being written */
 	struct lw__id doomed[LW__MAX_DOOMED]; /* to delete while ending */
+	int64_t lease;            /* leased backends: what keeps ID alive */
+	int64_t token;            /* ... and ID's fencing token */
+	atomic_int_least64_t fencing_token; /* TOKEN, once acquired */
 	struct lw__timing timing;
 	struct lw__timer deadline_timer;
 	struct lw__timer step_timer;

@@ -11,6 +11,12 @@
  * once with backoff (1 s doubling, at most interval / 4), not at the next
  * tick.
  *
+ * On a leased backend (etcd) a refresh is a keepalive of the lock's lease
+ * and nothing else.  The server expires the lease a TTL (>= stale_timeout)
+ * after it *received* the keepalive; the deadline runs from when it was
+ * *sent*, and refreshability_timeout is shorter than the TTL, so the holder
+ * stops strictly before the server lets its lock go.
+ *
  * When the deadline passes, the context is cancelled on the spot by the
  * heap timer, whatever the request in flight is doing.
  *
@@ -71,18 +77,25 @@ static void retry(struct lw_lock *lock, const struct lw__breq *req, const char *
 		      lock->last_error);
 }
 
+/* The lock file ID (or, leased, its lease) is gone: the lock is lost. */
 static void lost(struct lw_lock *lock, const struct lw__id *id)
 {
+	bool leased = lock->repo->backend->ops->leased;
 	char hex[LW_ID_HEX + 1];
 
 	lw__id_hex(id, hex);
-	lw__warn(&lock->loop->log, "lock file %.12s in %s was removed by someone else",
-		 hex, lock->repo->url.display);
+	lw__warn(&lock->loop->log, "%s %.12s in %s %s", leased ? "the lease of lock" : "lock file",
+		 hex, lock->repo->url.display,
+		 leased ? "expired on the server or was revoked" : "was removed by someone else");
 	lw__lock_ref(lock);
 	lw__lock_end(lock, 0, LW_CAUSE_REMOVED,
-		     "lock removed by someone else: lock file %.12s in %s is gone "
-		     "(unlock --remove-all, or judged stale); conflicting work may "
-		     "have started", hex, lock->repo->url.display);
+		     "lock removed by someone else%s: %s %.12s in %s is gone (%s); "
+		     "conflicting work may have started",
+		     leased ? " or expired on the server" : "",
+		     leased ? "the lease of lock" : "lock file", hex, lock->repo->url.display,
+		     leased ? "unlock --remove-all, or the server did not hear from us "
+			      "for the stale timeout" :
+			      "unlock --remove-all, or judged stale");
 	lw__lock_emit(lock, LW_EVENT_LOST, -LW_ELOST, 0, 0, "%s", lw_ctx_cause(lock->ctx));
 	lw__lock_unref(lock);
 }
@@ -155,11 +168,53 @@ static void on_stray_removed(struct lw__breq *req)
 	schedule(lock, lw__now_boot() + LW_MIN(lock->backoff, lock->timing.refresh_interval / 4));
 }
 
+/* A refresh succeeded: the deadline runs from when it was sent. */
+static void refreshed(struct lw_lock *lock, const char *what)
+{
+	int64_t deadline;
+	char hex[LW_ID_HEX + 1];
+
+	lock->created_at = lock->req_started;
+	deadline = lock->created_at + lw__refreshability(&lock->timing);
+	if (deadline > deadline_of(lock)) {
+		atomic_store(&lock->deadline, deadline);
+		lw__timer_start(lock->loop->engine, &lock->deadline_timer, deadline);
+	}
+	free(lock->last_error);
+	lock->last_error = NULL;
+	lw__id_hex(&lock->id, hex);
+	lw__dbg(&lock->loop->log, "refreshed lock %.12s: %s", hex, what);
+	lw__lock_emit(lock, LW_EVENT_REFRESHED, 0, deadline_of(lock), 0,
+		      "refreshed: %s %.12s", what, hex);
+}
+
+static void on_kept(struct lw__breq *req)
+{
+	struct lw_lock *lock = req->userdata;
+	int res = req->res;
+
+	lock->req = NULL;
+	if (over(lock, req))
+		return;
+	if (res == -ENOENT) {
+		lw__breq_free(req);
+		lost(lock, &lock->id);
+		return;
+	}
+	if (res < 0) {
+		retry(lock, req, "renewing the lock's lease");
+		lw__breq_free(req);
+		return;
+	}
+	lw__breq_free(req);
+	refreshed(lock, "renewed the lease of lock");
+	if (lock->state == LW__LOCK_HELD) /* else the event callback released it */
+		next_tick(lock);
+}
+
 static void on_written(struct lw__breq *req)
 {
 	struct lw_lock *lock = req->userdata;
-	int64_t deadline;
-	char hex[LW_ID_HEX + 1];
 
 	lock->req = NULL;
 	if (over(lock, req))
@@ -176,24 +231,13 @@ static void on_written(struct lw__breq *req)
 					 deadline_of(lock), on_stray_removed);
 		return;
 	}
-	lock->created_at = lock->req_started;
-	deadline = lock->created_at + lw__refreshability(&lock->timing);
-	if (deadline > deadline_of(lock)) {
-		atomic_store(&lock->deadline, deadline);
-		lw__timer_start(lock->loop->engine, &lock->deadline_timer, deadline);
-	}
 	lock->old_id = lock->id;
 	lock->has_old = true;
 	lw__lock_set_id(lock, &req->id);
 	lw__breq_free(req);
 	if (lw__listing_add_own(lock->repo, &lock->id, lock) < 0)
 		lw__warn(&lock->loop->log, "out of memory");
-	free(lock->last_error);
-	lock->last_error = NULL;
-	lw__id_hex(&lock->id, hex);
-	lw__dbg(&lock->loop->log, "refreshed lock, now %.12s", hex);
-	lw__lock_emit(lock, LW_EVENT_REFRESHED, 0, deadline_of(lock), 0,
-		      "refreshed: lock file %.12s", hex);
+	refreshed(lock, "lock file");
 	if (lock->state != LW__LOCK_HELD)
 		return; /* the event callback released it */
 	lock->attempt = 0;
@@ -238,7 +282,12 @@ static void on_tick(struct lw__timer *t)
 {
 	struct lw_lock *lock = LW_CONTAINER_OF(t, struct lw_lock, step_timer);
 
-	if (lock->has_old) {
+	if (lock->repo->backend->ops->leased) {
+		lock->phase = LW__PH_KEEPALIVE;
+		if (!lw__lock_request(lock, LW__BOP_KEEPALIVE, &lock->id, NULL, 0,
+				      deadline_of(lock), on_kept))
+			schedule(lock, lw__now_boot() + lock->backoff);
+	} else if (lock->has_old) {
 		delete_old(lock);
 	} else if (lock->repo->backend->ops->remove_hides_missing) {
 		lock->phase = LW__PH_CHECK_OLD;
@@ -278,6 +327,7 @@ static void on_deadline(struct lw__timer *t)
 	if (lock->req)
 		snprintf(why, sizeof(why), "%s request to %s got no answer for %s",
 			 lock->phase == LW__PH_WRITE ? "refresh" :
+			 lock->phase == LW__PH_KEEPALIVE ? "keepalive" :
 			 lock->phase == LW__PH_DELETE_OLD ? "delete" : "check",
 			 lock->repo->backend->where,
 			 lw__fmt_duration(lw__now_boot() - lock->req_started, dur, sizeof(dur)));
