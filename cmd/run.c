@@ -78,11 +78,12 @@ static const char help_text[] =
 	"Usage: lockwatch [-r URL] run [OPTION...] -- CMD [ARG...]\n"
 	"\n"
 	"Acquire a lock on the repository, run CMD in its own process group with\n"
-	"LOCKWATCH_LOCK_ID in its environment, keep the lock fresh, and release it\n"
-	"when CMD and its group have ended.  If the lock is lost (its refresh\n"
-	"deadline passed, or someone removed it), the group gets SIGTERM at once and\n"
-	"SIGKILL after --kill-after, and lockwatch exits with 12.  SIGINT, SIGTERM\n"
-	"and SIGHUP are passed on to the group.\n"
+	"LOCKWATCH_LOCK_ID (and on etcd LOCKWATCH_FENCING_TOKEN) in its environment,\n"
+	"keep the lock fresh, and release it when CMD and its group have ended.\n"
+	"If the lock is lost (its refresh deadline passed, or someone removed it),\n"
+	"the group gets SIGTERM at once and SIGKILL after --kill-after, and\n"
+	"lockwatch exits with 12.  SIGINT, SIGTERM and SIGHUP are passed on to the\n"
+	"group.\n"
 	"\n"
 	"  --exclusive             take an exclusive lock (default: shared)\n"
 	"  --refresh-interval D    refresh the lock every D (default 5m)\n"
@@ -140,23 +141,39 @@ static int find_command(struct run *run, const char *name)
 	return denied ? EXIT_NOEXEC : EXIT_NOTFOUND;
 }
 
-/* The environment of the job: ours, with LOCKWATCH_LOCK_ID=ID. */
-static char **job_environ(const char *id)
+/* The environment of the job: ours, with LOCKWATCH_LOCK_ID=ID and, where
+ * the backend has one (etcd), LOCKWATCH_FENCING_TOKEN=TOKEN; never those
+ * of an outer lockwatch run.  Its first *OWNED strings are allocated. */
+static char **job_environ(const char *id, int64_t token, size_t *owned)
 {
-	size_t n = 0, k = 0;
+	size_t n = 0, k = 1;
 	char **env;
 
 	while (environ[n])
 		n++;
-	env = calloc(n + 2, sizeof(*env));
+	env = calloc(n + 3, sizeof(*env));
 	if (!env || asprintf(&env[0], "LOCKWATCH_LOCK_ID=%s", id) < 0) {
 		free(env);
 		return NULL;
 	}
+	if (token && asprintf(&env[k++], "LOCKWATCH_FENCING_TOKEN=%" PRId64, token) < 0) {
+		free(env[0]);
+		free(env);
+		return NULL;
+	}
 	for (size_t i = 0; i < n; i++)
-		if (strncmp(environ[i], "LOCKWATCH_LOCK_ID=", 18) != 0)
-			env[++k] = environ[i];
+		if (strncmp(environ[i], "LOCKWATCH_LOCK_ID=", 18) != 0 &&
+		    strncmp(environ[i], "LOCKWATCH_FENCING_TOKEN=", 24) != 0)
+			env[k++] = environ[i];
+	*owned = token ? 2 : 1;
 	return env;
+}
+
+static void job_environ_free(char **env, size_t owned)
+{
+	for (size_t i = 0; i < owned; i++)
+		free(env[i]);
+	free(env);
 }
 
 /* ------------------------------------------------- from the loop thread */
@@ -405,15 +422,16 @@ static int start_job(struct run *run)
 {
 	char id[65];
 	char **env;
+	size_t owned;
 	int pipefd[2], err = 0;
 	pid_t pid;
 
-	if (lw_lock_id(run->lock, id) < 0 || !(env = job_environ(id)))
+	if (lw_lock_id(run->lock, id) < 0 ||
+	    !(env = job_environ(id, lw_lock_fencing_token(run->lock), &owned)))
 		return -ENOMEM;
 	if (pipe2(pipefd, O_CLOEXEC) < 0) {
 		err = -errno;
-		free(env[0]);
-		free(env);
+		job_environ_free(env, owned);
 		return err;
 	}
 	run->tty_fg = isatty(STDIN_FILENO) && tcgetpgrp(STDIN_FILENO) == getpgrp();
@@ -447,8 +465,7 @@ static int start_job(struct run *run)
 			err = 0;
 	}
 	close(pipefd[0]);
-	free(env[0]);
-	free(env);
+	job_environ_free(env, owned);
 	return err;
 }
 
