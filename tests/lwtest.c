@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "etcd.h"
 #include "lwtest.h"
 #include "nginx.h"
 #include "process.h"
@@ -24,15 +25,21 @@ struct criterion_test_params lwt_engine_params(void)
 	return cr_make_param_array(struct lwt_param, params, 2);
 }
 
+static struct lwt_param matrix[] = {
+	{ LW_ENGINE_URING, LWT_BE_LOCAL }, { LW_ENGINE_EPOLL, LWT_BE_LOCAL },
+	{ LW_ENGINE_URING, LWT_BE_DAV }, { LW_ENGINE_EPOLL, LWT_BE_DAV },
+	{ LW_ENGINE_URING, LWT_BE_REST }, { LW_ENGINE_EPOLL, LWT_BE_REST },
+	{ LW_ENGINE_URING, LWT_BE_ETCD }, { LW_ENGINE_EPOLL, LWT_BE_ETCD },
+};
+
+struct criterion_test_params lwt_files_params(void)
+{
+	return cr_make_param_array(struct lwt_param, matrix, 6);
+}
+
 struct criterion_test_params lwt_matrix_params(void)
 {
-	static struct lwt_param params[] = {
-		{ LW_ENGINE_URING, LWT_BE_LOCAL }, { LW_ENGINE_EPOLL, LWT_BE_LOCAL },
-		{ LW_ENGINE_URING, LWT_BE_DAV }, { LW_ENGINE_EPOLL, LWT_BE_DAV },
-		{ LW_ENGINE_URING, LWT_BE_REST }, { LW_ENGINE_EPOLL, LWT_BE_REST },
-	};
-
-	return cr_make_param_array(struct lwt_param, params, 6);
+	return cr_make_param_array(struct lwt_param, matrix, LW_ARRAY_SIZE(matrix));
 }
 
 static void open_repo(struct lwt *t, int64_t refresh, int64_t stale)
@@ -60,6 +67,11 @@ void lwt_start(struct lwt *t, const struct lwt_param *p, const char *base,
 		snprintf(t->dir, sizeof(t->dir), "%s/lwtest-XXXXXX", base);
 		cr_assert(mkdtemp(t->dir), "mkdtemp %s", t->dir);
 		snprintf(t->url, sizeof(t->url), "%s", t->dir);
+	} else if (p->backend == LWT_BE_ETCD) {
+		t->etcd = lwt_etcd_shared();
+		lwt_etcd_prefix(t->prefix);
+		snprintf(t->url, sizeof(t->url), "etcd:%s/%s", lwt_etcd_endpoints(t->etcd),
+			 t->prefix);
 	} else {
 		t->ng = lwt_nginx_start();
 		cr_assert(t->ng, "nginx did not start");
@@ -101,11 +113,16 @@ void lwt_stop(struct lwt *t)
 	lw_loop_free(t->loop);
 	t->repo = NULL;
 	t->loop = NULL;
-	if (t->ng)
+	if (t->etcd) {
+		lwt_etcd_clear(t->etcd, t->prefix);
+		lwt_etcd_stop(t->etcd); /* the handle: the cluster runs on */
+	} else if (t->ng) {
 		lwt_nginx_stop(t->ng); /* removes its directory too */
-	else
+	} else {
 		nftw(t->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	}
 	t->ng = NULL;
+	t->etcd = NULL;
 }
 
 int lwt_count(const struct lwt *t)
@@ -115,6 +132,8 @@ int lwt_count(const struct lwt *t)
 	DIR *d;
 	int n = 0;
 
+	if (t->etcd)
+		return lwt_etcd_count(t->etcd, t->prefix);
 	snprintf(path, sizeof(path), "%s/locks", t->dir);
 	d = opendir(path);
 	cr_assert(d, "opendir %s", path);
@@ -132,6 +151,8 @@ bool lwt_exists(const struct lwt *t, const char *id)
 {
 	char path[PATH_MAX + 80];
 
+	if (t->etcd)
+		return lwt_etcd_get(t->etcd, t->prefix, id, NULL, NULL);
 	snprintf(path, sizeof(path), "%s/locks/%s", t->dir, id);
 	return access(path, F_OK) == 0;
 }
@@ -144,6 +165,10 @@ void lwt_plant_bytes(const struct lwt *t, const void *data, size_t len, char id[
 
 	cr_assert_eq(lw__id_random(&rid), 0);
 	lw__id_hex(&rid, id);
+	if (t->etcd) {
+		lwt_etcd_put(t->etcd, t->prefix, id, data, len);
+		return;
+	}
 	snprintf(path, sizeof(path), "%s/locks/%s", t->dir, id);
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
 	cr_assert(fd >= 0, "open %s", path);

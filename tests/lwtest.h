@@ -15,8 +15,10 @@
 
 /* Where a test's repository lives.  nginx (tests/nginx.c) keeps the files
  * of dav: and rest: repositories in a directory on this machine: the tests
- * look at and plant lock files there for every backend alike. */
-enum lwt_backend { LWT_BE_LOCAL, LWT_BE_DAV, LWT_BE_REST };
+ * look at and plant lock files there for every backend alike.  etcd: lives
+ * under a prefix of its own in the test binary's cluster (tests/etcd.c,
+ * tests/etcd-shared.c), looked at through the gateway. */
+enum lwt_backend { LWT_BE_LOCAL, LWT_BE_DAV, LWT_BE_REST, LWT_BE_ETCD };
 
 struct lwt_param {
 	enum lw_engine engine;
@@ -24,24 +26,33 @@ struct lwt_param {
 };
 
 /* Every test that touches the loop runs on both engines: LWT_ENGINE_TEST
- * on a local repository (tests of file operations), LWT_MATRIX_TEST on
- * local, dav: and rest: repositories.  The body sees P. */
+ * on a local repository (tests of file operations), LWT_FILES_TEST on
+ * local, dav: and rest: repositories (what only lock files do: a refresh
+ * writes a new one, record times age), LWT_MATRIX_TEST on those and etcd:.
+ * The body sees P. */
 struct criterion_test_params lwt_engine_params(void);
+struct criterion_test_params lwt_files_params(void);
 struct criterion_test_params lwt_matrix_params(void);
 #define LWT_ENGINE_TEST(suite, name, ...)                                      \
 	ParameterizedTestParameters(suite, name) { return lwt_engine_params(); } \
+	ParameterizedTest(struct lwt_param *p, suite, name, __VA_ARGS__)
+#define LWT_FILES_TEST(suite, name, ...)                                       \
+	ParameterizedTestParameters(suite, name) { return lwt_files_params(); } \
 	ParameterizedTest(struct lwt_param *p, suite, name, __VA_ARGS__)
 #define LWT_MATRIX_TEST(suite, name, ...)                                      \
 	ParameterizedTestParameters(suite, name) { return lwt_matrix_params(); } \
 	ParameterizedTest(struct lwt_param *p, suite, name, __VA_ARGS__)
 
 struct lwt_nginx;
+struct lwt_etcd;
 
 struct lwt {
 	struct lwt_param param;
 	char dir[PATH_MAX]; /* the repository's files on this machine */
 	char url[PATH_MAX]; /* the repository as the library sees it */
 	struct lwt_nginx *ng;
+	struct lwt_etcd *etcd; /* etcd: the cluster, and the prefix in it */
+	char prefix[32];
 	struct lw_loop *loop;
 	struct lw_repo *repo;
 };
@@ -58,7 +69,7 @@ void lwt_stop(struct lwt *t);
 void lwt_other(const struct lwt *t, struct lwt *other);
 void lwt_other_stop(struct lwt *other);
 
-/* The number of files in locks/ (temporary ones included). */
+/* The number of files in locks/ (temporary ones included; etcd: keys). */
 int lwt_count(const struct lwt *t);
 /* Whether locks/ID exists. */
 bool lwt_exists(const struct lwt *t, const char *id);

@@ -41,7 +41,7 @@ static void sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
-static int free_port(void)
+int lwt_free_port(void)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET,
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -56,7 +56,7 @@ static int free_port(void)
 	return port;
 }
 
-static bool answers(int port)
+bool lwt_port_answers(int port)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -285,7 +285,7 @@ static int wait_ready(const struct lwt_nginx *ng)
 		if (waitpid(ng->pid, &status, WNOHANG) == ng->pid)
 			return -1;
 		for (int s = 0; s < NSERVERS; s++)
-			up += answers(ng->port[s]);
+			up += lwt_port_answers(ng->port[s]);
 		if (up == NSERVERS)
 			return 0;
 		sleep_ms(10);
@@ -327,7 +327,7 @@ struct lwt_nginx *lwt_nginx_start(void)
 	 * it: try again with others */
 	for (int attempt = 0; attempt < 5; attempt++) {
 		for (int s = 0; s < NSERVERS; s++)
-			ng->port[s] = free_port();
+			ng->port[s] = lwt_free_port();
 		if (write_config(ng) < 0)
 			break;
 		ng->pid = spawn(ng);

@@ -61,3 +61,7 @@ void lwt_nginx_explain_locks(const struct lwt_nginx *ng, const char *path);
 size_t lwt_nginx_log_count(const struct lwt_nginx *ng, const char *needle);
 /* Connections of this process to PORT that are open (not TIME_WAIT). */
 int lwt_tcp_connections(int port);
+/* A loopback port nobody listens on right now (-1 if none was found). */
+int lwt_free_port(void);
+/* Whether something accepts connections on loopback PORT. */
+bool lwt_port_answers(int port);

@@ -150,7 +150,7 @@ static void stale_removed(const struct lwt_param *p, struct lw__record *rec)
 	lwt_stop(&t);
 }
 
-LWT_MATRIX_TEST(conflict, stale_by_age, .timeout = 30)
+LWT_FILES_TEST(conflict, stale_by_age, .timeout = 30)
 {
 	struct lw__record rec = lwt_record(true);
 
@@ -213,8 +213,9 @@ LWT_MATRIX_TEST(conflict, other_pid_namespace_is_live, .timeout = 30)
 	lwt_stop(&t);
 }
 
-/* With stale-lock removal off, a stale lock blocks until unlock, as in
- * restic; lw_repo_unlock then removes it. */
+/* With stale-lock removal off, a stale lock (of a process that is gone:
+ * stale on every backend) blocks until unlock, as in restic;
+ * lw_repo_unlock then removes it. */
 LWT_MATRIX_TEST(conflict, stale_blocks_when_removal_off, .timeout = 30)
 {
 	struct lw__record rec = lwt_record(true);
@@ -222,7 +223,9 @@ LWT_MATRIX_TEST(conflict, stale_blocks_when_removal_off, .timeout = 30)
 	struct lw_lock *l;
 	char id[65];
 
-	rec.time -= LW_SEC(3600);
+	rec.boot_id = lw__self()->boot_id;
+	rec.pid = dead_pid();
+	rec.pid_start = 12345;
 	lwt_start(&t, p, NULL, REFRESH, STALE);
 	cr_assert_eq(lw_repo_set_remove_stale(t.repo, false), 0);
 	lwt_plant(&t, &rec, id);

@@ -68,7 +68,7 @@ static int64_t record_time(const struct lwt *t, const char *id)
 
 /* With a 1 s interval the file is replaced about every second (new id,
  * newer time, old file gone) and the context stays live throughout. */
-LWT_MATRIX_TEST(refresh, replaces_the_file, .timeout = 30)
+LWT_FILES_TEST(refresh, replaces_the_file, .timeout = 30)
 {
 	struct events ev = { 0 };
 	char first[65], id[65], last[65];
