@@ -8,8 +8,10 @@
  *   create     lease grant, then a txn that puts the key under the lease
  *              only if its create_revision is 0 (it does not exist); the
  *              key's create revision is the lock's fencing token
- *   keepalive  one POST to /v3/lease/keepalive (a stream of one message);
- *              a reply without a TTL means the lease is gone
+ *   keepalive  /v3/lease/keepalive, a stream: one POST carries the
+ *              keepalives of every lock that is due while the previous
+ *              POSTs are under way, one JSON object a line each way; a
+ *              reply without a TTL means the lease is gone
  *   remove     lease revoke, which deletes the key with it; without a
  *              known lease, the key's lease is looked up, and revoked only
  *              if it holds that key alone (another tool's lease is not
@@ -20,13 +22,13 @@
  * A lease that is not kept alive expires on the server, which deletes the
  * key: a crashed holder leaves nothing behind.
  *
- * Members: a request goes to the member that answered last; when it does
- * not answer (connection refused or reset, a timeout, a 5xx) the request
- * moves on to the next, each try bounded so that all of them fit in the
- * request's deadline, and after a round over every member it waits a
- * little before the next.  Every step is safe to repeat: a create's txn
- * that landed on a try whose answer was lost is recognised by its lease
- * when the next try finds the key.
+ * Members: a POST goes to the member that answered last; when it does not
+ * answer (connection refused or reset, a timeout, a 5xx, a stream's error)
+ * the POST moves on to the next, each try bounded so that all of them fit
+ * in the deadline, and after a round over every member it waits a little
+ * before the next.  Every step is safe to repeat: a create's txn that
+ * landed on a try whose answer was lost is recognised by its lease when
+ * the next try finds the key.
  */
 #include "config.h"
 
@@ -39,6 +41,7 @@
 #include "base64.h"
 #include "etcd-reply.h"
 #include "http.h"
+#include "list.h"
 
 /* Keys-only kvs of 100,000 locks take about 25 MB. */
 #define LISTING_MAX (64u << 20)
@@ -46,6 +49,9 @@
 #define READ_MAX (4u << 20)
 #define REPLY_MAX (64u << 10)
 #define ERROR_BODY_MAX 512u
+/* Keepalives in one POST; the reply takes about 200 bytes for each. */
+#define BATCH_MAX 1000u
+#define BATCH_REPLY_MAX (BATCH_MAX * 512u)
 /* One try at one member: its share of the time left, within these. */
 #define SLICE_MIN LW_SEC(1)
 #define SLICE_MAX LW_SEC(10)
@@ -54,14 +60,20 @@
 #define ROUND_BACKOFF_MAX LW_SEC(1)
 
 struct etcd_backend {
+	struct lw__backend *be;
 	struct lw__http_pool pool;
 	const struct lw__endpoint *ep; /* the repository's URL outlives us */
 	unsigned n;
-	unsigned cur;         /* the member requests go to first */
-	char *prefix;         /* "backups/locks/" */
+	unsigned cur;          /* the member POSTs go to first */
+	char *prefix;          /* "backups/locks/" */
 	size_t prefix_len;
-	char *range;          /* "key" and "range_end" of PREFIX, for bodies */
-	char where[300];      /* "host:port,host:port" */
+	char *range;           /* "key" and "range_end" of PREFIX, for bodies */
+	struct lw__list due;   /* keepalives waiting for a batch */
+	struct lw__list batches;
+	unsigned nbatches;
+	struct lw__defer flush;
+	bool flush_queued;
+	char where[300];       /* "host:port,host:port" */
 };
 
 enum step {
@@ -90,23 +102,250 @@ static const char *const step_path[] = {
 	[ST_DELETE] = "/v3/kv/deleterange",
 };
 
-struct etcd_breq {
-	struct lw__breq base;
+/* ---------------------------------------------------------------- calls */
+
+/*
+ * One POST to the cluster, moved from member to member until one answers
+ * or DEADLINE passes.  ANSWERED gets a 2xx reply or a final status;
+ * FAILED gets the end of the tries (RES, WHY), or a cancellation.
+ */
+struct call {
+	struct etcd_backend *eb;
 	struct lw__http_req http;
 	struct lw__timer timer;  /* the wait between rounds */
-	struct lw__defer defer;  /* completion outside start and cancel */
+	struct lw__defer defer;  /* FAILED outside start and cancel */
 	enum step step;
-	unsigned member;         /* the member of the try in flight */
+	char *body;
+	int64_t deadline;
+	int64_t soonest;         /* tries are sliced to end by this */
+	unsigned member;         /* of the try in flight */
 	unsigned tried;          /* members that failed this round */
+	unsigned tries;
 	int64_t backoff;
 	bool reserved;           /* TIMER's place in the heap */
 	bool waiting;            /* TIMER runs */
-	bool finishing;          /* DEFER is queued */
 	bool reached;            /* a try of this step may have reached etcd */
 	bool earlier;            /* ... a try before the last one */
-	unsigned tries;
+	int res;                 /* the last failure */
+	char why[200];
+	void (*answered)(struct call *c);
+	void (*failed)(struct call *c);
+};
+
+static void call_why(struct call *c, int res, const char *fmt, ...) LW_PRINTF(3, 4);
+
+/* Notes a failure: "on host:port: WHAT". */
+static void call_why(struct call *c, int res, const char *fmt, ...)
+{
+	const struct lw__endpoint *ep = &c->eb->ep[c->member];
+	size_t n;
+	va_list ap;
+
+	c->res = res;
+	n = (size_t)snprintf(c->why, sizeof(c->why), "on %s:%d: ", ep->host, ep->port);
+	va_start(ap, fmt);
+	vsnprintf(c->why + LW_MIN(n, sizeof(c->why)), sizeof(c->why) - LW_MIN(n, sizeof(c->why)),
+		  fmt, ap);
+	va_end(ap);
+	lw__sanitize(c->why);
+}
+
+static void call_failed_deferred(struct lw__defer *d)
+{
+	struct call *c = LW_CONTAINER_OF(d, struct call, defer);
+
+	c->failed(c);
+}
+
+static void on_http_done(struct lw__http_req *r);
+
+static void call_send(struct call *c)
+{
+	struct etcd_backend *eb = c->eb;
+	struct lw__http_req *r = &c->http;
+	int64_t left = c->soonest - lw__now_boot();
+	unsigned members_left = eb->n - c->tried;
+
+	lw__http_req_fini(r);
+	memset(r, 0, sizeof(*r));
+	r->pool = &eb->pool;
+	r->method = "POST";
+	if (c->body && asprintf(&r->url, "%s%s", eb->ep[c->member].base,
+				step_path[c->step]) < 0)
+		r->url = NULL; /* the HTTP layer fails a request without a URL */
+	r->body = c->body;
+	r->body_len = c->body ? strlen(c->body) : 0;
+	r->max_body = c->step == ST_LIST ? LISTING_MAX :
+		      c->step == ST_READ ? READ_MAX :
+		      c->step == ST_KEEPALIVE ? BATCH_REPLY_MAX : REPLY_MAX;
+	r->max_err_body = ERROR_BODY_MAX;
+	r->deadline = c->deadline;
+	/* a share of the time left for each member not yet tried, so that a
+	 * member that takes the connection and says nothing cannot use all
+	 * of it */
+	r->attempt_timeout = LW_MIN(LW_MAX(left / (int64_t)LW_MAX(members_left, 1u),
+					   SLICE_MIN), SLICE_MAX);
+	r->attempts_max = 1;
+	r->done = on_http_done;
+	c->tries++;
+	lw__http_start(r);
+}
+
+/* Sends STEP with BODY (taken; NULL: out of memory, which the HTTP layer
+ * reports) to the member that answered last. */
+static void call_step(struct call *c, enum step step, char *body)
+{
+	free(c->body);
+	c->body = body;
+	c->step = step;
+	c->tried = 0;
+	c->reached = false;
+	c->backoff = ROUND_BACKOFF_FIRST;
+	c->member = c->eb->cur;
+	call_send(c);
+}
+
+static void on_round_timer(struct lw__timer *t)
+{
+	struct call *c = LW_CONTAINER_OF(t, struct call, timer);
+
+	c->waiting = false;
+	c->tried = 0;
+	call_send(c);
+}
+
+/* The member did not answer: the next one gets the POST, after a little
+ * wait once every member has failed it. */
+static void call_member_failed(struct call *c)
+{
+	struct etcd_backend *eb = c->eb;
+	unsigned next = (c->member + 1) % eb->n;
+	int64_t now = lw__now_boot(), wait = 0;
+
+	if (eb->cur == c->member && eb->n > 1) {
+		eb->cur = next;
+		lw__warn(eb->be->log, "etcd %s %s; trying member %s:%d",
+			 c->step == ST_KEEPALIVE ? "keepalive" : "request", c->why,
+			 eb->ep[next].host, eb->ep[next].port);
+	}
+	if (++c->tried >= eb->n)
+		wait = LW_MIN(c->backoff, ROUND_BACKOFF_MAX);
+	if (now + wait >= c->deadline) {
+		c->failed(c);
+		return;
+	}
+	c->member = next;
+	if (!wait) {
+		call_send(c);
+		return;
+	}
+	c->backoff = LW_MIN(2 * c->backoff, ROUND_BACKOFF_MAX);
+	c->waiting = true;
+	lw__timer_start(eb->be->engine, &c->timer, now + wait);
+}
+
+static void on_http_done(struct lw__http_req *r)
+{
+	struct call *c = LW_CONTAINER_OF(r, struct call, http);
+	long st = r->status;
+	char msg[ERROR_BODY_MAX + 1] = "";
+
+	c->earlier = c->reached;
+	c->reached |= r->reached;
+	if (r->res < 0) {
+		call_why(c, r->res == -EIO ? -LW_EBACKEND : r->res, "%s", r->err);
+		switch (r->res) {
+		case -ECANCELED:
+		case -ENOMEM:
+		case -EFBIG:
+		case -EIO:
+			c->failed(c);
+			return;
+		default: /* refused, reset, unreachable, timed out */
+			call_member_failed(c);
+			return;
+		}
+	}
+	if (st >= 200 && st <= 299) {
+		c->answered(c);
+		return;
+	}
+	if (r->resp)
+		lw__etcd_error_message(r->resp, r->resp_len, msg, sizeof(msg));
+	call_why(c, st == 401 || st == 403 ? -EACCES : -LW_EBACKEND, "%ld%s%s", st,
+		 msg[0] ? ": " : "", msg[0] ? msg : " (not an etcd v3 gateway?)");
+	if (st >= 500 || st == 429 || st == 408)
+		call_member_failed(c);
+	else
+		c->answered(c);
+}
+
+static int call_init(struct call *c, struct etcd_backend *eb, int64_t deadline,
+		     void (*answered)(struct call *), void (*failed)(struct call *))
+{
+	c->eb = eb;
+	c->deadline = c->soonest = deadline;
+	c->answered = answered;
+	c->failed = failed;
+	lw__timer_init(&c->timer, on_round_timer);
+	c->reserved = lw__engine_reserve(eb->be->engine, 1) == 0;
+	return c->reserved ? 0 : -ENOMEM;
+}
+
+/* Makes C end soon through FAILED with -ECANCELED (or its real result). */
+static void call_cancel(struct call *c)
+{
+	if (c->waiting) {
+		lw__timer_stop(c->eb->be->engine, &c->timer);
+		c->waiting = false;
+		call_why(c, -ECANCELED, "cancelled");
+		lw__defer(c->eb->be->engine, &c->defer, call_failed_deferred);
+		return;
+	}
+	lw__http_cancel(&c->http); /* ends through on_http_done, if it runs */
+}
+
+static void call_fini(struct call *c)
+{
+	if (c->reserved)
+		lw__engine_reserve(c->eb->be->engine, -1);
+	c->reserved = false;
+	lw__http_req_fini(&c->http);
+	free(c->body);
+	c->body = NULL;
+}
+
+/* Reads C's 2xx reply into REP; false (with C's WHY) if it is not one. */
+static bool call_reply(struct call *c, const char *text, size_t len,
+		       struct lw__etcd_reply *rep)
+{
+	char why[160];
+	int res;
+
+	rep->prefix = c->eb->prefix;
+	rep->prefix_len = c->eb->prefix_len;
+	res = lw__etcd_reply_parse(text, len, rep, why, sizeof(why));
+	if (res < 0) {
+		call_why(c, res == -ENOMEM ? res : -LW_EBACKEND, "%s", why);
+		return false;
+	}
+	if (rep->outside && c->step != ST_LEASE_KEYS) {
+		call_why(c, -LW_EBACKEND, "the reply holds a key outside %.*s",
+			 (int)c->eb->prefix_len, c->eb->prefix);
+		return false;
+	}
+	return true;
+}
+
+/* ------------------------------------------------------------- requests */
+
+struct etcd_breq {
+	struct lw__breq base;
+	struct call call;        /* all but keepalives */
+	struct lw__defer defer;  /* completion outside start and cancel */
+	struct lw__list link;    /* keepalive: in DUE or in a batch */
+	struct batch *batch;
 	char *key64;             /* the lock's key, base64 */
-	char *body;
 };
 
 static struct etcd_backend *priv(struct lw__backend *be)
@@ -131,59 +370,46 @@ static const char *op_name(enum lw__bop op)
 	return names[op];
 }
 
-/* Fails REQ with RES and "etcd OP locks/0123456789ab on host:port: WHAT". */
-static void fail(struct etcd_breq *er, int res, const char *fmt, ...) LW_PRINTF(3, 4);
-
-static void fail(struct etcd_breq *er, int res, const char *fmt, ...)
+/* Sets REQ's result: "etcd OP locks/0123456789ab WHAT (N tries)". */
+static void fail(struct etcd_breq *er, int res, const char *what, unsigned tries)
 {
 	struct lw__breq *req = &er->base;
-	const struct lw__endpoint *ep = &priv(req->be)->ep[er->member];
 	bool whole = req->op == LW__BOP_LIST || req->op == LW__BOP_INIT;
-	char what[200], hex[LW_ID_HEX + 1], tries[32] = "";
-	va_list ap;
+	char hex[LW_ID_HEX + 1], n[32] = "";
 
-	va_start(ap, fmt);
-	vsnprintf(what, sizeof(what), fmt, ap);
-	va_end(ap);
 	lw__id_hex(&req->id, hex);
-	if (er->tries > 1)
-		snprintf(tries, sizeof(tries), " (%u tries)", er->tries);
-	lw__breq_fail(req, res, "etcd %s locks/%.*s on %s:%d: %s%s", op_name(req->op),
-		      whole ? 0 : 12, hex, ep->host, ep->port, what, tries);
-	lw__sanitize(req->msg);
+	if (tries > 1)
+		snprintf(n, sizeof(n), " (%u tries)", tries);
+	lw__breq_fail(req, res, "etcd %s locks/%.*s %s%s", op_name(req->op), whole ? 0 : 12, hex,
+		      what, n);
 }
 
-/* ----------------------------------------------------------- completion */
+/* REQ's result from its call's last failure. */
+static void fail_call(struct etcd_breq *er, const struct call *c)
+{
+	fail(er, c->res, c->why, c->tries);
+}
 
 static void complete(struct etcd_breq *er)
 {
 	struct lw__breq *req = &er->base;
 
-	if (er->reserved)
-		lw__engine_reserve(req->be->engine, -1);
-	er->reserved = false;
 	/* a create that failed after its txn may have landed left a key */
-	req->ambiguous = req->op == LW__BOP_CREATE && req->res < 0 && er->reached &&
-			 er->step == ST_PUT;
+	req->ambiguous = req->op == LW__BOP_CREATE && req->res < 0 && er->call.reached &&
+			 er->call.step == ST_PUT;
 	req->done(req);
 }
 
 static void complete_deferred(struct lw__defer *d)
 {
-	struct etcd_breq *er = LW_CONTAINER_OF(d, struct etcd_breq, defer);
-
-	er->finishing = false;
-	complete(er);
+	complete(LW_CONTAINER_OF(d, struct etcd_breq, defer));
 }
 
 /* Completes at the next turn: for results found inside start or cancel. */
 static void complete_later(struct etcd_breq *er)
 {
-	er->finishing = true;
 	lw__defer(er->base.be->engine, &er->defer, complete_deferred);
 }
-
-/* -------------------------------------------------------------- bodies */
 
 static char *b64(const void *data, size_t len)
 {
@@ -194,15 +420,15 @@ static char *b64(const void *data, size_t len)
 	return s;
 }
 
-/* The body of STEP, or NULL when out of memory. */
-static char *make_body(struct etcd_breq *er)
+/* The body of STEP for ER, or NULL when out of memory. */
+static char *make_body(struct etcd_breq *er, enum step step)
 {
 	struct lw__breq *req = &er->base;
 	const struct etcd_backend *eb = priv(req->be);
 	char *body = NULL, *value;
 	int n = -1;
 
-	switch (er->step) {
+	switch (step) {
 	case ST_GRANT:
 		/* whole seconds, rounded up: never shorter than asked */
 		n = asprintf(&body, "{\"TTL\":\"%" PRId64 "\"}",
@@ -226,20 +452,18 @@ static char *make_body(struct etcd_breq *er)
 	case ST_LIST:
 		n = asprintf(&body, "{%s,\"keys_only\":true}", eb->range);
 		break;
-	case ST_READ:
-		n = asprintf(&body, "{\"key\":\"%s\"}", er->key64);
-		break;
 	case ST_COUNT:
 		if (req->op == LW__BOP_INIT)
 			n = asprintf(&body, "{%s,\"count_only\":true}", eb->range);
 		else
 			n = asprintf(&body, "{\"key\":\"%s\",\"count_only\":true}", er->key64);
 		break;
-	case ST_LOOKUP:
-		n = asprintf(&body, "{\"key\":\"%s\",\"keys_only\":true}", er->key64);
-		break;
+	case ST_READ:
 	case ST_DELETE:
 		n = asprintf(&body, "{\"key\":\"%s\"}", er->key64);
+		break;
+	case ST_LOOKUP:
+		n = asprintf(&body, "{\"key\":\"%s\",\"keys_only\":true}", er->key64);
 		break;
 	case ST_KEEPALIVE:
 	case ST_REVOKE:
@@ -252,119 +476,27 @@ static char *make_body(struct etcd_breq *er)
 	return n < 0 ? NULL : body;
 }
 
-/* ------------------------------------------------------------- sending */
-
-static void on_http_done(struct lw__http_req *r);
-
-/* Sends the current step to the current member. */
-static void send_try(struct etcd_breq *er)
+static void next_step(struct etcd_breq *er, enum step step)
 {
-	struct lw__breq *req = &er->base;
-	struct etcd_backend *eb = priv(req->be);
-	struct lw__http_req *r = &er->http;
-	int64_t left = req->deadline - lw__now_boot();
-	unsigned members_left = eb->n - er->tried;
-
-	lw__http_req_fini(r);
-	free(er->body);
-	er->body = make_body(er);
-	memset(r, 0, sizeof(*r));
-	r->pool = &eb->pool;
-	r->method = "POST";
-	if (er->body && asprintf(&r->url, "%s%s", eb->ep[er->member].base,
-				 step_path[er->step]) < 0)
-		r->url = NULL; /* the HTTP layer fails a request without a URL */
-	r->body = er->body;
-	r->body_len = er->body ? strlen(er->body) : 0;
-	r->max_body = er->step == ST_LIST ? LISTING_MAX :
-		      er->step == ST_READ ? READ_MAX : REPLY_MAX;
-	r->max_err_body = ERROR_BODY_MAX;
-	r->deadline = req->deadline;
-	/* a share of the time left for each member not yet tried, so that a
-	 * member that takes the connection and says nothing cannot use all
-	 * of it */
-	r->attempt_timeout = LW_MIN(LW_MAX(left / (int64_t)LW_MAX(members_left, 1u),
-					   SLICE_MIN), SLICE_MAX);
-	r->attempts_max = 1;
-	r->done = on_http_done;
-	er->tries++;
-	lw__http_start(r);
+	call_step(&er->call, step, make_body(er, step));
 }
-
-static void begin_step(struct etcd_breq *er, enum step step)
-{
-	er->step = step;
-	er->tried = 0;
-	er->reached = false;
-	er->backoff = ROUND_BACKOFF_FIRST;
-	send_try(er);
-}
-
-static void on_round_timer(struct lw__timer *t)
-{
-	struct etcd_breq *er = LW_CONTAINER_OF(t, struct etcd_breq, timer);
-
-	er->waiting = false;
-	er->tried = 0;
-	send_try(er);
-}
-
-/* The member did not answer: the next one gets the request, after a
- * little wait once every member has failed it. */
-static void member_failed(struct etcd_breq *er)
-{
-	struct lw__breq *req = &er->base;
-	struct etcd_backend *eb = priv(req->be);
-	unsigned next = (er->member + 1) % eb->n;
-	int64_t now = lw__now_boot(), wait = 0;
-
-	if (eb->cur == er->member && eb->n > 1) {
-		eb->cur = next;
-		lw__warn(req->be->log, "%s; trying etcd member %s:%d", req->msg,
-			 eb->ep[next].host, eb->ep[next].port);
-	}
-	if (++er->tried >= eb->n)
-		wait = LW_MIN(er->backoff, ROUND_BACKOFF_MAX);
-	if (now + wait >= req->deadline) {
-		complete(er);
-		return;
-	}
-	er->member = next;
-	if (!wait) {
-		send_try(er);
-		return;
-	}
-	er->backoff = LW_MIN(2 * er->backoff, ROUND_BACKOFF_MAX);
-	er->waiting = true;
-	lw__timer_start(req->be->engine, &er->timer, now + wait);
-}
-
-/* ------------------------------------------------------------- replies */
 
 /* What a step's good reply means; completes or moves to the next step. */
-static void on_reply(struct etcd_breq *er, struct lw__etcd_reply *rep)
+static void on_reply(struct etcd_breq *er, const struct lw__etcd_reply *rep)
 {
 	struct lw__breq *req = &er->base;
-	struct etcd_backend *eb = priv(req->be);
 	const struct lw__etcd_kv *kv = rep->nkvs == 1 ? &rep->kvs[0] : NULL;
 	bool mine = kv && lw__id_eq(&kv->id, &req->id);
+	unsigned tries = er->call.tries;
 
-	if (rep->outside && er->step != ST_LEASE_KEYS) {
-		fail(er, -LW_EBACKEND, "the reply holds a key outside %.*s", (int)eb->prefix_len,
-		     eb->prefix);
-		complete(er);
-		return;
-	}
-	req->res = 0;
-	req->msg[0] = '\0';
-	switch (er->step) {
+	switch (er->call.step) {
 	case ST_GRANT:
 		if (rep->id == 0 || rep->ttl <= 0) {
-			fail(er, -LW_EBACKEND, "the lease grant's reply has no lease");
+			fail(er, -LW_EBACKEND, "the lease grant's reply has no lease", tries);
 			break;
 		}
 		req->lease = rep->id;
-		begin_step(er, ST_PUT);
+		next_step(er, ST_PUT);
 		return;
 	case ST_PUT:
 		if (rep->succeeded)
@@ -372,15 +504,15 @@ static void on_reply(struct etcd_breq *er, struct lw__etcd_reply *rep)
 		else if (mine && kv->lease == req->lease)
 			req->token = kv->create_revision; /* an earlier try's */
 		else
-			fail(er, -EEXIST, "the key exists already");
+			fail(er, -EEXIST, "the key exists already", tries);
 		if (req->res == 0 && req->token <= 0)
-			fail(er, -LW_EBACKEND, "the txn's reply has no revision");
+			fail(er, -LW_EBACKEND, "the txn's reply has no revision", tries);
 		break;
 	case ST_LIST:
 		req->nids = rep->nkvs;
 		req->ids = req->nids ? malloc(req->nids * sizeof(*req->ids)) : NULL;
 		if (req->nids && !req->ids) {
-			fail(er, -ENOMEM, "out of memory");
+			fail(er, -ENOMEM, "out of memory", tries);
 			break;
 		}
 		for (size_t i = 0; i < rep->nkvs; i++)
@@ -388,13 +520,13 @@ static void on_reply(struct etcd_breq *er, struct lw__etcd_reply *rep)
 		break;
 	case ST_READ:
 		if (rep->nkeys == 0) {
-			fail(er, -ENOENT, "not found");
+			fail(er, -ENOENT, "not found", tries);
 		} else if (!mine) {
-			fail(er, -LW_EBACKEND, "the reply is about another key");
+			fail(er, -LW_EBACKEND, "the reply is about another key", tries);
 		} else if (rep->value_len) {
 			req->buf = malloc(rep->value_len);
 			if (!req->buf) {
-				fail(er, -ENOMEM, "out of memory");
+				fail(er, -ENOMEM, "out of memory", tries);
 				break;
 			}
 			memcpy(req->buf, rep->value, rep->value_len);
@@ -403,65 +535,64 @@ static void on_reply(struct etcd_breq *er, struct lw__etcd_reply *rep)
 		break;
 	case ST_COUNT:
 		if (req->op == LW__BOP_EXISTS && rep->count == 0)
-			fail(er, -ENOENT, "not found");
-		break;
-	case ST_KEEPALIVE:
-		if (rep->ttl <= 0)
-			fail(er, -ENOENT, "the lease expired on the server, or was revoked");
-		else if (rep->id != req->lease)
-			fail(er, -LW_EBACKEND, "the reply is about another lease");
+			fail(er, -ENOENT, "not found", tries);
 		break;
 	case ST_LOOKUP:
 		if (!mine) {
-			fail(er, -ENOENT, "not found");
+			fail(er, -ENOENT, "not found", tries);
 			break;
 		}
 		req->lease = kv->lease;
-		begin_step(er, kv->lease ? ST_LEASE_KEYS : ST_DELETE);
+		next_step(er, kv->lease ? ST_LEASE_KEYS : ST_DELETE);
 		return;
 	case ST_LEASE_KEYS:
 		if (rep->ttl <= 0) {
-			fail(er, -ENOENT, "not found: its lease expired");
+			fail(er, -ENOENT, "not found: its lease expired", tries);
 			break;
 		}
 		/* a lease that holds other keys too is not ours to end */
-		begin_step(er, rep->nkeys == 1 && mine ? ST_REVOKE : ST_DELETE);
+		next_step(er, rep->nkeys == 1 && mine ? ST_REVOKE : ST_DELETE);
 		return;
 	case ST_REVOKE:
+	case ST_KEEPALIVE:
 		break;
 	case ST_DELETE:
 		/* a try whose answer was lost may have deleted it */
-		if (rep->deleted == 0 && !er->earlier)
-			fail(er, -ENOENT, "not found");
+		if (rep->deleted == 0 && !er->call.earlier)
+			fail(er, -ENOENT, "not found", tries);
 		break;
 	}
 	complete(er);
 }
 
-/* A 2xx reply: read it. */
-static void on_ok(struct etcd_breq *er)
+static void req_answered(struct call *c)
 {
-	struct etcd_backend *eb = priv(er->base.be);
-	struct lw__http_req *r = &er->http;
-	struct lw__etcd_reply *rep = malloc(sizeof(*rep));
-	char why[160];
-	int res;
+	struct etcd_breq *er = LW_CONTAINER_OF(c, struct etcd_breq, call);
+	const struct lw__http_req *r = &c->http;
+	struct lw__etcd_reply *rep;
 
-	if (!rep) {
-		fail(er, -ENOMEM, "out of memory");
+	if (r->status == 404 && c->step == ST_REVOKE && r->resp && strstr(r->resp, "lease not found")) {
+		/* the key went with its lease, maybe by a try of ours whose
+		 * answer was lost */
+		if (!c->earlier)
+			fail(er, -ENOENT, "not found: the lease is gone", c->tries);
 		complete(er);
 		return;
 	}
-	rep->prefix = eb->prefix;
-	rep->prefix_len = eb->prefix_len;
-	res = lw__etcd_reply_parse(r->resp ? r->resp : "", r->resp_len, rep, why, sizeof(why));
-	if (res < 0) {
-		fail(er, res == -ENOMEM ? res : -LW_EBACKEND, "%s", why);
+	if (r->status < 200 || r->status > 299) {
+		fail_call(er, c);
 		complete(er);
-	} else if (rep->error[0]) {
-		/* a stream's error comes in a 200 reply: "no leader", say */
-		fail(er, -LW_EBACKEND, "%s", rep->error);
-		member_failed(er);
+		return;
+	}
+	rep = malloc(sizeof(*rep));
+	if (!rep) {
+		fail(er, -ENOMEM, "out of memory", c->tries);
+		complete(er);
+		return;
+	}
+	if (!call_reply(c, r->resp ? r->resp : "", r->resp_len, rep)) {
+		fail_call(er, c);
+		complete(er);
 	} else {
 		on_reply(er, rep);
 	}
@@ -469,52 +600,222 @@ static void on_ok(struct etcd_breq *er)
 	free(rep);
 }
 
-static void on_http_done(struct lw__http_req *r)
+static void req_failed(struct call *c)
 {
-	struct etcd_breq *er = LW_CONTAINER_OF(r, struct etcd_breq, http);
-	long st = r->status;
-	char msg[ERROR_BODY_MAX + 1] = "";
+	struct etcd_breq *er = LW_CONTAINER_OF(c, struct etcd_breq, call);
 
-	er->earlier = er->reached;
-	er->reached |= r->reached;
-	if (r->res < 0) {
-		fail(er, r->res == -EIO ? -LW_EBACKEND : r->res, "%s", r->err);
-		switch (r->res) {
-		case -ECANCELED:
-		case -ENOMEM:
-		case -EFBIG:
-		case -EIO:
+	fail_call(er, c);
+	complete(er);
+}
+
+/* ------------------------------------------------------------- batches */
+
+/* Keepalives sent together in one POST of the lease stream. */
+struct batch {
+	struct call call;
+	struct lw__list link;    /* eb->batches */
+	struct lw__list members; /* waiting for their answer, in body order */
+};
+
+static void flush_due(struct etcd_backend *eb);
+
+static void batch_free(struct batch *b)
+{
+	struct etcd_backend *eb = b->call.eb;
+
+	lw__list_del(&b->link);
+	eb->nbatches--;
+	call_fini(&b->call);
+	free(b);
+	flush_due(eb);
+}
+
+static void leave(struct etcd_breq *er)
+{
+	lw__list_del(&er->link);
+	er->batch = NULL;
+}
+
+/* Every member still waiting gets C's failure. */
+static void batch_failed(struct call *c)
+{
+	struct batch *b = LW_CONTAINER_OF(c, struct batch, call);
+
+	while (!lw__list_empty(&b->members)) {
+		struct etcd_breq *er = LW_CONTAINER_OF(b->members.next, struct etcd_breq, link);
+
+		leave(er);
+		fail_call(er, c);
+		complete(er);
+	}
+	batch_free(b);
+}
+
+/* The body for B's members, one {"ID"} a line; their deadlines' range. */
+static char *batch_body(struct batch *b, int64_t *soonest, int64_t *latest)
+{
+	size_t n = 0, len = 0;
+	char *body;
+
+	for (struct lw__list *l = b->members.next; l != &b->members; l = l->next)
+		n++;
+	body = malloc(n * 32 + 1);
+	*soonest = INT64_MAX;
+	*latest = 0;
+	for (struct lw__list *l = b->members.next; body && l != &b->members; l = l->next) {
+		const struct lw__breq *req = &LW_CONTAINER_OF(l, struct etcd_breq, link)->base;
+
+		len += (size_t)sprintf(body + len, "{\"ID\":\"%" PRId64 "\"}\n", req->lease);
+		*soonest = LW_MIN(*soonest, req->deadline);
+		*latest = LW_MAX(*latest, req->deadline);
+	}
+	return body;
+}
+
+/* The member whose lease is ID: the first one, unless some left. */
+static struct etcd_breq *batch_find(struct batch *b, int64_t id)
+{
+	for (struct lw__list *l = b->members.next; l != &b->members; l = l->next) {
+		struct etcd_breq *er = LW_CONTAINER_OF(l, struct etcd_breq, link);
+
+		if (er->base.lease == id)
+			return er;
+	}
+	return NULL;
+}
+
+enum line { LINE_OK, LINE_BROKEN, LINE_BAD };
+
+/* One line of the stream's reply: a member's answer, or the stream's end
+ * (BROKEN: "no leader", say) or garbage (BAD). */
+static enum line batch_line(struct batch *b, const char *text, size_t len)
+{
+	struct call *c = &b->call;
+	struct lw__etcd_reply *rep = malloc(sizeof(*rep));
+	enum line res = LINE_BAD;
+	struct etcd_breq *er;
+
+	if (!rep) {
+		call_why(c, -ENOMEM, "out of memory");
+		return LINE_BAD;
+	}
+	if (!call_reply(c, text, len, rep)) {
+		/* LINE_BAD */
+	} else if (rep->error[0]) {
+		call_why(c, -LW_EBACKEND, "%s", rep->error);
+		res = LINE_BROKEN;
+	} else {
+		/* a member cancelled meanwhile is no longer there */
+		er = batch_find(b, rep->id);
+		if (er) {
+			leave(er);
+			if (rep->ttl <= 0)
+				fail(er, -ENOENT, "the lease expired on the server, or was revoked",
+				     c->tries);
 			complete(er);
-			return;
-		default: /* refused, reset, unreachable, timed out */
-			member_failed(er);
-			return;
 		}
+		res = LINE_OK;
 	}
-	if (st >= 200 && st <= 299) {
-		on_ok(er);
+	lw__etcd_reply_fini(rep);
+	free(rep);
+	return res;
+}
+
+static void batch_answered(struct call *c)
+{
+	struct batch *b = LW_CONTAINER_OF(c, struct batch, call);
+	const struct lw__http_req *r = &c->http;
+	const char *p = r->resp ? r->resp : "", *end = p + r->resp_len;
+	enum line res = LINE_OK;
+
+	if (r->status < 200 || r->status > 299) {
+		batch_failed(c);
 		return;
 	}
-	if (r->resp)
-		lw__etcd_error_message(r->resp, r->resp_len, msg, sizeof(msg));
-	if (st == 404 && er->step == ST_REVOKE && msg[0]) {
-		/* "requested lease not found": the key went with it, maybe by
-		 * a try of ours whose answer was lost */
-		if (er->earlier) {
-			er->base.res = 0;
-			er->base.msg[0] = '\0';
-		} else {
-			fail(er, -ENOENT, "not found: %s", msg);
-		}
-		complete(er);
+	/* one JSON object a line: a JSON string holds no raw newline */
+	while (res == LINE_OK && p < end && !lw__list_empty(&b->members)) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t len = (size_t)((nl ? nl : end) - p);
+
+		if (len)
+			res = batch_line(b, p, len);
+		p += len + (nl != NULL);
+	}
+	if (lw__list_empty(&b->members)) {
+		batch_free(b);
 		return;
 	}
-	fail(er, st == 401 || st == 403 ? -EACCES : -LW_EBACKEND, "%ld%s%s", st,
-	     msg[0] ? ": " : "", msg[0] ? msg : " (not an etcd v3 gateway?)");
-	if (st >= 500 || st == 429 || st == 408)
-		member_failed(er);
-	else
-		complete(er);
+	if (res == LINE_BAD) {
+		batch_failed(c);
+		return;
+	}
+	if (res == LINE_OK)
+		call_why(c, -LW_EBACKEND, "the stream ended before every keepalive was answered");
+	/* the rest try the next member, in a POST of their own */
+	free(c->body);
+	c->body = batch_body(b, &c->soonest, &c->deadline);
+	call_member_failed(c);
+}
+
+/* Starts a POST with the keepalives that are due, up to BATCH_MAX. */
+static void batch_start(struct etcd_backend *eb)
+{
+	struct batch *b = calloc(1, sizeof(*b));
+	char *body;
+
+	if (!b || call_init(&b->call, eb, 0, batch_answered, batch_failed) < 0) {
+		/* out of memory: the keepalives wait, and their locks' deadlines
+		 * end them if it lasts */
+		if (b)
+			call_fini(&b->call);
+		free(b);
+		return;
+	}
+	lw__list_init(&b->members);
+	lw__list_add_tail(&eb->batches, &b->link);
+	eb->nbatches++;
+	for (unsigned n = 0; n < BATCH_MAX && !lw__list_empty(&eb->due); n++) {
+		struct etcd_breq *er = LW_CONTAINER_OF(eb->due.next, struct etcd_breq, link);
+
+		leave(er);
+		lw__list_add_tail(&b->members, &er->link);
+		er->batch = b;
+	}
+	/* each member's own deadline ends it (its lock cancels it): the POST
+	 * lasts for the latest, its tries are sliced for the soonest */
+	body = batch_body(b, &b->call.soonest, &b->call.deadline);
+	call_step(&b->call, ST_KEEPALIVE, body);
+}
+
+/* Batches at once: room is left for acquires and removals. */
+static unsigned batches_max(const struct etcd_backend *eb)
+{
+	return LW_MAX(eb->pool.max_active / 2, 1u);
+}
+
+static void flush_deferred(struct lw__defer *d)
+{
+	struct etcd_backend *eb = LW_CONTAINER_OF(d, struct etcd_backend, flush);
+
+	eb->flush_queued = false;
+	while (!lw__list_empty(&eb->due) && eb->nbatches < batches_max(eb)) {
+		unsigned before = eb->nbatches;
+
+		batch_start(eb);
+		if (eb->nbatches == before)
+			break; /* out of memory */
+	}
+}
+
+/* Keepalives due now join a batch at the next turn (those of the same turn
+ * travel together), or wait until a batch in flight ends: the busier the
+ * server, the more each POST carries. */
+static void flush_due(struct etcd_backend *eb)
+{
+	if (eb->flush_queued || lw__list_empty(&eb->due) || eb->nbatches >= batches_max(eb))
+		return;
+	eb->flush_queued = true;
+	lw__defer(eb->be->engine, &eb->flush, flush_deferred);
 }
 
 /* -------------------------------------------------------------- vtable */
@@ -526,37 +827,45 @@ static void eb_start(struct lw__backend *be, struct lw__breq *req)
 	char key[4096 + 128], hex[LW_ID_HEX + 1];
 	int n;
 
-	lw__timer_init(&er->timer, on_round_timer);
-	er->member = eb->cur;
-	er->reserved = lw__engine_reserve(be->engine, 1) == 0;
+	lw__list_init(&er->link);
+	if (req->op == LW__BOP_KEEPALIVE) {
+		if (!req->lease) {
+			fail(er, -EINVAL, "without a lease", 0);
+			complete_later(er);
+			return;
+		}
+		lw__list_add_tail(&eb->due, &er->link);
+		flush_due(eb);
+		return;
+	}
 	lw__id_hex(&req->id, hex);
 	n = snprintf(key, sizeof(key), "%s%s", eb->prefix, hex);
 	er->key64 = n > 0 && (size_t)n < sizeof(key) ? b64(key, (size_t)n) : NULL;
-	if (!er->reserved || !er->key64) {
-		fail(er, -ENOMEM, "out of memory");
+	if (call_init(&er->call, eb, req->deadline, req_answered, req_failed) < 0 ||
+	    !er->key64) {
+		fail(er, -ENOMEM, "out of memory", 0);
 		complete_later(er);
 		return;
 	}
 	switch (req->op) {
 	case LW__BOP_CREATE:
-		begin_step(er, ST_GRANT);
+		next_step(er, ST_GRANT);
 		break;
 	case LW__BOP_LIST:
-		begin_step(er, ST_LIST);
+		next_step(er, ST_LIST);
 		break;
 	case LW__BOP_READ:
-		begin_step(er, ST_READ);
+		next_step(er, ST_READ);
 		break;
 	case LW__BOP_EXISTS:
 	case LW__BOP_INIT:
 		/* etcd needs no layout: init checks that the cluster answers */
-		begin_step(er, ST_COUNT);
-		break;
-	case LW__BOP_KEEPALIVE:
-		begin_step(er, ST_KEEPALIVE);
+		next_step(er, ST_COUNT);
 		break;
 	case LW__BOP_REMOVE:
-		begin_step(er, req->lease ? ST_REVOKE : ST_LOOKUP);
+		next_step(er, req->lease ? ST_REVOKE : ST_LOOKUP);
+		break;
+	case LW__BOP_KEEPALIVE:
 		break;
 	}
 }
@@ -564,43 +873,61 @@ static void eb_start(struct lw__backend *be, struct lw__breq *req)
 static void eb_cancel(struct lw__backend *be, struct lw__breq *req)
 {
 	struct etcd_breq *er = ereq(req);
+	struct batch *b = er->batch;
 
-	if (er->waiting) {
-		lw__timer_stop(be->engine, &er->timer);
-		er->waiting = false;
-		fail(er, -ECANCELED, "cancelled");
-		complete_later(er);
+	if (req->op != LW__BOP_KEEPALIVE) {
+		call_cancel(&er->call);
 		return;
 	}
-	if (!er->finishing)
-		lw__http_cancel(&er->http); /* completes through on_http_done */
+	if (!lw__list_linked(&er->link))
+		return; /* it has its result */
+	/* out of its batch, or of the keepalives due; a batch left empty
+	 * has nobody to answer */
+	lw__list_del(&er->link);
+	er->batch = NULL;
+	fail(er, -ECANCELED, "cancelled", 0);
+	complete_later(er);
+	if (b && lw__list_empty(&b->members))
+		call_cancel(&b->call);
 }
 
 static void eb_req_fini(struct lw__breq *req)
 {
 	struct etcd_breq *er = ereq(req);
 
-	lw__http_req_fini(&er->http);
-	free(er->body);
+	if (req->op != LW__BOP_KEEPALIVE)
+		call_fini(&er->call);
 	free(er->key64);
 }
 
 static void eb_configure(struct lw__backend *be)
 {
 	lw__backend_configure_pool(be, &priv(be)->pool);
+	flush_due(priv(be));
 }
 
 static void eb_close(struct lw__backend *be)
 {
 	struct etcd_backend *eb = priv(be);
 
+	/* at loop shutdown: what is still under way is dropped unanswered */
+	lw__defer_cancel(be->engine, &eb->flush);
 	lw__http_pool_fini(&eb->pool);
+	while (!lw__list_empty(&eb->batches)) {
+		struct batch *b = LW_CONTAINER_OF(eb->batches.next, struct batch, link);
+
+		lw__timer_stop(be->engine, &b->call.timer);
+		lw__defer_cancel(be->engine, &b->call.defer);
+		lw__list_del(&b->link);
+		call_fini(&b->call);
+		free(b);
+	}
 	free(eb->prefix);
 	free(eb->range);
 	free(eb);
 }
 
-/* "prefix/locks/" and the range body that lists it. */
+/* "prefix/locks/" and the range that lists it. */
 static int make_prefix(struct etcd_backend *eb, const char *path)
 {
 	char *start, *end;
@@ -644,8 +971,11 @@ static int eb_open(struct lw__backend *be, const struct lw__url *url)
 	eb = calloc(1, sizeof(*eb));
 	if (!eb)
 		return -ENOMEM;
+	eb->be = be;
 	eb->ep = url->ep;
 	eb->n = (unsigned)url->nep;
+	lw__list_init(&eb->due);
+	lw__list_init(&eb->batches);
 	for (size_t i = 0; i < url->nep && len < sizeof(eb->where); i++) {
 		bool v6 = strchr(url->ep[i].host, ':') != NULL;
 
@@ -661,7 +991,7 @@ static int eb_open(struct lw__backend *be, const struct lw__url *url)
 		eb_close(be);
 		return r;
 	}
-	eb_configure(be);
+	lw__backend_configure_pool(be, &eb->pool);
 	return 0;
 }
 
