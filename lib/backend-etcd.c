@@ -727,6 +727,7 @@ static void batch_answered(struct call *c)
 	const struct lw__http_req *r = &c->http;
 	const char *p = r->resp ? r->resp : "", *end = p + r->resp_len;
 	enum line res = LINE_OK;
+	unsigned answered = 0;
 
 	if (r->status < 200 || r->status > 299) {
 		batch_failed(c);
@@ -737,8 +738,10 @@ static void batch_answered(struct call *c)
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t len = (size_t)((nl ? nl : end) - p);
 
-		if (len)
+		if (len) {
 			res = batch_line(b, p, len);
+			answered += res == LINE_OK;
+		}
 		p += len + (nl != NULL);
 	}
 	if (lw__list_empty(&b->members)) {
@@ -749,11 +752,19 @@ static void batch_answered(struct call *c)
 		batch_failed(c);
 		return;
 	}
-	if (res == LINE_OK)
-		call_why(c, -LW_EBACKEND, "the stream ended before every keepalive was answered");
-	/* the rest try the next member, in a POST of their own */
 	free(c->body);
 	c->body = batch_body(b, &c->soonest, &c->deadline);
+	/* The gateway (Go's HTTP/1 server) stops reading a body once its
+	 * reply has begun and throws the rest away: the keepalives it never
+	 * read (it reads at least the first) go again, to the same member. */
+	if (res == LINE_OK && answered) {
+		lw__dbg(c->eb->be->log, "etcd keepalive: the gateway read %u of a POST's "
+			"keepalives; sending the rest again", answered);
+		call_send(c);
+		return;
+	}
+	if (res == LINE_OK)
+		call_why(c, -LW_EBACKEND, "the keepalive stream ended without an answer");
 	call_member_failed(c);
 }
 
