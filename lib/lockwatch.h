@@ -149,11 +149,15 @@ struct lw_repo;
  * "rest:http[s]://[user[:password]@]host[:port]/path/" is a restic REST
  * server and "dav:http[s]://..." a plain HTTP store with PUT, DELETE and a
  * JSON index (nginx's dav module).  Without credentials in the URL,
- * LOCKWATCH_USER and LOCKWATCH_PASSWORD give them.  Nothing is touched
- * until a lock is acquired.
+ * LOCKWATCH_USER and LOCKWATCH_PASSWORD give them.
+ * "etcd:http[s]://host:2379[,http://host2:2379...]/prefix" keeps locks as
+ * keys under prefix/locks/ of an etcd (>= 3.4) cluster, each alive by a
+ * lease that expires on the server; requests move on to the next member
+ * when one does not answer.  Nothing is touched until a lock is acquired.
  *
  * Returns: 0, -EINVAL for a malformed URL, -EPROTONOSUPPORT for a backend
- * that is not built in, -ENOMEM.
+ * that is not built in, -ENOTSUP for a user name in an etcd URL (etcd's
+ * own authentication is not supported), -ENOMEM.
  */
 int lw_repo_new(struct lw_loop *loop, const char *url, struct lw_repo **repop);
 struct lw_repo *lw_repo_ref(struct lw_repo *repo);
@@ -219,7 +223,8 @@ int lw_repo_set_tls_insecure_skip_verify(struct lw_repo *repo, bool insecure);
 
 /*
  * lw_repo_init - create the repository's locks/ folder (and the repository
- * folder itself on a local backend).  Blocking.  Existing folders are fine.
+ * folder itself on a local backend; etcd needs none: it checks that the
+ * cluster answers).  Blocking.  Existing folders are fine.
  */
 int lw_repo_init(struct lw_repo *repo);
 

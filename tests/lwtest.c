@@ -25,6 +25,8 @@ struct criterion_test_params lwt_engine_params(void)
 	return cr_make_param_array(struct lwt_param, params, 2);
 }
 
+/* the backends of lock files first, then etcd; each on both engines */
+#define NFILES 6
 static struct lwt_param matrix[] = {
 	{ LW_ENGINE_URING, LWT_BE_LOCAL }, { LW_ENGINE_EPOLL, LWT_BE_LOCAL },
 	{ LW_ENGINE_URING, LWT_BE_DAV }, { LW_ENGINE_EPOLL, LWT_BE_DAV },
@@ -34,12 +36,18 @@ static struct lwt_param matrix[] = {
 
 struct criterion_test_params lwt_files_params(void)
 {
-	return cr_make_param_array(struct lwt_param, matrix, 6);
+	return cr_make_param_array(struct lwt_param, matrix, NFILES);
 }
 
 struct criterion_test_params lwt_matrix_params(void)
 {
 	return cr_make_param_array(struct lwt_param, matrix, LW_ARRAY_SIZE(matrix));
+}
+
+struct criterion_test_params lwt_etcd_params(void)
+{
+	return cr_make_param_array(struct lwt_param, matrix + NFILES,
+				   LW_ARRAY_SIZE(matrix) - NFILES);
 }
 
 static void open_repo(struct lwt *t, int64_t refresh, int64_t stale)

@@ -33,6 +33,8 @@ struct lwt_param {
 struct criterion_test_params lwt_engine_params(void);
 struct criterion_test_params lwt_files_params(void);
 struct criterion_test_params lwt_matrix_params(void);
+/* etcd: on both engines, for what only it does (tests/test-etcd*.c) */
+struct criterion_test_params lwt_etcd_params(void);
 #define LWT_ENGINE_TEST(suite, name, ...)                                      \
 	ParameterizedTestParameters(suite, name) { return lwt_engine_params(); } \
 	ParameterizedTest(struct lwt_param *p, suite, name, __VA_ARGS__)
@@ -41,6 +43,9 @@ struct criterion_test_params lwt_matrix_params(void);
 	ParameterizedTest(struct lwt_param *p, suite, name, __VA_ARGS__)
 #define LWT_MATRIX_TEST(suite, name, ...)                                      \
 	ParameterizedTestParameters(suite, name) { return lwt_matrix_params(); } \
+	ParameterizedTest(struct lwt_param *p, suite, name, __VA_ARGS__)
+#define LWT_ETCD_TEST(suite, name, ...)                                        \
+	ParameterizedTestParameters(suite, name) { return lwt_etcd_params(); }  \
 	ParameterizedTest(struct lwt_param *p, suite, name, __VA_ARGS__)
 
 struct lwt_nginx;

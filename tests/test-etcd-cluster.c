@@ -26,18 +26,7 @@
  * timer does not wait for any request. */
 #define LATENCY_BOUND LW_MSEC(50)
 
-static struct criterion_test_params engines(void)
-{
-	static struct lwt_param params[] = {
-		{ LW_ENGINE_URING, LWT_BE_ETCD }, { LW_ENGINE_EPOLL, LWT_BE_ETCD },
-	};
-
-	return cr_make_param_array(struct lwt_param, params, 2);
-}
-
-#define CLUSTER_TEST(name, ...)                                                 \
-	ParameterizedTestParameters(etcd_cluster, name) { return engines(); }   \
-	ParameterizedTest(struct lwt_param *p, etcd_cluster, name, __VA_ARGS__)
+#define CLUSTER_TEST(name, ...) LWT_ETCD_TEST(etcd_cluster, name, __VA_ARGS__)
 
 struct held {
 	struct lw_lock *lock;

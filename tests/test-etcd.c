@@ -30,18 +30,7 @@
 #define REFRESH LW_SEC(1)
 #define STALE LW_SEC(3)
 
-static struct criterion_test_params engines(void)
-{
-	static struct lwt_param params[] = {
-		{ LW_ENGINE_URING, LWT_BE_ETCD }, { LW_ENGINE_EPOLL, LWT_BE_ETCD },
-	};
-
-	return cr_make_param_array(struct lwt_param, params, 2);
-}
-
-#define ETCD_TEST(name, ...)                                                    \
-	ParameterizedTestParameters(etcd, name) { return engines(); }           \
-	ParameterizedTest(struct lwt_param *p, etcd, name, __VA_ARGS__)
+#define ETCD_TEST(name, ...) LWT_ETCD_TEST(etcd, name, __VA_ARGS__)
 
 struct events {
 	atomic_int refreshed;
