@@ -107,7 +107,9 @@ static const char *const step_path[] = {
 /*
  * One POST to the cluster, moved from member to member until one answers
  * or DEADLINE passes.  ANSWERED gets a 2xx reply or a final status;
- * FAILED gets the end of the tries (RES, WHY), or a cancellation.
+ * FAILED gets the end of the tries (RES, WHY), or a cancellation.  A try
+ * that broke off (a timeout, a reset) after part of a streamed reply came
+ * goes to SALVAGE, if there is one, which returns whether it took over.
  */
 struct call {
 	struct etcd_backend *eb;
@@ -130,6 +132,7 @@ struct call {
 	char why[200];
 	void (*answered)(struct call *c);
 	void (*failed)(struct call *c);
+	bool (*salvage)(struct call *c);
 };
 
 static void call_why(struct call *c, int res, const char *fmt, ...) LW_PRINTF(3, 4);
@@ -254,6 +257,12 @@ static void on_http_done(struct lw__http_req *r)
 	c->reached |= r->reached;
 	if (r->res < 0) {
 		call_why(c, r->res == -EIO ? -LW_EBACKEND : r->res, "%s", r->err);
+		/* a POST that never left the pool (the deadline came while it
+		 * waited for a connection) says nothing about the member */
+		if (!r->attempts) {
+			c->failed(c);
+			return;
+		}
 		switch (r->res) {
 		case -ECANCELED:
 		case -ENOMEM:
@@ -262,6 +271,8 @@ static void on_http_done(struct lw__http_req *r)
 			c->failed(c);
 			return;
 		default: /* refused, reset, unreachable, timed out */
+			if (c->salvage && st >= 200 && st <= 299 && c->salvage(c))
+				return;
 			call_member_failed(c);
 			return;
 		}
@@ -721,51 +732,102 @@ static enum line batch_line(struct batch *b, const char *text, size_t len)
 	return res;
 }
 
-static void batch_answered(struct call *c)
+/* Reads the answers in a reply (only whole lines unless WHOLE) and says
+ * how many came. */
+static enum line batch_read(struct batch *b, bool whole, unsigned *answered)
 {
-	struct batch *b = LW_CONTAINER_OF(c, struct batch, call);
-	const struct lw__http_req *r = &c->http;
+	const struct lw__http_req *r = &b->call.http;
 	const char *p = r->resp ? r->resp : "", *end = p + r->resp_len;
 	enum line res = LINE_OK;
-	unsigned answered = 0;
 
-	if (r->status < 200 || r->status > 299) {
-		batch_failed(c);
-		return;
-	}
+	*answered = 0;
 	/* one JSON object a line: a JSON string holds no raw newline */
 	while (res == LINE_OK && p < end && !lw__list_empty(&b->members)) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t len = (size_t)((nl ? nl : end) - p);
 
+		if (!nl && !whole)
+			break;
 		if (len) {
 			res = batch_line(b, p, len);
-			answered += res == LINE_OK;
+			*answered += res == LINE_OK;
 		}
 		p += len + (nl != NULL);
 	}
-	if (lw__list_empty(&b->members)) {
-		batch_free(b);
-		return;
-	}
-	if (res == LINE_BAD) {
+	return res;
+}
+
+/* The rest of B's members go again at once, to the same member. */
+static void batch_resend(struct batch *b, unsigned answered)
+{
+	struct call *c = &b->call;
+
+	lw__dbg(c->eb->be->log, "etcd keepalive: %u answered in a POST that ended early; "
+		"sending the rest again", answered);
+	free(c->body);
+	c->body = batch_body(b, &c->soonest, &c->deadline);
+	call_send(c);
+}
+
+/* The gateway (Go's HTTP/1 server) stops reading a body once its reply has
+ * begun and throws the rest away: the keepalives it never read (it reads
+ * at least the first) go again, to the same member. */
+static void batch_answered(struct call *c)
+{
+	struct batch *b = LW_CONTAINER_OF(c, struct batch, call);
+	const struct lw__http_req *r = &c->http;
+	unsigned answered;
+	enum line res;
+
+	if (r->status < 200 || r->status > 299) {
 		batch_failed(c);
 		return;
 	}
-	free(c->body);
-	c->body = batch_body(b, &c->soonest, &c->deadline);
-	/* The gateway (Go's HTTP/1 server) stops reading a body once its
-	 * reply has begun and throws the rest away: the keepalives it never
-	 * read (it reads at least the first) go again, to the same member. */
-	if (res == LINE_OK && answered) {
-		lw__dbg(c->eb->be->log, "etcd keepalive: the gateway read %u of a POST's "
-			"keepalives; sending the rest again", answered);
-		call_send(c);
-		return;
+	res = batch_read(b, true, &answered);
+	if (lw__list_empty(&b->members)) {
+		batch_free(b);
+	} else if (res == LINE_BAD) {
+		batch_failed(c);
+	} else if (res == LINE_OK && answered) {
+		batch_resend(b, answered);
+	} else {
+		if (res == LINE_OK)
+			call_why(c, -LW_EBACKEND, "the keepalive stream ended without an answer");
+		free(c->body);
+		c->body = batch_body(b, &c->soonest, &c->deadline);
+		call_member_failed(c);
 	}
-	if (res == LINE_OK)
-		call_why(c, -LW_EBACKEND, "the keepalive stream ended without an answer");
-	call_member_failed(c);
+}
+
+/* A POST that timed out or broke while its answers came: those that came
+ * count, and the rest go again (a member that answers slowly still
+ * answers).  Returns whether it took the POST over. */
+static bool batch_salvage(struct call *c)
+{
+	struct batch *b = LW_CONTAINER_OF(c, struct batch, call);
+	int res = c->res;
+	char why[sizeof(c->why)];
+	unsigned answered;
+
+	memcpy(why, c->why, sizeof(why));
+	if (batch_read(b, false, &answered) == LINE_OK && answered) {
+		if (lw__list_empty(&b->members))
+			batch_free(b);
+		else
+			batch_resend(b, answered);
+		return true;
+	}
+	/* the try's own failure stands, for the members not answered */
+	c->res = res;
+	memcpy(c->why, why, sizeof(why));
+	if (answered) {
+		free(c->body);
+		c->body = batch_body(b, &c->soonest, &c->deadline);
+	}
+	if (!lw__list_empty(&b->members))
+		return false;
+	batch_free(b);
+	return true;
 }
 
 /* Starts a POST with the keepalives that are due, up to BATCH_MAX. */
@@ -782,6 +844,7 @@ static void batch_start(struct etcd_backend *eb)
 		free(b);
 		return;
 	}
+	b->call.salvage = batch_salvage;
 	lw__list_init(&b->members);
 	lw__list_add_tail(&eb->batches, &b->link);
 	eb->nbatches++;
