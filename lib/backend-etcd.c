@@ -580,7 +580,7 @@ static void req_answered(struct call *c)
 {
 	struct etcd_breq *er = LW_CONTAINER_OF(c, struct etcd_breq, call);
 	const struct lw__http_req *r = &c->http;
-	struct lw__etcd_reply *rep;
+	struct lw__etcd_reply rep; /* 4 KiB: a record's room */
 
 	if (r->status == 404 && c->step == ST_REVOKE && r->resp && strstr(r->resp, "lease not found")) {
 		/* the key went with its lease, maybe by a try of ours whose
@@ -595,20 +595,13 @@ static void req_answered(struct call *c)
 		complete(er);
 		return;
 	}
-	rep = malloc(sizeof(*rep));
-	if (!rep) {
-		fail(er, -ENOMEM, "out of memory", c->tries);
-		complete(er);
-		return;
-	}
-	if (!call_reply(c, r->resp ? r->resp : "", r->resp_len, rep)) {
+	if (!call_reply(c, r->resp ? r->resp : "", r->resp_len, &rep)) {
 		fail_call(er, c);
 		complete(er);
 	} else {
-		on_reply(er, rep);
+		on_reply(er, &rep);
 	}
-	lw__etcd_reply_fini(rep);
-	free(rep);
+	lw__etcd_reply_fini(&rep);
 }
 
 static void req_failed(struct call *c)
@@ -702,33 +695,28 @@ enum line { LINE_OK, LINE_BROKEN, LINE_BAD };
 static enum line batch_line(struct batch *b, const char *text, size_t len)
 {
 	struct call *c = &b->call;
-	struct lw__etcd_reply *rep = malloc(sizeof(*rep));
+	struct lw__etcd_reply rep;
 	enum line res = LINE_BAD;
 	struct etcd_breq *er;
 
-	if (!rep) {
-		call_why(c, -ENOMEM, "out of memory");
-		return LINE_BAD;
-	}
-	if (!call_reply(c, text, len, rep)) {
+	if (!call_reply(c, text, len, &rep)) {
 		/* LINE_BAD */
-	} else if (rep->error[0]) {
-		call_why(c, -LW_EBACKEND, "%s", rep->error);
+	} else if (rep.error[0]) {
+		call_why(c, -LW_EBACKEND, "%s", rep.error);
 		res = LINE_BROKEN;
 	} else {
 		/* a member cancelled meanwhile is no longer there */
-		er = batch_find(b, rep->id);
+		er = batch_find(b, rep.id);
 		if (er) {
 			leave(er);
-			if (rep->ttl <= 0)
+			if (rep.ttl <= 0)
 				fail(er, -ENOENT, "the lease expired on the server, or was revoked",
 				     c->tries);
 			complete(er);
 		}
 		res = LINE_OK;
 	}
-	lw__etcd_reply_fini(rep);
-	free(rep);
+	lw__etcd_reply_fini(&rep);
 	return res;
 }
 
