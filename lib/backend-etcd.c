@@ -22,13 +22,10 @@
  * A lease that is not kept alive expires on the server, which deletes the
  * key: a crashed holder leaves nothing behind.
  *
- * Members: a POST goes to the member that answered last; when it does not
- * answer (connection refused or reset, a timeout, a 5xx, a stream's error)
- * the POST moves on to the next, each try bounded so that all of them fit
- * in the deadline, and after a round over every member it waits a little
- * before the next.  Every step is safe to repeat: a create's txn that
- * landed on a try whose answer was lost is recognised by its lease when
- * the next try finds the key.
+ * Each POST moves from member to member until one answers (etcd-call.c).
+ * Every step is safe to repeat: a create's txn that landed on a try whose
+ * answer was lost is recognised by its lease when the next try finds the
+ * key.
  */
 #include "config.h"
 
@@ -39,8 +36,7 @@
 
 #include "backend.h"
 #include "base64.h"
-#include "etcd-reply.h"
-#include "http.h"
+#include "etcd-call.h"
 #include "list.h"
 
 /* Keys-only kvs of 100,000 locks take about 25 MB. */
@@ -48,25 +44,14 @@
 /* A read's reply: etcd keeps values up to 1.5 MiB (--max-request-bytes). */
 #define READ_MAX (4u << 20)
 #define REPLY_MAX (64u << 10)
-#define ERROR_BODY_MAX 512u
 /* Keepalives in one POST; the reply takes about 200 bytes for each. */
 #define BATCH_MAX 1000u
 #define BATCH_REPLY_MAX (BATCH_MAX * 512u)
-/* One try at one member: its share of the time left, within these. */
-#define SLICE_MIN LW_SEC(1)
-#define SLICE_MAX LW_SEC(10)
-/* Wait after a round in which no member answered. */
-#define ROUND_BACKOFF_FIRST LW_MSEC(100)
-#define ROUND_BACKOFF_MAX LW_SEC(1)
 
 struct etcd_backend {
 	struct lw__backend *be;
-	struct lw__http_pool pool;
-	const struct lw__endpoint *ep; /* the repository's URL outlives us */
-	unsigned n;
-	unsigned cur;          /* the member POSTs go to first */
-	char *prefix;          /* "backups/locks/" */
-	size_t prefix_len;
+	struct lw__etcd_cluster cl;
+	char *prefix;          /* CL's: "backups/locks/" */
 	char *range;           /* "key" and "range_end" of PREFIX, for bodies */
 	struct lw__list due;   /* keepalives waiting for a batch */
 	struct lw__list batches;
@@ -102,257 +87,12 @@ static const char *const step_path[] = {
 	[ST_DELETE] = "/v3/kv/deleterange",
 };
 
-/* ---------------------------------------------------------------- calls */
-
-/*
- * One POST to the cluster, moved from member to member until one answers
- * or DEADLINE passes.  ANSWERED gets a 2xx reply or a final status;
- * FAILED gets the end of the tries (RES, WHY), or a cancellation.  A try
- * that broke off (a timeout, a reset) after part of a streamed reply came
- * goes to SALVAGE, if there is one, which returns whether it took over.
- */
-struct call {
-	struct etcd_backend *eb;
-	struct lw__http_req http;
-	struct lw__timer timer;  /* the wait between rounds */
-	struct lw__defer defer;  /* FAILED outside start and cancel */
-	enum step step;
-	char *body;
-	int64_t deadline;
-	int64_t soonest;         /* tries are sliced to end by this */
-	unsigned member;         /* of the try in flight */
-	unsigned tried;          /* members that failed this round */
-	unsigned tries;
-	int64_t backoff;
-	bool reserved;           /* TIMER's place in the heap */
-	bool waiting;            /* TIMER runs */
-	bool reached;            /* a try of this step may have reached etcd */
-	bool earlier;            /* ... a try before the last one */
-	int res;                 /* the last failure */
-	char why[200];
-	void (*answered)(struct call *c);
-	void (*failed)(struct call *c);
-	bool (*salvage)(struct call *c);
-};
-
-static void call_why(struct call *c, int res, const char *fmt, ...) LW_PRINTF(3, 4);
-
-/* Notes a failure: "on host:port: WHAT". */
-static void call_why(struct call *c, int res, const char *fmt, ...)
-{
-	const struct lw__endpoint *ep = &c->eb->ep[c->member];
-	size_t n;
-	va_list ap;
-
-	c->res = res;
-	n = (size_t)snprintf(c->why, sizeof(c->why), "on %s:%d: ", ep->host, ep->port);
-	va_start(ap, fmt);
-	vsnprintf(c->why + LW_MIN(n, sizeof(c->why)), sizeof(c->why) - LW_MIN(n, sizeof(c->why)),
-		  fmt, ap);
-	va_end(ap);
-	lw__sanitize(c->why);
-}
-
-static void call_failed_deferred(struct lw__defer *d)
-{
-	struct call *c = LW_CONTAINER_OF(d, struct call, defer);
-
-	c->failed(c);
-}
-
-static void on_http_done(struct lw__http_req *r);
-
-static void call_send(struct call *c)
-{
-	struct etcd_backend *eb = c->eb;
-	struct lw__http_req *r = &c->http;
-	int64_t left = c->soonest - lw__now_boot();
-	unsigned members_left = eb->n - c->tried;
-
-	lw__http_req_fini(r);
-	memset(r, 0, sizeof(*r));
-	r->pool = &eb->pool;
-	r->method = "POST";
-	if (c->body && asprintf(&r->url, "%s%s", eb->ep[c->member].base,
-				step_path[c->step]) < 0)
-		r->url = NULL; /* the HTTP layer fails a request without a URL */
-	r->body = c->body;
-	r->body_len = c->body ? strlen(c->body) : 0;
-	r->max_body = c->step == ST_LIST ? LISTING_MAX :
-		      c->step == ST_READ ? READ_MAX :
-		      c->step == ST_KEEPALIVE ? BATCH_REPLY_MAX : REPLY_MAX;
-	r->max_err_body = ERROR_BODY_MAX;
-	r->deadline = c->deadline;
-	/* a share of the time left for each member not yet tried, so that a
-	 * member that takes the connection and says nothing cannot use all
-	 * of it */
-	r->attempt_timeout = LW_MIN(LW_MAX(left / (int64_t)LW_MAX(members_left, 1u),
-					   SLICE_MIN), SLICE_MAX);
-	r->attempts_max = 1;
-	r->done = on_http_done;
-	c->tries++;
-	lw__http_start(r);
-}
-
-/* Sends STEP with BODY (taken; NULL: out of memory, which the HTTP layer
- * reports) to the member that answered last. */
-static void call_step(struct call *c, enum step step, char *body)
-{
-	free(c->body);
-	c->body = body;
-	c->step = step;
-	c->tried = 0;
-	c->reached = false;
-	c->backoff = ROUND_BACKOFF_FIRST;
-	c->member = c->eb->cur;
-	call_send(c);
-}
-
-static void on_round_timer(struct lw__timer *t)
-{
-	struct call *c = LW_CONTAINER_OF(t, struct call, timer);
-
-	c->waiting = false;
-	c->tried = 0;
-	call_send(c);
-}
-
-/* The member did not answer: the next one gets the POST, after a little
- * wait once every member has failed it. */
-static void call_member_failed(struct call *c)
-{
-	struct etcd_backend *eb = c->eb;
-	unsigned next = (c->member + 1) % eb->n;
-	int64_t now = lw__now_boot(), wait = 0;
-
-	if (eb->cur == c->member && eb->n > 1) {
-		eb->cur = next;
-		lw__warn(eb->be->log, "etcd %s %s; trying member %s:%d",
-			 c->step == ST_KEEPALIVE ? "keepalive" : "request", c->why,
-			 eb->ep[next].host, eb->ep[next].port);
-	}
-	if (++c->tried >= eb->n)
-		wait = LW_MIN(c->backoff, ROUND_BACKOFF_MAX);
-	if (now + wait >= c->deadline) {
-		c->failed(c);
-		return;
-	}
-	c->member = next;
-	if (!wait) {
-		call_send(c);
-		return;
-	}
-	c->backoff = LW_MIN(2 * c->backoff, ROUND_BACKOFF_MAX);
-	c->waiting = true;
-	lw__timer_start(eb->be->engine, &c->timer, now + wait);
-}
-
-static void on_http_done(struct lw__http_req *r)
-{
-	struct call *c = LW_CONTAINER_OF(r, struct call, http);
-	long st = r->status;
-	char msg[ERROR_BODY_MAX + 1] = "";
-
-	c->earlier = c->reached;
-	c->reached |= r->reached;
-	if (r->res < 0) {
-		call_why(c, r->res == -EIO ? -LW_EBACKEND : r->res, "%s", r->err);
-		/* a POST that never left the pool (the deadline came while it
-		 * waited for a connection) says nothing about the member */
-		if (!r->attempts) {
-			c->failed(c);
-			return;
-		}
-		switch (r->res) {
-		case -ECANCELED:
-		case -ENOMEM:
-		case -EFBIG:
-		case -EIO:
-			c->failed(c);
-			return;
-		default: /* refused, reset, unreachable, timed out */
-			if (c->salvage && st >= 200 && st <= 299 && c->salvage(c))
-				return;
-			call_member_failed(c);
-			return;
-		}
-	}
-	if (st >= 200 && st <= 299) {
-		c->answered(c);
-		return;
-	}
-	if (r->resp)
-		lw__etcd_error_message(r->resp, r->resp_len, msg, sizeof(msg));
-	call_why(c, st == 401 || st == 403 ? -EACCES : -LW_EBACKEND, "%ld%s%s", st,
-		 msg[0] ? ": " : "", msg[0] ? msg : " (not an etcd v3 gateway?)");
-	if (st >= 500 || st == 429 || st == 408)
-		call_member_failed(c);
-	else
-		c->answered(c);
-}
-
-static int call_init(struct call *c, struct etcd_backend *eb, int64_t deadline,
-		     void (*answered)(struct call *), void (*failed)(struct call *))
-{
-	c->eb = eb;
-	c->deadline = c->soonest = deadline;
-	c->answered = answered;
-	c->failed = failed;
-	lw__timer_init(&c->timer, on_round_timer);
-	c->reserved = lw__engine_reserve(eb->be->engine, 1) == 0;
-	return c->reserved ? 0 : -ENOMEM;
-}
-
-/* Makes C end soon through FAILED with -ECANCELED (or its real result). */
-static void call_cancel(struct call *c)
-{
-	if (c->waiting) {
-		lw__timer_stop(c->eb->be->engine, &c->timer);
-		c->waiting = false;
-		call_why(c, -ECANCELED, "cancelled");
-		lw__defer(c->eb->be->engine, &c->defer, call_failed_deferred);
-		return;
-	}
-	lw__http_cancel(&c->http); /* ends through on_http_done, if it runs */
-}
-
-static void call_fini(struct call *c)
-{
-	if (c->reserved)
-		lw__engine_reserve(c->eb->be->engine, -1);
-	c->reserved = false;
-	lw__http_req_fini(&c->http);
-	free(c->body);
-	c->body = NULL;
-}
-
-/* Reads C's 2xx reply into REP; false (with C's WHY) if it is not one. */
-static bool call_reply(struct call *c, const char *text, size_t len,
-		       struct lw__etcd_reply *rep)
-{
-	char why[160];
-	int res;
-
-	rep->prefix = c->eb->prefix;
-	rep->prefix_len = c->eb->prefix_len;
-	res = lw__etcd_reply_parse(text, len, rep, why, sizeof(why));
-	if (res < 0) {
-		call_why(c, res == -ENOMEM ? res : -LW_EBACKEND, "%s", why);
-		return false;
-	}
-	if (rep->outside && c->step != ST_LEASE_KEYS) {
-		call_why(c, -LW_EBACKEND, "the reply holds a key outside %.*s",
-			 (int)c->eb->prefix_len, c->eb->prefix);
-		return false;
-	}
-	return true;
-}
-
 /* ------------------------------------------------------------- requests */
 
 struct etcd_breq {
 	struct lw__breq base;
-	struct call call;        /* all but keepalives */
+	struct lw__etcd_call call;   /* all but keepalives */
+	enum step step;
 	struct lw__defer defer;  /* completion outside start and cancel */
 	struct lw__list link;    /* keepalive: in DUE or in a batch */
 	struct batch *batch;
@@ -396,7 +136,7 @@ static void fail(struct etcd_breq *er, int res, const char *what, unsigned tries
 }
 
 /* REQ's result from its call's last failure. */
-static void fail_call(struct etcd_breq *er, const struct call *c)
+static void fail_call(struct etcd_breq *er, const struct lw__etcd_call *c)
 {
 	fail(er, c->res, c->why, c->tries);
 }
@@ -407,7 +147,7 @@ static void complete(struct etcd_breq *er)
 
 	/* a create that failed after its txn may have landed left a key */
 	req->ambiguous = req->op == LW__BOP_CREATE && req->res < 0 && er->call.reached &&
-			 er->call.step == ST_PUT;
+			 er->step == ST_PUT;
 	req->done(req);
 }
 
@@ -487,9 +227,16 @@ static char *make_body(struct etcd_breq *er, enum step step)
 	return n < 0 ? NULL : body;
 }
 
+static size_t max_body(enum step step)
+{
+	return step == ST_LIST ? LISTING_MAX : step == ST_READ ? READ_MAX :
+	       step == ST_KEEPALIVE ? BATCH_REPLY_MAX : REPLY_MAX;
+}
+
 static void next_step(struct etcd_breq *er, enum step step)
 {
-	call_step(&er->call, step, make_body(er, step));
+	er->step = step;
+	lw__etcd_call_post(&er->call, step_path[step], max_body(step), make_body(er, step));
 }
 
 /* What a step's good reply means; completes or moves to the next step. */
@@ -500,7 +247,7 @@ static void on_reply(struct etcd_breq *er, const struct lw__etcd_reply *rep)
 	bool mine = kv && lw__id_eq(&kv->id, &req->id);
 	unsigned tries = er->call.tries;
 
-	switch (er->call.step) {
+	switch (er->step) {
 	case ST_GRANT:
 		if (rep->id == 0 || rep->ttl <= 0) {
 			fail(er, -LW_EBACKEND, "the lease grant's reply has no lease", tries);
@@ -576,13 +323,14 @@ static void on_reply(struct etcd_breq *er, const struct lw__etcd_reply *rep)
 	complete(er);
 }
 
-static void req_answered(struct call *c)
+static void req_answered(struct lw__etcd_call *c)
 {
 	struct etcd_breq *er = LW_CONTAINER_OF(c, struct etcd_breq, call);
 	const struct lw__http_req *r = &c->http;
 	struct lw__etcd_reply rep; /* 4 KiB: a record's room */
 
-	if (r->status == 404 && c->step == ST_REVOKE && r->resp && strstr(r->resp, "lease not found")) {
+	if (r->status == 404 && er->step == ST_REVOKE && r->resp &&
+	    strstr(r->resp, "lease not found")) {
 		/* the key went with its lease, maybe by a try of ours whose
 		 * answer was lost */
 		if (!c->earlier)
@@ -595,7 +343,8 @@ static void req_answered(struct call *c)
 		complete(er);
 		return;
 	}
-	if (!call_reply(c, r->resp ? r->resp : "", r->resp_len, &rep)) {
+	if (!lw__etcd_call_reply(c, r->resp ? r->resp : "", r->resp_len, &rep,
+				 er->step == ST_LEASE_KEYS)) {
 		fail_call(er, c);
 		complete(er);
 	} else {
@@ -604,7 +353,7 @@ static void req_answered(struct call *c)
 	lw__etcd_reply_fini(&rep);
 }
 
-static void req_failed(struct call *c)
+static void req_failed(struct lw__etcd_call *c)
 {
 	struct etcd_breq *er = LW_CONTAINER_OF(c, struct etcd_breq, call);
 
@@ -616,7 +365,7 @@ static void req_failed(struct call *c)
 
 /* Keepalives sent together in one POST of the lease stream. */
 struct batch {
-	struct call call;
+	struct lw__etcd_call call;
 	struct lw__list link;    /* eb->batches */
 	struct lw__list members; /* waiting for their answer, in body order */
 };
@@ -625,11 +374,11 @@ static void flush_due(struct etcd_backend *eb);
 
 static void batch_free(struct batch *b)
 {
-	struct etcd_backend *eb = b->call.eb;
+	struct etcd_backend *eb = LW_CONTAINER_OF(b->call.cl, struct etcd_backend, cl);
 
 	lw__list_del(&b->link);
 	eb->nbatches--;
-	call_fini(&b->call);
+	lw__etcd_call_fini(&b->call);
 	free(b);
 	flush_due(eb);
 }
@@ -641,7 +390,7 @@ static void leave(struct etcd_breq *er)
 }
 
 /* Every member still waiting gets C's failure. */
-static void batch_failed(struct call *c)
+static void batch_failed(struct lw__etcd_call *c)
 {
 	struct batch *b = LW_CONTAINER_OF(c, struct batch, call);
 
@@ -694,15 +443,15 @@ enum line { LINE_OK, LINE_BROKEN, LINE_BAD };
  * (BROKEN: "no leader", say) or garbage (BAD). */
 static enum line batch_line(struct batch *b, const char *text, size_t len)
 {
-	struct call *c = &b->call;
+	struct lw__etcd_call *c = &b->call;
 	struct lw__etcd_reply rep;
 	enum line res = LINE_BAD;
 	struct etcd_breq *er;
 
-	if (!call_reply(c, text, len, &rep)) {
+	if (!lw__etcd_call_reply(c, text, len, &rep, false)) {
 		/* LINE_BAD */
 	} else if (rep.error[0]) {
-		call_why(c, -LW_EBACKEND, "%s", rep.error);
+		lw__etcd_call_why(c, -LW_EBACKEND, "%s", rep.error);
 		res = LINE_BROKEN;
 	} else {
 		/* a member cancelled meanwhile is no longer there */
@@ -748,19 +497,19 @@ static enum line batch_read(struct batch *b, bool whole, unsigned *answered)
 /* The rest of B's members go again at once, to the same member. */
 static void batch_resend(struct batch *b, unsigned answered)
 {
-	struct call *c = &b->call;
+	struct lw__etcd_call *c = &b->call;
 
-	lw__dbg(c->eb->be->log, "etcd keepalive: %u answered in a POST that ended early; "
+	lw__dbg(c->cl->log, "etcd keepalive: %u answered in a POST that ended early; "
 		"sending the rest again", answered);
 	free(c->body);
 	c->body = batch_body(b, &c->soonest, &c->deadline);
-	call_send(c);
+	lw__etcd_call_send(c);
 }
 
 /* The gateway (Go's HTTP/1 server) stops reading a body once its reply has
  * begun and throws the rest away: the keepalives it never read (it reads
  * at least the first) go again, to the same member. */
-static void batch_answered(struct call *c)
+static void batch_answered(struct lw__etcd_call *c)
 {
 	struct batch *b = LW_CONTAINER_OF(c, struct batch, call);
 	const struct lw__http_req *r = &c->http;
@@ -780,17 +529,17 @@ static void batch_answered(struct call *c)
 		batch_resend(b, answered);
 	} else {
 		if (res == LINE_OK)
-			call_why(c, -LW_EBACKEND, "the keepalive stream ended without an answer");
+			lw__etcd_call_why(c, -LW_EBACKEND, "the keepalive stream ended without an answer");
 		free(c->body);
 		c->body = batch_body(b, &c->soonest, &c->deadline);
-		call_member_failed(c);
+		lw__etcd_call_member_failed(c);
 	}
 }
 
 /* A POST that timed out or broke while its answers came: those that came
  * count, and the rest go again (a member that answers slowly still
  * answers).  Returns whether it took the POST over. */
-static bool batch_salvage(struct call *c)
+static bool batch_salvage(struct lw__etcd_call *c)
 {
 	struct batch *b = LW_CONTAINER_OF(c, struct batch, call);
 	int res = c->res;
@@ -824,11 +573,11 @@ static void batch_start(struct etcd_backend *eb)
 	struct batch *b = calloc(1, sizeof(*b));
 	char *body;
 
-	if (!b || call_init(&b->call, eb, 0, batch_answered, batch_failed) < 0) {
+	if (!b || lw__etcd_call_init(&b->call, &eb->cl, 0, batch_answered, batch_failed) < 0) {
 		/* out of memory: the keepalives wait, and their locks' deadlines
 		 * end them if it lasts */
 		if (b)
-			call_fini(&b->call);
+			lw__etcd_call_fini(&b->call);
 		free(b);
 		return;
 	}
@@ -846,13 +595,13 @@ static void batch_start(struct etcd_backend *eb)
 	/* each member's own deadline ends it (its lock cancels it): the POST
 	 * lasts for the latest, its tries are sliced for the soonest */
 	body = batch_body(b, &b->call.soonest, &b->call.deadline);
-	call_step(&b->call, ST_KEEPALIVE, body);
+	lw__etcd_call_post(&b->call, step_path[ST_KEEPALIVE], max_body(ST_KEEPALIVE), body);
 }
 
 /* Batches at once: room is left for acquires and removals. */
 static unsigned batches_max(const struct etcd_backend *eb)
 {
-	return LW_MAX(eb->pool.max_active / 2, 1u);
+	return LW_MAX(eb->cl.pool.max_active / 2, 1u);
 }
 
 static void flush_deferred(struct lw__defer *d)
@@ -903,7 +652,7 @@ static void eb_start(struct lw__backend *be, struct lw__breq *req)
 	lw__id_hex(&req->id, hex);
 	n = snprintf(key, sizeof(key), "%s%s", eb->prefix, hex);
 	er->key64 = n > 0 && (size_t)n < sizeof(key) ? b64(key, (size_t)n) : NULL;
-	if (call_init(&er->call, eb, req->deadline, req_answered, req_failed) < 0 ||
+	if (lw__etcd_call_init(&er->call, &eb->cl, req->deadline, req_answered, req_failed) < 0 ||
 	    !er->key64) {
 		fail(er, -ENOMEM, "out of memory", 0);
 		complete_later(er);
@@ -938,7 +687,7 @@ static void eb_cancel(struct lw__backend *be, struct lw__breq *req)
 	struct batch *b = er->batch;
 
 	if (req->op != LW__BOP_KEEPALIVE) {
-		call_cancel(&er->call);
+		lw__etcd_call_cancel(&er->call);
 		return;
 	}
 	if (!lw__list_linked(&er->link))
@@ -950,7 +699,7 @@ static void eb_cancel(struct lw__backend *be, struct lw__breq *req)
 	fail(er, -ECANCELED, "cancelled", 0);
 	complete_later(er);
 	if (b && lw__list_empty(&b->members))
-		call_cancel(&b->call);
+		lw__etcd_call_cancel(&b->call);
 }
 
 static void eb_req_fini(struct lw__breq *req)
@@ -958,13 +707,13 @@ static void eb_req_fini(struct lw__breq *req)
 	struct etcd_breq *er = ereq(req);
 
 	if (req->op != LW__BOP_KEEPALIVE)
-		call_fini(&er->call);
+		lw__etcd_call_fini(&er->call);
 	free(er->key64);
 }
 
 static void eb_configure(struct lw__backend *be)
 {
-	lw__backend_configure_pool(be, &priv(be)->pool);
+	lw__backend_configure_pool(be, &priv(be)->cl.pool);
 	flush_due(priv(be));
 }
 
@@ -974,14 +723,14 @@ static void eb_close(struct lw__backend *be)
 
 	/* at loop shutdown: what is still under way is dropped unanswered */
 	lw__defer_cancel(be->engine, &eb->flush);
-	lw__http_pool_fini(&eb->pool);
+	lw__http_pool_fini(&eb->cl.pool);
 	while (!lw__list_empty(&eb->batches)) {
 		struct batch *b = LW_CONTAINER_OF(eb->batches.next, struct batch, link);
 
 		lw__timer_stop(be->engine, &b->call.timer);
 		lw__defer_cancel(be->engine, &b->call.defer);
 		lw__list_del(&b->link);
-		call_fini(&b->call);
+		lw__etcd_call_fini(&b->call);
 		free(b);
 	}
 	free(eb->prefix);
@@ -993,18 +742,21 @@ static void eb_close(struct lw__backend *be)
 static int make_prefix(struct etcd_backend *eb, const char *path)
 {
 	char *start, *end;
+	size_t n;
 	int r;
 
 	if (asprintf(&eb->prefix, "%s%slocks/", path, *path ? "/" : "") < 0) {
 		eb->prefix = NULL;
 		return -ENOMEM;
 	}
-	eb->prefix_len = strlen(eb->prefix);
-	start = b64(eb->prefix, eb->prefix_len);
+	n = strlen(eb->prefix);
+	eb->cl.prefix = eb->prefix;
+	eb->cl.prefix_len = n;
+	start = b64(eb->prefix, n);
 	/* the range's end: the prefix with its last byte ('/') one higher */
-	eb->prefix[eb->prefix_len - 1]++;
-	end = b64(eb->prefix, eb->prefix_len);
-	eb->prefix[eb->prefix_len - 1]--;
+	eb->prefix[n - 1]++;
+	end = b64(eb->prefix, n);
+	eb->prefix[n - 1]--;
 	r = start && end ? asprintf(&eb->range, "\"key\":\"%s\",\"range_end\":\"%s\"",
 				    start, end) : -1;
 	free(start);
@@ -1034,8 +786,10 @@ static int eb_open(struct lw__backend *be, const struct lw__url *url)
 	if (!eb)
 		return -ENOMEM;
 	eb->be = be;
-	eb->ep = url->ep;
-	eb->n = (unsigned)url->nep;
+	eb->cl.engine = be->engine;
+	eb->cl.log = be->log;
+	eb->cl.ep = url->ep;
+	eb->cl.n = (unsigned)url->nep;
 	lw__list_init(&eb->due);
 	lw__list_init(&eb->batches);
 	for (size_t i = 0; i < url->nep && len < sizeof(eb->where); i++) {
@@ -1045,7 +799,7 @@ static int eb_open(struct lw__backend *be, const struct lw__url *url)
 					i ? "," : "", v6 ? "[" : "", url->ep[i].host,
 					v6 ? "]" : "", url->ep[i].port);
 	}
-	lw__http_pool_init(&eb->pool, be->env->http);
+	lw__http_pool_init(&eb->cl.pool, be->env->http);
 	be->priv = eb;
 	be->where = eb->where;
 	r = make_prefix(eb, url->path);
@@ -1053,7 +807,7 @@ static int eb_open(struct lw__backend *be, const struct lw__url *url)
 		eb_close(be);
 		return r;
 	}
-	lw__backend_configure_pool(be, &eb->pool);
+	lw__backend_configure_pool(be, &eb->cl.pool);
 	return 0;
 }
 
