@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine.h"
@@ -44,6 +45,7 @@ struct job {
 struct lw__worker {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
+	pthread_cond_t gone; /* a thread exited */
 	struct job *todo, **todo_tail;
 	struct job *done, **done_tail;
 	struct lw__engine *e; /* NULL once the loop let go */
@@ -172,6 +174,7 @@ static void unref(struct lw__worker *w)
 		return;
 	pthread_mutex_destroy(&w->mu);
 	pthread_cond_destroy(&w->cv);
+	pthread_cond_destroy(&w->gone);
 	free(w);
 }
 
@@ -210,6 +213,7 @@ static void *thread_main(void *arg)
 		lw__engine_wake(w->e);
 	}
 	w->threads--;
+	pthread_cond_broadcast(&w->gone);
 	pthread_mutex_unlock(&w->mu);
 	unref(w);
 	return NULL;
@@ -247,6 +251,14 @@ struct lw__worker *lw__worker_new(struct lw__engine *e)
 		return NULL;
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cv, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&w->gone, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	w->todo_tail = &w->todo;
 	w->done_tail = &w->done;
 	w->e = e;
@@ -352,6 +364,18 @@ void lw__worker_free(struct lw__worker *w)
 	}
 	w->todo = w->done = NULL;
 	pthread_cond_broadcast(&w->cv);
+	/* Threads that are not stuck in a hung call finish soon: wait a
+	 * little for them, so that a process exiting right after leaves no
+	 * thread behind.  A hung one is left to clean up after itself. */
+	{
+		struct timespec until;
+
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += 1;
+		while (w->threads > 0 &&
+		       pthread_cond_timedwait(&w->gone, &w->mu, &until) == 0)
+			;
+	}
 	pthread_mutex_unlock(&w->mu);
 	unref(w);
 }
