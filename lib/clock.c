@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -23,6 +24,18 @@ int64_t lw__now_boot(void)
 int64_t lw__now_real(void)
 {
 	return now(CLOCK_REALTIME);
+}
+
+static _Atomic int64_t slept;
+
+int64_t lw__now_mono(void)
+{
+	return now(CLOCK_MONOTONIC) - atomic_load_explicit(&slept, memory_order_relaxed);
+}
+
+void lw__clock_simulate_suspend(int64_t ns)
+{
+	atomic_fetch_add(&slept, ns);
 }
 
 char *lw__fmt_duration(int64_t d, char *buf, size_t size)

@@ -327,43 +327,79 @@ void lw__listing_cancel(struct lw_repo *repo, struct lw__list_waiter *w)
 	lw__list_del(&w->link);
 }
 
-void lw__listing_remove_stale(struct lw_repo *repo)
+const struct lw__entry *lw__listing_remove_stale(struct lw_repo *repo)
 {
 	struct lw__listing *l = &repo->listing;
+	const struct lw__entry *present = NULL;
 	bool remove;
 
 	pthread_mutex_lock(&repo->mu);
 	remove = repo->timing.remove_stale;
 	pthread_mutex_unlock(&repo->mu);
-	if (!remove || l->stale_removed_gen == l->gen)
-		return;
-	l->stale_removed_gen = l->gen;
+	if (!remove)
+		return NULL; /* they block, as in restic */
 	for (size_t i = 0; i < l->map.cap; i++) {
 		struct lw__entry *e = l->map.slots[i];
 
-		if (e && e->seen == l->gen && e->stale && e->state == LW__ENTRY_RECORD)
+		if (!e || e->seen != l->gen || !e->stale || e->state != LW__ENTRY_RECORD)
+			continue;
+		present = e;
+		if (l->stale_removed_gen != l->gen)
 			remove_stale(repo, e);
 	}
+	l->stale_removed_gen = l->gen;
+	return present;
+}
+
+bool lw__listing_has(struct lw_repo *repo, const struct lw__id *id)
+{
+	const struct lw__entry *e = lw__idmap_get(&repo->listing.map, id);
+
+	return e && e->seen == repo->listing.gen;
+}
+
+/* Whether E is one of SELF's own files (the current one, the old one, one
+ * it may have written). */
+static bool of(const struct lw__entry *e, const struct lw_lock *self)
+{
+	return self && e->state == LW__ENTRY_OWN && e->own == self;
 }
 
 const struct lw__entry *lw__listing_conflict(struct lw_repo *repo,
-					     const struct lw__id *own,
+					     const struct lw_lock *self,
 					     bool exclusive)
 {
 	struct lw__listing *l = &repo->listing;
-	const struct lw__entry *mine = own ? lw__idmap_get(&l->map, own) : NULL;
 	size_t n = exclusive ? l->n_blocks_all : l->n_blocks_shared;
+	const struct lw__id *mine[2 + LW__MAX_DOOMED];
+	size_t nmine = 0;
 
-	if (mine && mine->seen == l->gen && mine->blocks != LW__BLOCKS_NONE &&
-	    (exclusive || mine->blocks == LW__BLOCKS_ALL))
-		n--;
+	if (self && self->has_id)
+		mine[nmine++] = &self->id;
+	if (self && self->has_old)
+		mine[nmine++] = &self->old_id;
+	for (int i = 0; self && i < self->ndoomed; i++)
+		mine[nmine++] = &self->doomed[i];
+	/* the counts include SELF's files: take them out, O(1) per file */
+	for (size_t i = 0; i < nmine; i++) {
+		const struct lw__entry *e = lw__idmap_get(&l->map, mine[i]);
+		bool dup = false;
+
+		for (size_t j = 0; j < i; j++)
+			dup |= lw__id_eq(mine[j], mine[i]);
+		if (dup || !e || !of(e, self) || e->seen != l->gen ||
+		    e->blocks == LW__BLOCKS_NONE)
+			continue;
+		if (exclusive || e->blocks == LW__BLOCKS_ALL)
+			n--;
+	}
 	if (n == 0)
 		return NULL;
 	/* rare: find which one, for the message */
 	for (size_t i = 0; i < l->map.cap; i++) {
 		const struct lw__entry *e = l->map.slots[i];
 
-		if (!e || e == mine || e->seen != l->gen)
+		if (!e || of(e, self) || e->seen != l->gen)
 			continue;
 		if (e->blocks == LW__BLOCKS_ALL ||
 		    (exclusive && e->blocks == LW__BLOCKS_SHARED))

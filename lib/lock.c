@@ -67,6 +67,7 @@ bool lw__lock_request(struct lw_lock *lock, enum lw__bop op,
 		return false;
 	lock->req = req;
 	lock->req_started = lw__now_boot();
+	lock->req_started_mono = lw__now_mono();
 	lw__breq_start(req);
 	return true;
 }

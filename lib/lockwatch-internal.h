@@ -27,6 +27,12 @@
 int64_t lw__now_boot(void);
 /* Wall-clock time, only for record times that other hosts compare. */
 int64_t lw__now_real(void);
+/* CLOCK_MONOTONIC, which stands still while the machine is suspended:
+ * BOOTTIME minus MONOTONIC grows by the time slept. */
+int64_t lw__now_mono(void);
+/* Tests: makes the clocks look as if the machine had slept NS now (a
+ * suspend cannot be had in a test: MONOTONIC is set back instead). */
+void lw__clock_simulate_suspend(int64_t ns);
 /* Formats D (ns) as "2.5s", "3m12s", "1h2m"; returns BUF. */
 char *lw__fmt_duration(int64_t d, char *buf, size_t size);
 

@@ -74,6 +74,7 @@ struct lw__timing {
 	int64_t check_retry;
 	int64_t op_timeout;
 	bool remove_stale;
+	bool suspend_recovery;
 };
 
 /* What a listing says about one lock file. */
@@ -144,14 +145,18 @@ void lw__repo_shutdown(struct lw_repo *repo);
 /* Asks for a listing that starts after this call; W->fn runs with it. */
 void lw__listing_request(struct lw_repo *repo, struct lw__list_waiter *w);
 void lw__listing_cancel(struct lw_repo *repo, struct lw__list_waiter *w);
-/* After W->fn was called with err 0: the first lock that blocks a lock
- * of kind EXCLUSIVE whose own file is OWN (NULL: none yet). */
+/* Whether ID was in the last listing. */
+bool lw__listing_has(struct lw_repo *repo, const struct lw__id *id);
+/* After W->fn was called with err 0: the first lock that blocks a lock of
+ * kind EXCLUSIVE, other than SELF's own files (SELF may be NULL). */
 const struct lw__entry *lw__listing_conflict(struct lw_repo *repo,
-					     const struct lw__id *own,
+					     const struct lw_lock *self,
 					     bool exclusive);
 /* Stale locks do not block (their holders were strict and stopped at their
- * deadline): acquire removes those of the last listing, once, and logs it. */
-void lw__listing_remove_stale(struct lw_repo *repo);
+ * deadline) once they are gone: acquire removes those of the last listing
+ * and logs it.  Returns one that is still there (its removal in flight, or
+ * failed), or NULL: acquire looks again before it goes past them. */
+const struct lw__entry *lw__listing_remove_stale(struct lw_repo *repo);
 /* Describes a conflicting entry for a person. */
 char *lw__entry_describe(const struct lw__entry *e, char *buf, size_t size);
 /* Records that LOCK's file is ID (so listings need not read it). */
@@ -167,6 +172,7 @@ struct lw__ctx_cb;
 struct lw_ctx {
 	atomic_int refs;
 	atomic_int cause;        /* enum lw_cause; stored after MSG */
+	atomic_bool held;        /* suspend recovery is checking the lock */
 	int fd;                  /* eventfd, -1 until asked for */
 	char *msg;               /* written before CAUSE is stored */
 	int64_t done_at;         /* CLOCK_BOOTTIME when it ended */
@@ -183,6 +189,8 @@ struct lw_ctx *lw__ctx_new(struct lw_loop *loop, struct lw_lock *lock);
  * whether this call ended it. */
 bool lw__ctx_end(struct lw_ctx *ctx, enum lw_cause cause, const char *fmt, ...)
 	LW_PRINTF(3, 4);
+/* Holds (or resumes) the context's work; lw_ctx_wait waits on it. */
+void lw__ctx_hold(struct lw_ctx *ctx, bool held);
 
 /* -------------------------------------------------------------- lock */
 
@@ -223,9 +231,12 @@ struct lw_lock {
 	uint8_t phase;            /* enum lw__phase */
 	uint8_t attempt;          /* retries of the current step */
 	uint8_t ndoomed;
+	uint8_t stale_looks;      /* acquire: listings that still showed a stale
+				     lock being removed */
 	bool has_id;
 	bool has_old;             /* OLD_ID still has to be deleted */
 	bool reserved;            /* two timer slots in the engine's heap */
+	bool recovering;          /* after a suspend: re-acquiring in place */
 	atomic_bool acquire_called;
 	atomic_bool release_called;
 	int result;               /* of the acquire, or of the cleanup */
@@ -243,6 +254,8 @@ struct lw_lock {
 	int64_t backoff;
 	struct lw__breq *req;     /* the one request in flight */
 	int64_t req_started;
+	int64_t req_started_mono; /* the same instant on CLOCK_MONOTONIC */
+	int64_t created_mono;     /* CREATED_AT on CLOCK_MONOTONIC */
 	char *last_error;         /* of the last failed refresh, for messages */
 	struct lw__list_waiter waiter;
 	lw_lock_fn acquire_fn;
@@ -285,7 +298,12 @@ int64_t lw__backoff_jitter(int64_t d);
 
 /* acquire.c */
 void lw__acquire_start(struct lw_lock *lock);
+/* After a suspend: acquire again in place, keeping the old file until the
+ * new one passed the double check; then lw__refresh_resume. */
+void lw__acquire_recover(struct lw_lock *lock, int64_t slept);
 
 /* refresh.c */
 /* The lock was confirmed: its deadline runs from CREATED_AT. */
 void lw__refresh_begin(struct lw_lock *lock);
+/* Suspend recovery confirmed the lock: the context goes on. */
+void lw__refresh_resume(struct lw_lock *lock);

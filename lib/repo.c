@@ -208,14 +208,24 @@ LW_EXPORT int lw_repo_set_op_timeout(struct lw_repo *repo, int64_t timeout)
 	return set(repo, &repo->timing.op_timeout, timeout, 1, "the operation timeout");
 }
 
-LW_EXPORT int lw_repo_set_remove_stale(struct lw_repo *repo, bool remove)
+static int set_flag(struct lw_repo *repo, bool *field, bool value)
 {
 	if (!repo)
 		return -EINVAL;
 	pthread_mutex_lock(&repo->mu);
-	repo->timing.remove_stale = remove;
+	*field = value;
 	pthread_mutex_unlock(&repo->mu);
 	return 0;
+}
+
+LW_EXPORT int lw_repo_set_remove_stale(struct lw_repo *repo, bool remove)
+{
+	return set_flag(repo, &repo->timing.remove_stale, remove);
+}
+
+LW_EXPORT int lw_repo_set_suspend_recovery(struct lw_repo *repo, bool on)
+{
+	return set_flag(repo, &repo->timing.suspend_recovery, on);
 }
 
 /* A change of the backend's settings, made on the loop thread. */
