@@ -65,6 +65,7 @@ bool lw__lock_request(struct lw_lock *lock, enum lw__bop op,
 
 	if (!req)
 		return false;
+	req->refresh = lock->state == LW__LOCK_HELD;
 	lock->req = req;
 	lock->req_started = lw__now_boot();
 	lw__breq_start(req);
