@@ -274,8 +274,13 @@ void lw__engine_woken(struct lw__engine *e)
 {
 	uint64_t n;
 
-	atomic_store(&e->wake_pending, false);
+	/* Read, then clear: a wake between the two sees the flag still set
+	 * and does not write, but its work is taken below; a wake after the
+	 * clear writes again.  Cleared first, a wake in between would leave
+	 * the flag set with nothing left to read, and no wake would ever
+	 * write again. */
 	(void)!read(e->wake_fd, &n, sizeof(n));
+	atomic_store(&e->wake_pending, false);
 	if (e->worker)
 		lw__worker_reap(e->worker);
 	if (e->on_wake)
