@@ -381,6 +381,10 @@ static void release_on_loop(struct lw__call *c)
 	case LW__LOCK_ENDING:
 		break; /* RELEASE_FN runs when the files are gone */
 	default:
+		/* a lock that was ending when release was asked may have
+		 * finished since, and called RELEASE_FN already */
+		if (!fn)
+			break;
 		lock->release_fn = NULL;
 		fn(lock, 0, NULL, lock->release_data);
 		break;
