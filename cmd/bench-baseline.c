@@ -135,8 +135,9 @@ static void note(struct job_run *run, enum bench_op op, bool ok, int64_t started
 	if (run->phase == (op == BENCH_OP_CREATE ? PH_ACQUIRE : PH_MEASURE)) {
 		if (ok)
 			bench_hist_add(&o->lat, ended - started);
-		else
-			o->errors++;
+		else if (o->errors++ == 0)
+			snprintf(o->first_error, sizeof(o->first_error), "%s",
+				 run->res->errmsg);
 	}
 	pthread_mutex_unlock(&run->mu);
 }

@@ -129,6 +129,8 @@ static void normal_job(FILE *f, const struct bench_result *r)
 		fprintf(f, "  %-7s: IOPS=%.0f, errors=%" PRIu64 ", runtime=%" PRId64 "msec\n",
 			bench_op_name[i], per_sec(o->lat.n, o->window), o->errors,
 			o->window / 1000000);
+		if (o->errors)
+			fprintf(f, "    first error: %s\n", o->first_error);
 		if (o->lat.n)
 			normal_lat(f, "    ", "lat", &o->lat);
 	}
@@ -154,7 +156,7 @@ static void normal_group(FILE *f, const struct bench_group *g,
 			refresh_iops += per_sec(res[i].ops[BENCH_OP_REFRESH].lat.n,
 						res[i].ops[BENCH_OP_REFRESH].window);
 	fprintf(f, "\nRun status group %u (all jobs):\n", g->id);
-	fprintf(f, "  refresh: IOPS=%.0f (%zu jobs), refreshes=%" PRIu64 "\n", refresh_iops,
+	fprintf(f, "  refresh: IOPS=%.0f (%zu jobs ran), refreshes=%" PRIu64 "\n", refresh_iops,
 		g->njobs, g->refreshes);
 	normal_cpu(f, "  ", &g->cpu, g->refreshes);
 	fprintf(f, "  mem (process): rss before=%ldKiB, held=%ldKiB, peak=%ldKiB; "
@@ -311,6 +313,7 @@ static void json_job(struct jw *w, const struct bench_result *r,
 		jw_open(w, bench_op_name[i], '{');
 		jw_int(w, "total_ios", (int64_t)o->lat.n);
 		jw_int(w, "errors", (int64_t)o->errors);
+		jw_str(w, "first_error", o->first_error);
 		jw_int(w, "runtime", o->window / 1000000);
 		jw_num(w, "iops", per_sec(o->lat.n, o->window));
 		json_lat(w, "lat_ns", &o->lat);
@@ -400,7 +403,8 @@ void bench_report(FILE *f, enum bench_format format, const char *program,
 		for (size_t i = 0; i < nres; i++)
 			normal_job(f, &res[i]);
 		for (size_t i = 0; i < ngroups; i++)
-			normal_group(f, &groups[i], res, nres);
+			if (groups[i].njobs)
+				normal_group(f, &groups[i], res, nres);
 	}
 	fflush(f);
 }

@@ -29,6 +29,7 @@ extern const char *const bench_op_name[BENCH_NOPS];
 struct bench_opstat {
 	struct bench_hist lat; /* of the successful ones */
 	uint64_t errors;
+	char first_error[160]; /* what the first failed one said */
 	int64_t window;        /* ns during which they were counted */
 };
 

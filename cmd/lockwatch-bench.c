@@ -221,9 +221,10 @@ static void on_request(void *userdata, const struct lw__breq *req, int64_t start
 	if (!recording(ph, op))
 		return;
 	o = &r->res->ops[op];
-	if (req->res < 0)
-		o->errors++;
-	else
+	if (req->res < 0 && o->errors++ == 0)
+		snprintf(o->first_error, sizeof(o->first_error), "%s",
+			 req->msg[0] ? req->msg : lw_strerror(req->res));
+	else if (req->res >= 0)
 		bench_hist_add(&o->lat, ended - started);
 }
 
@@ -669,6 +670,10 @@ static int run_group(struct bench_job *jobs, size_t n, struct bench_result *res,
 	}
 
 	wait_phase(runs, n, PH_READY, p);
+	for (size_t i = 0; i < n; i++)
+		g->njobs += atomic_load(&runs[i].phase) != PH_DONE;
+	if (g->njobs == 0)
+		goto join; /* none could be set up: nothing to measure */
 	g->mem.heap_before = bench_heap_bytes();
 	g->mem.rss_before_kib = bench_rss_kib();
 	bench_rss_peak_reset();
@@ -688,7 +693,6 @@ static int run_group(struct bench_job *jobs, size_t n, struct bench_result *res,
 	g->mem.rss_held_kib = bench_rss_kib();
 	g->mem.rss_peak_kib = bench_rss_peak_kib();
 	g->mem.heap_held = bench_heap_bytes();
-	g->njobs = n;
 	for (size_t i = 0; i < n; i++) {
 		g->mem.locks += res[i].held;
 		g->refreshes += res[i].ops[BENCH_OP_REFRESH].lat.n;
@@ -698,8 +702,8 @@ static int run_group(struct bench_job *jobs, size_t n, struct bench_result *res,
 		atomic_store(&runs[i].stall_armed, false);
 	if (hang)
 		lw__fault_release();
+join:
 	atomic_store(&ctl.go, GO_TEARDOWN);
-
 	wait_phase(runs, n, PH_DONE, p);
 	for (size_t i = 0; i < n; i++) {
 		if (runs[i].started)
