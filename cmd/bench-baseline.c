@@ -136,8 +136,8 @@ static void note(struct job_run *run, enum bench_op op, bool ok, int64_t started
 		if (ok)
 			bench_hist_add(&o->lat, ended - started);
 		else if (o->errors++ == 0)
-			snprintf(o->first_error, sizeof(o->first_error), "%s",
-				 run->res->errmsg);
+			snprintf(o->first_error, sizeof(o->first_error), "%.*s",
+				 (int)sizeof(o->first_error) - 1, run->res->errmsg);
 	}
 	pthread_mutex_unlock(&run->mu);
 }
@@ -322,7 +322,6 @@ static void run_job(const struct bench_job *j, struct bench_result *res,
 
 	bench_result_init(res, j);
 	res->engine = "thread-per-lock";
-	g->njobs = 1;
 	pthread_mutex_init(&run.mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -333,6 +332,7 @@ static void run_job(const struct bench_job *j, struct bench_result *res,
 	if (res->error)
 		goto out;
 	res->errmsg[0] = '\0';
+	g->njobs = 1;
 	snprintf(res->repo, sizeof(res->repo), "%s", url.display);
 
 	g->mem.heap_before = bench_heap_bytes();
@@ -395,37 +395,36 @@ out:
 	pthread_mutex_destroy(&run.mu);
 }
 
+static int own_option(const char *a, void *userdata, char *err, size_t es)
+{
+	enum bench_format *format = userdata;
+
+	if (strncmp(a, "--output-format=", 16) != 0)
+		return 0;
+	if (strcmp(a + 16, "json") != 0 && strcmp(a + 16, "normal") != 0) {
+		snprintf(err, es, "%s: expected normal or json", a);
+		return -EINVAL;
+	}
+	*format = a[16] == 'j' ? BENCH_JSON : BENCH_NORMAL;
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	enum bench_format format = BENCH_NORMAL;
-	struct bench_parser *parser = bench_parser_new();
 	struct bench_config cfg = { 0 };
 	struct bench_result *res = NULL;
 	struct bench_group *groups = NULL;
 	char err[512];
-	int status = 2, e = 0;
+	int status = 2, e;
 
-	if (!parser || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		goto oom;
-	for (int i = 1; i < argc && e == 0; i++) {
-		if (strcmp(argv[i], "--output-format=json") == 0)
-			format = BENCH_JSON;
-		else if (strcmp(argv[i], "--output-format=normal") == 0)
-			format = BENCH_NORMAL;
-		else if (strncmp(argv[i], "--", 2) == 0)
-			e = bench_parse_option(parser, argv[i] + 2, err, sizeof(err));
-	}
-	for (int i = 1; i < argc && e == 0; i++)
-		if (strncmp(argv[i], "--", 2) != 0)
-			e = bench_parse_file(parser, argv[i], err, sizeof(err));
-	if (e == 0)
-		e = bench_parse_finish(parser, &cfg, err, sizeof(err));
-	if (e == -ENOMEM)
-		goto oom;
+	e = bench_parse_args(argc, argv, own_option, &format, &cfg, err, sizeof(err));
 	if (e < 0) {
 		fprintf(stderr, "bench-baseline: %s\n", err);
-		goto out;
+		return e == -ENOMEM ? 1 : 2;
 	}
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		goto oom;
 	res = calloc(cfg.njobs, sizeof(*res));
 	groups = calloc(cfg.njobs, sizeof(*groups));
 	if (!res || !groups)
@@ -455,7 +454,6 @@ out:
 	free(res);
 	free(groups);
 	bench_config_fini(&cfg);
-	bench_parser_free(parser);
 	curl_global_cleanup();
 	return status;
 }

@@ -631,6 +631,31 @@ static int clone_job(struct bench_job *to, const struct bench_job *from,
 	return to->name && to->repo && opts.n == from->nopts ? 0 : -ENOMEM;
 }
 
+/* A stall job's fault hook matches paths under its repository: another
+ * job of its group in there would stall too. */
+static int check_stall_overlap(const struct bench_config *cfg, char *err, size_t es)
+{
+	for (size_t i = 0; i < cfg->njobs; i++) {
+		const struct bench_job *s = &cfg->jobs[i];
+
+		if (s->stall == BENCH_STALL_NONE)
+			continue;
+		for (size_t k = 0; k < cfg->njobs; k++) {
+			const struct bench_job *o = &cfg->jobs[k];
+
+			if (o->group != s->group || o->stall == s->stall ||
+			    strncmp(o->repo, s->repo, strlen(s->repo)) != 0)
+				continue;
+			snprintf(err, es, "job '%s' (stall=%s) and job '%s' (stall=%s) share "
+				 "repository %s: give the stall job one of its own", s->name,
+				 bench_stall_name(s->stall), o->name,
+				 bench_stall_name(o->stall), s->repo);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 int bench_parse_finish(struct bench_parser *p, struct bench_config *cfg,
 		       char *err, size_t errsize)
 {
@@ -670,6 +695,8 @@ int bench_parse_finish(struct bench_parser *p, struct bench_config *cfg,
 	}
 	cfg->ngroups++;
 	if (r == 0)
+		r = check_stall_overlap(cfg, err, errsize);
+	if (r == 0)
 		r = kv_copy(&global, &p->cmdline);
 	cfg->global = global.v;
 	cfg->nglobal = global.n;
@@ -687,4 +714,32 @@ void bench_config_fini(struct bench_config *cfg)
 	free(cfg->jobs);
 	kv_fini(&global);
 	*cfg = (struct bench_config){ 0 };
+}
+
+int bench_parse_args(int argc, char **argv,
+		     int (*own)(const char *arg, void *userdata, char *err, size_t es),
+		     void *userdata, struct bench_config *cfg, char *err, size_t errsize)
+{
+	struct bench_parser *p = bench_parser_new();
+	int r = p ? 0 : -ENOMEM;
+
+	*cfg = (struct bench_config){ 0 };
+	for (int i = 1; i < argc && r == 0; i++) {
+		if (strncmp(argv[i], "--", 2) != 0)
+			continue;
+		r = own(argv[i], userdata, err, errsize);
+		if (r == 0)
+			r = bench_parse_option(p, argv[i] + 2, err, errsize);
+		else if (r > 0)
+			r = 0;
+	}
+	for (int i = 1; i < argc && r == 0; i++)
+		if (strncmp(argv[i], "--", 2) != 0)
+			r = bench_parse_file(p, argv[i], err, errsize);
+	if (r == 0)
+		r = bench_parse_finish(p, cfg, err, errsize);
+	if (r == -ENOMEM)
+		snprintf(err, errsize, "out of memory");
+	bench_parser_free(p);
+	return r;
 }

@@ -94,6 +94,20 @@ int bench_parse_finish(struct bench_parser *p, struct bench_config *cfg,
 void bench_config_fini(struct bench_config *cfg);
 
 /*
+ * bench_parse_args - the jobs of a command line, as fio reads them: every
+ * --key=value and --name=JOB in order, then every other argument as a job
+ * file, so that command-line globals apply to every file.  OWN sees each
+ * "--" argument first and returns 1 for one of the program's own
+ * (--output-format, say), 0 for a job key, or -EINVAL with its message in
+ * ERR.
+ *
+ * Returns: 0, or -EINVAL with a one-line message in ERR; -ENOMEM.
+ */
+int bench_parse_args(int argc, char **argv,
+		     int (*own)(const char *arg, void *userdata, char *err, size_t es),
+		     void *userdata, struct bench_config *cfg, char *err, size_t errsize);
+
+/*
  * bench_parse_duration - a Go-style duration ("250ms", "30s", "5m",
  * "1h30m", "1.5s"; units ns, us, ms, s, m, h) or, as fio takes it, a bare
  * number of seconds.

@@ -606,29 +606,6 @@ static void sleep_until(int64_t when)
 		;
 }
 
-/* A stall job's fault hook matches paths under its repository: another
- * job of the group in there would stall too. */
-static int check_stall_overlap(struct bench_job *jobs, size_t n, char *err, size_t es)
-{
-	for (size_t i = 0; i < n; i++) {
-		size_t len = strlen(jobs[i].repo);
-
-		if (jobs[i].stall == BENCH_STALL_NONE)
-			continue;
-		for (size_t k = 0; k < n; k++) {
-			if (jobs[k].stall == jobs[i].stall ||
-			    strncmp(jobs[k].repo, jobs[i].repo, len) != 0)
-				continue;
-			snprintf(err, es, "job '%s' (stall=%s) and job '%s' (stall=%s) share "
-				 "repository %s: give the stall job one of its own",
-				 jobs[i].name, bench_stall_name(jobs[i].stall), jobs[k].name,
-				 bench_stall_name(jobs[k].stall), jobs[i].repo);
-			return -EINVAL;
-		}
-	}
-	return 0;
-}
-
 static int run_group(struct bench_job *jobs, size_t n, struct bench_result *res,
 		     struct bench_group *g, struct progress *p)
 {
@@ -725,91 +702,65 @@ static void usage(FILE *f)
 		"  stall=none|fail|hang, stonewall.  See lockwatch-bench(1).\n");
 }
 
+struct cli {
+	enum bench_format format;
+	struct progress prog;
+};
+
+/* The program's own options; the rest are job keys. */
+static int own_option(const char *a, void *userdata, char *err, size_t es)
+{
+	struct cli *cli = userdata;
+
+	if (strncmp(a, "--output-format=", 16) == 0) {
+		if (strcmp(a + 16, "json") != 0 && strcmp(a + 16, "normal") != 0) {
+			snprintf(err, es, "%s: expected normal or json", a);
+			return -EINVAL;
+		}
+		cli->format = a[16] == 'j' ? BENCH_JSON : BENCH_NORMAL;
+		return 1;
+	}
+	if (strncmp(a, "--eta=", 6) == 0) {
+		if (strcmp(a + 6, "always") == 0 || strcmp(a + 6, "never") == 0)
+			cli->prog.on = a[6] == 'a';
+		else if (strcmp(a + 6, "auto") != 0) {
+			snprintf(err, es, "%s: expected auto, always or never", a);
+			return -EINVAL;
+		}
+		return 1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	enum bench_format format = BENCH_NORMAL;
-	struct bench_parser *parser = bench_parser_new();
+	struct cli cli = { .format = BENCH_NORMAL, .prog.on = isatty(STDOUT_FILENO) };
 	struct bench_config cfg = { 0 };
 	struct bench_result *res = NULL;
 	struct bench_group *groups = NULL;
-	struct progress prog = { .on = isatty(STDOUT_FILENO) };
 	char err[512];
 	int status = 2, e;
 
-	if (!parser)
-		goto oom;
-	/* options first (globals and --name jobs), then the job files, so
-	 * that command-line globals apply to every file, as in fio */
 	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-
-		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			usage(stdout);
-			status = 0;
-			goto out;
-		} else if (strcmp(a, "--version") == 0) {
+			return 0;
+		}
+		if (strcmp(argv[i], "--version") == 0) {
 			printf("%s\n", PROGRAM);
-			status = 0;
-			goto out;
-		} else if (strncmp(a, "--output-format=", 16) == 0) {
-			if (strcmp(a + 16, "json") == 0) {
-				format = BENCH_JSON;
-			} else if (strcmp(a + 16, "normal") != 0) {
-				fprintf(stderr, "lockwatch-bench: %s: expected normal or json\n", a);
-				goto out;
-			}
-		} else if (strncmp(a, "--eta=", 6) == 0) {
-			if (strcmp(a + 6, "always") == 0 || strcmp(a + 6, "never") == 0)
-				prog.on = a[6] == 'a';
-			else if (strcmp(a + 6, "auto") != 0) {
-				fprintf(stderr, "lockwatch-bench: %s: expected auto, always or never\n", a);
-				goto out;
-			}
-		} else if (strncmp(a, "--", 2) == 0) {
-			e = bench_parse_option(parser, a + 2, err, sizeof(err));
-			if (e == -ENOMEM)
-				goto oom;
-			if (e < 0) {
-				fprintf(stderr, "lockwatch-bench: %s\n", err);
-				goto out;
-			}
+			return 0;
 		}
 	}
-	for (int i = 1; i < argc; i++) {
-		if (strncmp(argv[i], "--", 2) == 0)
-			continue;
-		e = bench_parse_file(parser, argv[i], err, sizeof(err));
-		if (e == -ENOMEM)
-			goto oom;
-		if (e < 0) {
-			fprintf(stderr, "lockwatch-bench: %s\n", err);
-			goto out;
-		}
-	}
-	e = bench_parse_finish(parser, &cfg, err, sizeof(err));
-	if (e == -ENOMEM)
-		goto oom;
+	e = bench_parse_args(argc, argv, own_option, &cli, &cfg, err, sizeof(err));
 	if (e < 0) {
 		fprintf(stderr, "lockwatch-bench: %s\n", err);
-		goto out;
+		return e == -ENOMEM ? 1 : 2;
 	}
-	for (unsigned g = 0, first = 0; g < cfg.ngroups; g++) {
-		size_t n = 0;
-
-		while (first + n < cfg.njobs && cfg.jobs[first + n].group == g)
-			n++;
-		if (check_stall_overlap(cfg.jobs + first, n, err, sizeof(err)) < 0) {
-			fprintf(stderr, "lockwatch-bench: %s\n", err);
-			goto out;
-		}
-		first += (unsigned)n;
-	}
-
 	res = calloc(cfg.njobs, sizeof(*res));
 	groups = calloc(cfg.ngroups, sizeof(*groups));
 	if (!res || !groups)
 		goto oom;
-	if (format == BENCH_NORMAL)
+	if (cli.format == BENCH_NORMAL)
 		bench_report_header(stdout, PROGRAM, &cfg);
 	status = 0;
 	for (unsigned g = 0, first = 0; g < cfg.ngroups; g++) {
@@ -818,9 +769,9 @@ int main(int argc, char **argv)
 		while (first + n < cfg.njobs && cfg.jobs[first + n].group == g)
 			n++;
 		groups[g].id = g;
-		e = run_group(cfg.jobs + first, n, res + first, &groups[g], &prog);
+		e = run_group(cfg.jobs + first, n, res + first, &groups[g], &cli.prog);
 		if (e < 0) {
-			progress_clear(&prog);
+			progress_clear(&cli.prog);
 			fprintf(stderr, "lockwatch-bench: group %u: %s\n", g, strerror(-e));
 			status = 1;
 			goto out;
@@ -830,8 +781,8 @@ int main(int argc, char **argv)
 				status = 1;
 		first += (unsigned)n;
 	}
-	progress_clear(&prog);
-	bench_report(stdout, format, PROGRAM, &cfg, res, cfg.njobs, groups, cfg.ngroups);
+	progress_clear(&cli.prog);
+	bench_report(stdout, cli.format, PROGRAM, &cfg, res, cfg.njobs, groups, cfg.ngroups);
 	for (size_t i = 0; i < cfg.njobs; i++)
 		if (res[i].error)
 			fprintf(stderr, "lockwatch-bench: job '%s': %s\n", cfg.jobs[i].name,
@@ -844,6 +795,5 @@ out:
 	free(res);
 	free(groups);
 	bench_config_fini(&cfg);
-	bench_parser_free(parser);
 	return status;
 }

@@ -203,6 +203,8 @@ Test(jobfile, bad_input)
 	expect_error(NULL, bad_opt, "--lokcs=5: unknown key 'lokcs'");
 	expect_error(NULL, bad_opt_value, "--runtime=forever: runtime: bad duration");
 	expect_error(NULL, NULL, "no jobs");
+	expect_error("[s]\nrepo=/tmp/x\nstall=hang\n[n]\nrepo=/tmp/x/sub\n", NULL,
+		     "job 's' (stall=hang) and job 'n' (stall=none) share repository /tmp/x");
 }
 
 Test(jobfile, unreadable_file)
