@@ -38,8 +38,11 @@ static double cpu_per(const struct bench_cpu *c, uint64_t n)
 	return n ? (double)(c->usr + c->sys) / (double)n : 0;
 }
 
+/* -1 when the resident set could not be read */
 static double bytes_per_lock(long after_kib, long before_kib, unsigned long locks)
 {
+	if (after_kib < 0 || before_kib < 0)
+		return -1;
 	return locks ? (double)(after_kib - before_kib) * 1024.0 / (double)locks : 0;
 }
 

@@ -35,29 +35,44 @@ void bench_cpu_diff(struct bench_cpu *c, const char *scope, const struct rusage 
 	c->window = window;
 }
 
+/* Reads /proc/self/NAME into BUF through a descriptor opened on the first
+ * call and kept: a benchmark that runs out of descriptors (the thread-per-
+ * lock baseline does) can still read its memory. */
+static const char *proc_read(int *fd, const char *name, char *buf, size_t size)
+{
+	ssize_t n;
+
+	if (*fd < 0)
+		*fd = open(name, O_RDONLY | O_CLOEXEC);
+	n = *fd < 0 ? -1 : pread(*fd, buf, size - 1, 0);
+	if (n < 0)
+		return NULL;
+	buf[n] = '\0';
+	return buf;
+}
+
 long bench_rss_kib(void)
 {
-	long size, pages = -1;
-	FILE *f = fopen("/proc/self/statm", "re");
+	static int fd = -1;
+	char buf[256];
+	long size, pages;
 
-	if (f && fscanf(f, "%ld %ld", &size, &pages) != 2)
-		pages = -1;
-	if (f)
-		fclose(f);
-	return pages < 0 ? -1 : pages * (sysconf(_SC_PAGESIZE) / 1024);
+	if (!proc_read(&fd, "/proc/self/statm", buf, sizeof(buf)) ||
+	    sscanf(buf, "%ld %ld", &size, &pages) != 2)
+		return -1;
+	return pages * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
 long bench_rss_peak_kib(void)
 {
-	char line[256];
-	long kib = -1;
-	FILE *f = fopen("/proc/self/status", "re");
+	static int fd = -1;
+	char buf[4096];
+	const char *hwm;
+	long kib;
 
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmHWM: %ld kB", &kib) == 1)
-			break;
-	if (f)
-		fclose(f);
+	if (!proc_read(&fd, "/proc/self/status", buf, sizeof(buf)) ||
+	    !(hwm = strstr(buf, "VmHWM:")) || sscanf(hwm, "VmHWM: %ld kB", &kib) != 1)
+		return -1;
 	return kib;
 }
 

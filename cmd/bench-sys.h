@@ -15,7 +15,8 @@ int64_t bench_now(void);
 void bench_cpu_diff(struct bench_cpu *c, const char *scope, const struct rusage *a,
 		    const struct rusage *b, int64_t window);
 
-/* Resident set size now, and its peak (VmHWM), in KiB; -1 if unknown. */
+/* Resident set size now, and its peak (VmHWM), in KiB; -1 if unknown.
+ * Call both once early: they keep a descriptor open. */
 long bench_rss_kib(void);
 long bench_rss_peak_kib(void);
 /* Starts a new peak at the current RSS (/proc/self/clear_refs, "5"). */
