@@ -62,7 +62,7 @@ static void submit(struct local_req *lr, enum step step, enum lw__fop_type type)
 static void finish(struct local_req *lr, int res)
 {
 	lr->base.res = res;
-	lr->base.done(&lr->base);
+	lw__breq_complete(&lr->base);
 }
 
 /* After a failed or cancelled create: close the temporary file and remove

@@ -65,6 +65,7 @@ bool lw__lock_request(struct lw_lock *lock, enum lw__bop op,
 
 	if (!req)
 		return false;
+	req->refresh = lock->state == LW__LOCK_HELD;
 	lock->req = req;
 	lock->req_started = lw__now_boot();
 	lock->req_started_mono = lw__now_mono();
@@ -386,6 +387,10 @@ static void release_on_loop(struct lw__call *c)
 	case LW__LOCK_ENDING:
 		break; /* RELEASE_FN runs when the files are gone */
 	default:
+		/* a lock that was ending when release was asked may have
+		 * finished since, and called RELEASE_FN already */
+		if (!fn)
+			break;
 		lock->release_fn = NULL;
 		fn(lock, 0, NULL, lock->release_data);
 		break;

@@ -47,6 +47,7 @@ struct lw_loop {
 	struct lw__list repos;    /* with an open backend */
 	bool drained;             /* under mu: LOCKS became empty */
 	struct lw__list all;      /* link in the process's list of loops */
+	struct lw__observer observer; /* of its backends' requests */
 };
 
 /* Whether the calling thread is running LOOP right now. */
@@ -63,6 +64,12 @@ int lw__loop_wait(struct lw_loop *loop, const bool *done);
 void lw__loop_signal(struct lw_loop *loop, bool *done);
 struct lw_loop *lw__loop_ref(struct lw_loop *loop);
 void lw__loop_unref(struct lw_loop *loop);
+/* Sets the observer of every backend request of LOOP (lockwatch-bench);
+ * FN NULL removes it.  Returns 0, or -ESHUTDOWN. */
+int lw__loop_observe(struct lw_loop *loop,
+		     void (*fn)(void *userdata, const struct lw__breq *req,
+				int64_t started, int64_t ended),
+		     void *userdata);
 
 /* --------------------------------------------------------- repository */
 

@@ -53,8 +53,10 @@ static void open_on_loop(struct lw__call *c)
 
 	oc->r = lw__backend_open(&repo->url, &loop->backends, &repo->backend,
 				 oc->err, sizeof(oc->err));
-	if (oc->r == 0)
+	if (oc->r == 0) {
+		repo->backend->observer = &loop->observer;
 		lw__list_add_tail(&loop->repos, &repo->link);
+	}
 }
 
 LW_EXPORT int lw_repo_new(struct lw_loop *loop, const char *url,
