@@ -21,18 +21,11 @@
 
 int bench_parse_duration(const char *s, int64_t *out)
 {
-	static const struct { const char *unit; double ns; } units[] = {
-		{ "ns", 1 }, { "us", 1e3 }, { "\xc2\xb5s", 1e3 }, { "ms", 1e6 },
-		{ "s", 1e9 }, { "m", 60e9 }, { "h", 3600e9 },
-	};
 	unsigned long long sec;
-	double total = 0;
 	char *end;
 
-	if (!*s)
-		return -EINVAL;
-	/* fio's plain seconds */
-	if (strspn(s, "0123456789") == strlen(s)) {
+	/* fio's plain seconds; anything else is a Go-style duration */
+	if (*s && strspn(s, "0123456789") == strlen(s)) {
 		errno = 0;
 		sec = strtoull(s, &end, 10);
 		if (errno || sec > INT64_MAX / NSEC_PER_SEC)
@@ -40,61 +33,7 @@ int bench_parse_duration(const char *s, int64_t *out)
 		*out = (int64_t)sec * NSEC_PER_SEC;
 		return 0;
 	}
-	while (*s) {
-		size_t best = 0, ulen = 0, n = strspn(s, "0123456789");
-		double v;
-
-		/* digits, optionally a fraction: no sign, no exponent */
-		if (s[n] == '.')
-			n += 1 + strspn(s + n + 1, "0123456789");
-		if (n == 0 || (n == 1 && *s == '.'))
-			return -EINVAL;
-		v = strtod(s, &end);
-		if (end != s + n || !isfinite(v))
-			return -EINVAL;
-		s = end;
-		for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-			size_t len = strlen(units[i].unit);
-
-			/* the longest unit that matches: "ms" before "m" */
-			if (len > ulen && strncmp(s, units[i].unit, len) == 0) {
-				best = i;
-				ulen = len;
-			}
-		}
-		if (!ulen)
-			return -EINVAL;
-		total += v * units[best].ns;
-		s += ulen;
-	}
-	if (total >= 9.2e18)
-		return -EINVAL;
-	*out = (int64_t)llround(total);
-	return 0;
-}
-
-char *bench_fmt_duration(int64_t d, char *buf, size_t size)
-{
-	int64_t s = d / NSEC_PER_SEC;
-
-	if (d % NSEC_PER_SEC && d < 10 * NSEC_PER_SEC) {
-		if (d < 1000000)
-			snprintf(buf, size, "%" PRId64 "us", d / 1000);
-		else if (d < NSEC_PER_SEC)
-			snprintf(buf, size, "%gms", (double)d / 1e6);
-		else
-			snprintf(buf, size, "%gs", (double)d / 1e9);
-	} else if (s < 60 || s % 60) {
-		if (s >= 60)
-			snprintf(buf, size, "%" PRId64 "m%" PRId64 "s", s / 60, s % 60);
-		else
-			snprintf(buf, size, "%" PRId64 "s", s);
-	} else if (s % 3600) {
-		snprintf(buf, size, "%" PRId64 "m", s / 60);
-	} else {
-		snprintf(buf, size, "%" PRId64 "h", s / 3600);
-	}
-	return buf;
+	return lw_duration_parse(s, out);
 }
 
 const char *bench_stall_name(enum bench_stall s)
@@ -565,8 +504,8 @@ static int job_check(const struct bench_job *j, char *msg, size_t ms)
 	if (j->stale_timeout - j->refresh_interval / 2 * 3 <= 0) {
 		snprintf(msg, ms, "stale_timeout %s must be longer than 1.5 x "
 			 "refresh_interval %s",
-			 bench_fmt_duration(j->stale_timeout, a, sizeof(a)),
-			 bench_fmt_duration(j->refresh_interval, b, sizeof(b)));
+			 lw_duration_format(j->stale_timeout, a, sizeof(a)),
+			 lw_duration_format(j->refresh_interval, b, sizeof(b)));
 		return -EINVAL;
 	}
 	if (j->repos > j->locks) {

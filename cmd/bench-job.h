@@ -108,15 +108,11 @@ int bench_parse_args(int argc, char **argv,
 		     void *userdata, struct bench_config *cfg, char *err, size_t errsize);
 
 /*
- * bench_parse_duration - a Go-style duration ("250ms", "30s", "5m",
- * "1h30m", "1.5s"; units ns, us, ms, s, m, h) or, as fio takes it, a bare
- * number of seconds.
+ * bench_parse_duration - a Go-style duration (lw_duration_parse) or, as fio
+ * takes it, a bare number of seconds.
  *
  * Returns: 0, or -EINVAL.
  */
 int bench_parse_duration(const char *s, int64_t *out);
-
-/* Formats D like Go: "250ms", "10s", "1m30s". */
-char *bench_fmt_duration(int64_t d, char *buf, size_t size);
 
 const char *bench_stall_name(enum bench_stall s);

@@ -388,8 +388,8 @@ void bench_report_header(FILE *f, const char *program, const struct bench_config
 		fprintf(f, "%s: (g=%u): repo=%s, engine=%s, locks=%lu, repos=%lu, "
 			"exclusive=%d, refresh_interval=%s, stale_timeout=%s, stall=%s\n",
 			j->name, j->group, j->repo, lw_engine_name(j->engine), j->locks,
-			j->repos, j->exclusive, bench_fmt_duration(j->refresh_interval, a, sizeof(a)),
-			bench_fmt_duration(j->stale_timeout, b, sizeof(b)),
+			j->repos, j->exclusive, lw_duration_format(j->refresh_interval, a, sizeof(a)),
+			lw_duration_format(j->stale_timeout, b, sizeof(b)),
 			bench_stall_name(j->stall));
 	}
 	fprintf(f, "%s\nStarting %zu job%s\n", program, cfg->njobs, cfg->njobs == 1 ? "" : "s");
