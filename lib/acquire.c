@@ -91,13 +91,13 @@ static void undo(struct lw_lock *lock, const struct lw__entry *holder)
 	lock->phase = LW__PH_UNDO;
 	if (!lock->last_error ||
 	    !lw__lock_request(lock, LW__BOP_REMOVE, &lock->id, NULL, 0,
-			      lw__now_boot() + lock->timing.op_timeout, on_undone))
+			      lw__now_boot() + lock->timing->op_timeout, on_undone))
 		fail(lock, -ENOMEM, "out of memory");
 }
 
 static void confirmed(struct lw_lock *lock)
 {
-	int64_t deadline = lock->created_at + lw__refreshability(&lock->timing);
+	int64_t deadline = lock->created_at + lw__refreshability(lock->timing);
 	lw_lock_fn fn = lock->acquire_fn;
 	char hex[LW_ID_HEX + 1];
 
@@ -137,7 +137,7 @@ static void on_listing(struct lw__list_waiter *w, int err, const char *msg)
 		lw__warn(&lock->loop->log, "%s; retrying", msg);
 		lw__timer_start(lock->loop->engine, &lock->step_timer,
 				lw__now_boot() +
-					lw__backoff_jitter(lock->timing.check_retry << lock->attempt));
+					lw__backoff_jitter(lock->timing->check_retry << lock->attempt));
 		lock->attempt++;
 		return;
 	}
@@ -151,7 +151,7 @@ static void on_listing(struct lw__list_waiter *w, int err, const char *msg)
 	if (stale && lock->phase == LW__PH_CHECK1 && lock->stale_looks++ < CHECK_ATTEMPTS) {
 		/* look again once it is gone */
 		lw__timer_start(lock->loop->engine, &lock->step_timer,
-				lw__now_boot() + (lock->timing.check_retry << (lock->stale_looks - 1)));
+				lw__now_boot() + (lock->timing->check_retry << (lock->stale_looks - 1)));
 		return;
 	}
 	if (stale && lock->phase == LW__PH_CHECK1) {
@@ -202,7 +202,7 @@ static void on_created(struct lw__breq *req)
 	lock->phase = LW__PH_RECHECK;
 	lock->attempt = 0;
 	lw__timer_start(lock->loop->engine, &lock->step_timer,
-			lw__now_boot() + lock->timing.recheck_delay);
+			lw__now_boot() + lock->timing->recheck_delay);
 }
 
 static void create(struct lw_lock *lock)
@@ -223,7 +223,7 @@ static void create(struct lw_lock *lock)
 		lock->has_old = true;
 	}
 	if (!lw__lock_request(lock, LW__BOP_CREATE, &id, buf, (size_t)len,
-			      lw__now_boot() + lock->timing.op_timeout, on_created))
+			      lw__now_boot() + lock->timing->op_timeout, on_created))
 		fail(lock, -ENOMEM, "out of memory");
 }
 
@@ -257,10 +257,8 @@ void lw__acquire_start(struct lw_lock *lock)
 	char msg[300];
 	int r;
 
-	pthread_mutex_lock(&lock->repo->mu);
-	lock->timing = lock->repo->timing;
-	pthread_mutex_unlock(&lock->repo->mu);
-	r = lw__timing_check(&lock->timing, msg, sizeof(msg));
+	lock->timing = lw__repo_timing(lock->repo);
+	r = lw__timing_check(lock->timing, msg, sizeof(msg));
 	if (r == 0 && lw__engine_reserve(loop->engine, 2) < 0) {
 		r = -ENOMEM;
 		snprintf(msg, sizeof(msg), "out of memory");
@@ -278,8 +276,8 @@ void lw__acquire_start(struct lw_lock *lock)
 	lock->state = LW__LOCK_ACQUIRING;
 	lw__lock_ref(lock); /* the loop's, until the lock is done */
 	lw__list_add_tail(&loop->locks, &lock->link);
-	lock->give_up_at = lock->timing.retry_lock > 0 ?
-				   lw__now_boot() + lock->timing.retry_lock : 0;
+	lock->give_up_at = lock->timing->retry_lock > 0 ?
+				   lw__now_boot() + lock->timing->retry_lock : 0;
 	lock->backoff = BACKOFF_FIRST;
 	lock->phase = LW__PH_CHECK1;
 	lock->waiter.fn = on_listing;

@@ -247,10 +247,16 @@ LW_EXPORT int lw_ctx_on_done(struct lw_ctx *ctx, lw_ctx_fn fn, void *userdata)
 	return r;
 }
 
+struct cancel_call {
+	struct lw__call c;
+	struct lw_ctx *ctx;
+};
+
 static void cancel_call(struct lw__call *c)
 {
-	struct lw_ctx *ctx = LW_CONTAINER_OF(c, struct lw_ctx, cancel_call);
+	struct lw_ctx *ctx = LW_CONTAINER_OF(c, struct cancel_call, c)->ctx;
 
+	free(LW_CONTAINER_OF(c, struct cancel_call, c));
 	/* a lock that is acquiring or held ends; any other just sees it */
 	if (ctx->lock)
 		lw__lock_end(ctx->lock, -ECANCELED, LW_CAUSE_CANCELLED,
@@ -261,10 +267,19 @@ static void cancel_call(struct lw__call *c)
 
 LW_EXPORT void lw_ctx_cancel(struct lw_ctx *ctx)
 {
+	struct cancel_call *cc;
+
 	if (!ctx || lw_ctx_done(ctx) || atomic_exchange(&ctx->cancel_posted, true))
 		return;
-	lw_ctx_ref(ctx);
-	ctx->cancel_call.fn = cancel_call;
-	if (lw__post(ctx->loop, &ctx->cancel_call) < 0)
+	/* allocated here: few contexts are ever cancelled this way */
+	cc = malloc(sizeof(*cc));
+	if (!cc) {
+		atomic_store(&ctx->cancel_posted, false);
+		return;
+	}
+	*cc = (struct cancel_call){ .c.fn = cancel_call, .ctx = lw_ctx_ref(ctx) };
+	if (lw__post(ctx->loop, &cc->c) < 0) {
 		lw_ctx_unref(ctx);
+		free(cc);
+	}
 }

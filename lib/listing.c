@@ -27,7 +27,7 @@ static int64_t op_deadline(struct lw_repo *repo)
 	int64_t timeout;
 
 	pthread_mutex_lock(&repo->mu);
-	timeout = repo->timing.op_timeout;
+	timeout = repo->timing->op_timeout;
 	pthread_mutex_unlock(&repo->mu);
 	return lw__now_boot() + timeout;
 }
@@ -114,7 +114,7 @@ static void classify(struct lw_repo *repo)
 	bool remove;
 
 	pthread_mutex_lock(&repo->mu);
-	remove = repo->timing.remove_stale;
+	remove = repo->timing->remove_stale;
 	pthread_mutex_unlock(&repo->mu);
 	l->n_blocks_shared = l->n_blocks_all = 0;
 	for (size_t i = 0; i < l->map.cap; i++) {
@@ -334,7 +334,7 @@ const struct lw__entry *lw__listing_remove_stale(struct lw_repo *repo)
 	bool remove;
 
 	pthread_mutex_lock(&repo->mu);
-	remove = repo->timing.remove_stale;
+	remove = repo->timing->remove_stale;
 	pthread_mutex_unlock(&repo->mu);
 	if (!remove)
 		return NULL; /* they block, as in restic */

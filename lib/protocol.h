@@ -73,7 +73,10 @@ int lw__loop_observe(struct lw_loop *loop,
 
 /* --------------------------------------------------------- repository */
 
+/* Settings of locks, shared: a lock keeps the ones it was acquired with,
+ * and changing a repository's settings makes a new copy. */
 struct lw__timing {
+	atomic_int refs;
 	int64_t refresh_interval;
 	int64_t stale_timeout;
 	int64_t recheck_delay;
@@ -138,12 +141,15 @@ struct lw_repo {
 	struct lw__url url;
 	struct lw__backend *backend;
 	pthread_mutex_t mu;       /* TIMING, read by any thread */
-	struct lw__timing timing;
+	struct lw__timing *timing;
 	struct lw__listing listing;
 	struct lw__list link;     /* loop->repos */
 };
 
 int64_t lw__refreshability(const struct lw__timing *t);
+/* The repository's current settings, with a reference for the caller. */
+struct lw__timing *lw__repo_timing(struct lw_repo *repo);
+void lw__timing_unref(struct lw__timing *t);
 /* 0, or -EINVAL with a message when T would make every lock be lost. */
 int lw__timing_check(const struct lw__timing *t, char *msg, size_t size);
 /* At loop shutdown: closes the backend (the engine goes away). */
@@ -187,7 +193,6 @@ struct lw_ctx {
 	struct lw_lock *lock;    /* cleared when the lock ends */
 	struct lw__ctx_cb *cbs;
 	struct lw__defer run_cbs;
-	struct lw__call cancel_call;
 	atomic_bool cancel_posted;
 };
 
@@ -250,9 +255,9 @@ struct lw_lock {
 	struct lw__list link;     /* loop->locks */
 	struct lw__id id;         /* the current lock file */
 	struct lw__id old_id;
-	struct lw__id new_id;     /* being written */
-	struct lw__id doomed[LW__MAX_DOOMED]; /* to delete while ending */
-	struct lw__timing timing;
+	struct lw__id *doomed;    /* LW__MAX_DOOMED files to delete while ending,
+				     allocated when the first is known */
+	struct lw__timing *timing;
 	struct lw__timer deadline_timer;
 	struct lw__timer step_timer;
 	atomic_int_least64_t deadline;
@@ -269,12 +274,9 @@ struct lw_lock {
 	void *acquire_data;
 	lw_lock_fn release_fn;    /* loop thread only: set by release_on_loop */
 	void *release_data;
-	lw_lock_fn release_req_fn; /* what lw_lock_release_async asked for */
-	void *release_req_data;
 	lw_event_fn event_fn;
 	void *event_data;
 	struct lw__call acquire_call;
-	struct lw__call release_call;
 };
 
 /* lock.c */

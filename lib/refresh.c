@@ -59,7 +59,7 @@ static void set_error(struct lw_lock *lock, const struct lw__breq *req,
 static void retry(struct lw_lock *lock, const struct lw__breq *req, const char *what)
 {
 	int64_t now = lw__now_boot();
-	int64_t cap = LW_MAX(lock->timing.refresh_interval / 4, LW_MSEC(1));
+	int64_t cap = LW_MAX(lock->timing->refresh_interval / 4, LW_MSEC(1));
 	int64_t wait = LW_MIN(lock->backoff, cap);
 
 	set_error(lock, req, what);
@@ -91,7 +91,7 @@ static void next_tick(struct lw_lock *lock)
 {
 	lock->attempt = 0;
 	lock->backoff = BACKOFF_FIRST;
-	schedule(lock, lock->created_at + lock->timing.refresh_interval);
+	schedule(lock, lock->created_at + lock->timing->refresh_interval);
 }
 
 /* A request that completes after the deadline cancelled the context (and
@@ -152,7 +152,7 @@ static void on_stray_removed(struct lw__breq *req)
 	if (req->res < 0 && req->res != -ENOENT)
 		lw__lock_doom(lock, &req->id);
 	lw__breq_free(req);
-	schedule(lock, lw__now_boot() + LW_MIN(lock->backoff, lock->timing.refresh_interval / 4));
+	schedule(lock, lw__now_boot() + LW_MIN(lock->backoff, lock->timing->refresh_interval / 4));
 }
 
 static void on_written(struct lw__breq *req)
@@ -178,7 +178,7 @@ static void on_written(struct lw__breq *req)
 	}
 	lock->created_at = lock->req_started;
 	lock->created_mono = lock->req_started_mono;
-	deadline = lock->created_at + lw__refreshability(&lock->timing);
+	deadline = lock->created_at + lw__refreshability(lock->timing);
 	if (deadline > deadline_of(lock)) {
 		atomic_store(&lock->deadline, deadline);
 		lw__timer_start(lock->loop->engine, &lock->deadline_timer, deadline);
@@ -301,7 +301,7 @@ static void on_recover_cancelled(struct lw__breq *req)
 static void hold(struct lw_lock *lock)
 {
 	struct lw__engine *e = lock->loop->engine;
-	int64_t bound = lw__now_boot() + lock->timing.op_timeout;
+	int64_t bound = lw__now_boot() + lock->timing->op_timeout;
 	char dur[32];
 
 	lw__ctx_hold(lock->ctx, true);
@@ -321,7 +321,7 @@ static void hold(struct lw_lock *lock)
 
 void lw__refresh_resume(struct lw_lock *lock)
 {
-	int64_t deadline = lock->created_at + lw__refreshability(&lock->timing);
+	int64_t deadline = lock->created_at + lw__refreshability(lock->timing);
 	struct lw__engine *e = lock->loop->engine;
 	char hex[LW_ID_HEX + 1];
 
@@ -349,7 +349,7 @@ static void on_deadline(struct lw__timer *t)
 	int64_t gap = slept(lock);
 	char why[400], dur[32];
 
-	if (lock->timing.suspend_recovery && !lock->recovering &&
+	if (lock->timing->suspend_recovery && !lock->recovering &&
 	    gap > LW_MSEC(10) && lw__now_boot() - gap < deadline_of(lock)) {
 		hold(lock);
 		return;
@@ -375,7 +375,7 @@ static void on_deadline(struct lw__timer *t)
 
 void lw__refresh_begin(struct lw_lock *lock)
 {
-	int64_t deadline = lock->created_at + lw__refreshability(&lock->timing);
+	int64_t deadline = lock->created_at + lw__refreshability(lock->timing);
 
 	atomic_store(&lock->deadline, deadline);
 	lw__timer_init(&lock->deadline_timer, on_deadline);
