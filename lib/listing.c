@@ -117,6 +117,7 @@ static void classify(struct lw_repo *repo)
 	remove = repo->timing->remove_stale;
 	pthread_mutex_unlock(&repo->mu);
 	l->n_blocks_shared = l->n_blocks_all = 0;
+	l->stale = NULL;
 	for (size_t i = 0; i < l->map.cap; i++) {
 		struct lw__entry *e = l->map.slots[i];
 		bool excl = true;
@@ -139,7 +140,10 @@ static void classify(struct lw_repo *repo)
 			continue;
 		}
 		if (e->stale && remove) {
+			/* it stops blocking once it is gone (acquire.c) */
 			e->blocks = LW__BLOCKS_NONE;
+			if (e->state == LW__ENTRY_RECORD)
+				l->stale = e;
 			continue;
 		}
 		e->blocks = excl ? LW__BLOCKS_ALL : LW__BLOCKS_SHARED;
@@ -330,25 +334,18 @@ void lw__listing_cancel(struct lw_repo *repo, struct lw__list_waiter *w)
 const struct lw__entry *lw__listing_remove_stale(struct lw_repo *repo)
 {
 	struct lw__listing *l = &repo->listing;
-	const struct lw__entry *present = NULL;
-	bool remove;
 
-	pthread_mutex_lock(&repo->mu);
-	remove = repo->timing->remove_stale;
-	pthread_mutex_unlock(&repo->mu);
-	if (!remove)
-		return NULL; /* they block, as in restic */
-	for (size_t i = 0; i < l->map.cap; i++) {
-		struct lw__entry *e = l->map.slots[i];
+	/* once per listing: its stale entries were counted by classify */
+	if (l->stale && l->stale_removed_gen != l->gen) {
+		l->stale_removed_gen = l->gen;
+		for (size_t i = 0; i < l->map.cap; i++) {
+			struct lw__entry *e = l->map.slots[i];
 
-		if (!e || e->seen != l->gen || !e->stale || e->state != LW__ENTRY_RECORD)
-			continue;
-		present = e;
-		if (l->stale_removed_gen != l->gen)
-			remove_stale(repo, e);
+			if (e && e->seen == l->gen && e->stale && e->state == LW__ENTRY_RECORD)
+				remove_stale(repo, e);
+		}
 	}
-	l->stale_removed_gen = l->gen;
-	return present;
+	return l->stale;
 }
 
 bool lw__listing_has(struct lw_repo *repo, const struct lw__id *id)

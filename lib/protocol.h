@@ -131,6 +131,7 @@ struct lw__listing {
 	size_t nunread, next_read, reads_in_flight;
 	int err;
 	char msg[200];
+	struct lw__entry *stale; /* a stale lock of generation GEN, if any */
 	size_t n_blocks_shared; /* entries of generation GEN that block ... */
 	size_t n_blocks_all;    /* ... a shared lock / an exclusive lock */
 };
