@@ -179,8 +179,8 @@ static void on_read(struct lw__breq *req)
 	int r;
 
 	l->reads_in_flight--;
-	if (!e) {
-		/* nothing: the entry went away meanwhile */
+	if (!e || e->state != LW__ENTRY_UNREAD) {
+		/* gone meanwhile, or one of ours now: nothing to learn */
 	} else if (req->res == -ENOENT) {
 		e->seen = 0; /* deleted since the listing: it is gone */
 	} else if (req->res < 0) {
@@ -218,6 +218,8 @@ static void read_more(struct lw_repo *repo)
 		struct lw__entry *e = l->unread[l->next_read++];
 		struct lw__breq *req;
 
+		if (e->state != LW__ENTRY_UNREAD)
+			continue; /* became ours since the listing */
 		req = lw__breq_new(repo->backend, LW__BOP_READ, &e->id, NULL, 0,
 				   op_deadline(repo), on_read, lw_repo_ref(repo));
 		if (!req) {
@@ -250,6 +252,14 @@ static void evict(struct lw__listing *l)
 	}
 }
 
+static void forget_forgotten(struct lw__listing *l)
+{
+	for (size_t i = 0; i < l->forgotten.cap; i++)
+		free(l->forgotten.slots[i]);
+	lw__idmap_fini(&l->forgotten);
+	lw__idmap_init(&l->forgotten);
+}
+
 static void on_list(struct lw__breq *req)
 {
 	struct lw_repo *repo = req->userdata;
@@ -273,6 +283,8 @@ static void on_list(struct lw__breq *req)
 	for (size_t i = 0; !l->err && i < req->nids; i++) {
 		struct lw__entry *e = lw__idmap_get(&l->map, &req->ids[i]);
 
+		if (!e && lw__idmap_get(&l->forgotten, &req->ids[i]))
+			continue; /* deleted by us after the snapshot was taken */
 		if (!e) {
 			e = calloc(1, sizeof(*e));
 			if (e)
@@ -290,6 +302,7 @@ static void on_list(struct lw__breq *req)
 	if (l->err)
 		snprintf(l->msg, sizeof(l->msg), "out of memory");
 	lw__breq_free(req);
+	forget_forgotten(l);
 	evict(l);
 	read_more(repo);
 	lw_repo_unref(repo);
@@ -452,10 +465,18 @@ int lw__listing_add_own(struct lw_repo *repo, const struct lw__id *id,
 
 void lw__listing_forget(struct lw_repo *repo, const struct lw__id *id)
 {
-	struct lw__entry *e = lw__idmap_get(&repo->listing.map, id);
+	struct lw__listing *l = &repo->listing;
+	struct lw__entry *e = lw__idmap_get(&l->map, id);
+	struct lw__id *copy;
 
-	if (e && e->state == LW__ENTRY_OWN)
-		entry_free(lw__idmap_del(&repo->listing.map, id));
+	if (!e || e->state != LW__ENTRY_OWN)
+		return;
+	entry_free(lw__idmap_del(&l->map, id));
+	if (!l->running || !(copy = malloc(sizeof(*copy))))
+		return;
+	*copy = *id;
+	if (lw__idmap_put(&l->forgotten, copy) < 0)
+		free(copy);
 }
 
 void lw__listing_fini(struct lw_repo *repo)
@@ -466,6 +487,8 @@ void lw__listing_fini(struct lw_repo *repo)
 		if (l->map.slots[i])
 			entry_free(l->map.slots[i]);
 	lw__idmap_fini(&l->map);
+	forget_forgotten(l);
+	lw__idmap_fini(&l->forgotten);
 	free(l->unread);
 	l->unread = NULL;
 }

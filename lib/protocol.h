@@ -121,6 +121,9 @@ struct lw__list_waiter {
 
 struct lw__listing {
 	struct lw__idmap map; /* id -> struct lw__entry */
+	/* ids this process deleted since the listing in flight started: its
+	 * directory snapshot may still show them */
+	struct lw__idmap forgotten;
 	uint32_t gen;
 	uint32_t stale_removed_gen;
 	bool running;

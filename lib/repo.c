@@ -137,6 +137,7 @@ LW_EXPORT int lw_repo_new(struct lw_loop *loop, const char *url,
 	};
 	atomic_init(&repo->timing->refs, 1);
 	lw__idmap_init(&repo->listing.map);
+	lw__idmap_init(&repo->listing.forgotten);
 	lw__list_init(&repo->listing.now);
 	lw__list_init(&repo->listing.next);
 	lw__list_init(&repo->link);
