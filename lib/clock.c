@@ -26,6 +26,16 @@ int64_t lw__now_real(void)
 	return now(CLOCK_REALTIME);
 }
 
+void lw__cond_init_monotonic(pthread_cond_t *cv)
+{
+	pthread_condattr_t ca;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(cv, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
 static _Atomic int64_t slept;
 
 int64_t lw__now_mono(void)

@@ -30,6 +30,10 @@ int64_t lw__now_real(void);
 /* CLOCK_MONOTONIC, which stands still while the machine is suspended:
  * BOOTTIME minus MONOTONIC grows by the time slept. */
 int64_t lw__now_mono(void);
+/* A condition variable whose timed waits run on CLOCK_MONOTONIC, which a
+ * wall-clock step does not move. */
+#include <pthread.h>
+void lw__cond_init_monotonic(pthread_cond_t *cv);
 /* Tests: makes the clocks look as if the machine had slept NS now (a
  * suspend cannot be had in a test: MONOTONIC is set back instead). */
 void lw__clock_simulate_suspend(int64_t ns);
