@@ -3,6 +3,7 @@
 #pragma once
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -32,7 +33,6 @@ int64_t lw__now_real(void);
 int64_t lw__now_mono(void);
 /* A condition variable whose timed waits run on CLOCK_MONOTONIC, which a
  * wall-clock step does not move. */
-#include <pthread.h>
 void lw__cond_init_monotonic(pthread_cond_t *cv);
 /* Tests: makes the clocks look as if the machine had slept NS now (a
  * suspend cannot be had in a test: MONOTONIC is set back instead). */
