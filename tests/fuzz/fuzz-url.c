@@ -3,9 +3,10 @@
  * Repository URL parsing on whatever a user, a script or an environment
  * variable passes.  Beyond not crashing or leaking:
  *  - an error is one line without control characters;
- *  - a parsed URL is consistent (hosts, ports, paths of its kind), and its
- *    display string parses to the same repository with the password "***"
- *    and displays as itself;
+ *  - a parsed URL is consistent (hosts, ports, paths of its kind); its
+ *    display string holds nothing that lw__sanitize would replace (no C0,
+ *    DEL or C1 control), and parses to the same repository with the
+ *    password "***" and displays as itself;
  *  - the password never shows: the input is parsed a second time with its
  *    password replaced by a marker whose byte 0xa7 nothing else in the URL
  *    holds, and neither the error nor the display may contain that byte.
@@ -16,6 +17,7 @@
 #include <stdbool.h>
 
 #include "fuzz.h"
+#include "lockwatch-internal.h"
 #include "url.h"
 
 #define URL_MAX 4096 /* url.c refuses longer ones */
@@ -39,9 +41,19 @@ static bool str_eq(const char *a, const char *b)
 	return a == b || (a && b && strcmp(a, b) == 0);
 }
 
+static bool terminal_safe(const char *s)
+{
+	char *copy = strdup(s);
+	bool same = copy && strcmp(lw__sanitize(copy), s) == 0;
+
+	free(copy);
+	return same;
+}
+
 static void check_parsed(const struct lw__url *u)
 {
 	fuzz_assert(u->path && u->display);
+	fuzz_assert(terminal_safe(u->display));
 	if (u->kind == LW__URL_LOCAL) {
 		fuzz_assert(u->path[0] == '/' && u->nep == 0 && !u->user);
 		return;
