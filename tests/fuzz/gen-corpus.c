@@ -286,6 +286,7 @@ static void listings(void)
 		  "{ \"name\":\"" ID_B "\", \"type\":\"file\" }]" },
 		{ "nested-deep", "[{\"name\":\"" ID_A "\",\"x\":[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]}]" },
 		{ "nested-at-limit", "[{\"name\":\"" ID_A "\",\"x\":[[[[[[[[[[[[[[1]]]]]]]]]]]]]]}]" },
+		{ "escaped-nul-key", "[{\"name\\u0000\":\"" ID_A "\",\"type\":\"file\\u0000\"}]" },
 		{ "two-names", "[{\"name\":\"" ID_A "\",\"name\":\"" ID_B "\"}]" },
 		{ "two-types", "[{\"name\":\"" ID_A "\",\"type\":\"file\",\"type\":\"file\"}]" },
 		{ "name-not-string", "[{\"name\":7}]" },
