@@ -74,11 +74,12 @@ static int hex4(struct lw__json *c, unsigned *out)
 	return 0;
 }
 
+/* A NUL ("\u0000") would end the C string early: "name\u0000x" is not "name". */
 static void str_add(struct lw__json_str *s, unsigned ch)
 {
 	if (!s || s->over)
 		return;
-	if (ch >= 0x80 || s->len + 1 >= s->cap) {
+	if (ch == 0 || ch >= 0x80 || s->len + 1 >= s->cap) {
 		s->over = true;
 		return;
 	}

@@ -37,7 +37,8 @@ struct lw__json {
 /*
  * A decoded string, kept if it is plain ASCII and fits: S holds up to CAP - 1
  * bytes and a NUL.  OVER is set for a longer string (S then holds its first
- * CAP - 1 bytes) or at the first other character (S holds those before).
+ * CAP - 1 bytes) or at the first other character, not ASCII or a NUL (S
+ * holds those before).
  */
 struct lw__json_str {
 	char *s;
