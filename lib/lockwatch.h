@@ -199,7 +199,10 @@ int lw_repo_set_remove_stale(struct lw_repo *repo, bool remove);
  * lock is checked: its file must still be there and no conflicting lock may
  * have appeared; then it is replaced with acquire's double check and the
  * context resumes.  Otherwise it ends as it would have.  Safe because
- * acquire only looks past a stale lock once it has removed it.
+ * acquire only looks past a stale lock once it has removed it.  On etcd
+ * the check is one keepalive: a lease that still lives proves that the
+ * lock never left the server, and the lock goes on with its key and
+ * fencing token; a lease that expired means the lock is lost.
  */
 int lw_repo_set_suspend_recovery(struct lw_repo *repo, bool on);
 

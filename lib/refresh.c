@@ -326,9 +326,52 @@ static int64_t slept(const struct lw_lock *lock)
 	return (lw__now_boot() - lock->created_at) - (lw__now_mono() - lock->created_mono);
 }
 
+static void on_recover_kept(struct lw__breq *req)
+{
+	struct lw_lock *lock = req->userdata;
+	int res = req->res;
+	char msg[300];
+
+	lock->req = NULL;
+	if (over(lock, req))
+		return;
+	snprintf(msg, sizeof(msg), "%s", req->msg[0] ? req->msg : lw_strerror(res));
+	lw__breq_free(req);
+	if (res == -ENOENT) {
+		lost(lock, &lock->id);
+		return;
+	}
+	if (res < 0) {
+		lw__lock_end(lock, 0, LW_CAUSE_DEADLINE,
+			     "lock refresh deadline exceeded while the machine slept, "
+			     "and the lease could not be renewed: %s", msg);
+		return;
+	}
+	lock->recovering = false;
+	lock->created_at = lock->req_started;
+	lock->created_mono = lock->req_started_mono;
+	lw__refresh_resume(lock);
+}
+
+/*
+ * Files: the lock is taken again in place, with the double check.  A
+ * lease: one keepalive tells all.  If the lease still lives, the key never
+ * left the server and nobody can have held a conflicting lock meanwhile,
+ * so the lock goes on with its key and fencing token; if it is gone, the
+ * lock is lost.
+ */
 static void recover(struct lw_lock *lock)
 {
-	lw__acquire_recover(lock, slept(lock));
+	if (!lock->repo->backend->ops->leased) {
+		lw__acquire_recover(lock, slept(lock));
+		return;
+	}
+	lock->recovering = true;
+	lw__timer_stop(lock->loop->engine, &lock->step_timer);
+	lock->phase = LW__PH_KEEPALIVE;
+	if (!lw__lock_request(lock, LW__BOP_KEEPALIVE, &lock->id, NULL, 0,
+			      deadline_of(lock), on_recover_kept))
+		lw__lock_end(lock, 0, LW_CAUSE_DEADLINE, "out of memory");
 }
 
 static void on_recover_cancelled(struct lw__breq *req)
@@ -385,6 +428,10 @@ void lw__refresh_resume(struct lw_lock *lock)
 		      hex);
 	if (lock->state != LW__LOCK_HELD)
 		return; /* the event callback released it */
+	if (lock->repo->backend->ops->leased) {
+		next_tick(lock);
+		return;
+	}
 	lock->attempt = 0;
 	lock->backoff = BACKOFF_FIRST;
 	delete_old(lock); /* gone already: someone removed it after our check */

@@ -444,6 +444,126 @@ ETCD_TEST(silent_member_is_skipped, .timeout = 30)
 	failover(p, true);
 }
 
+/* -------------------------------------------------------------- suspend */
+
+/* Recovery after a suspend (lw_repo_set_suspend_recovery), on a member of
+ * its own that stops answering while the clocks are made to look as if the
+ * machine had slept (see test-suspend.c); it answers again once the work
+ * is held, after forgetting the lock's lease if REVOKE is set. */
+struct asleep {
+	struct lwt_etcd *etcd;
+	int64_t revoke;
+	atomic_int held, resumed, refreshed, lost;
+};
+
+static void on_wake(struct lw_lock *lock, const struct lw_event *ev, void *userdata)
+{
+	struct asleep *a = userdata;
+	char body[64];
+
+	switch (ev->type) {
+	case LW_EVENT_HELD:
+		lwt_etcd_signal(a->etcd, 0, SIGCONT);
+		if (a->revoke) {
+			snprintf(body, sizeof(body), "{\"ID\":\"%" PRId64 "\"}", a->revoke);
+			lwt_etcd_post(a->etcd, "/v3/lease/revoke", body, NULL);
+		}
+		atomic_fetch_add(&a->held, 1);
+		break;
+	case LW_EVENT_RESUMED:
+		atomic_fetch_add(&a->resumed, 1);
+		break;
+	case LW_EVENT_REFRESHED:
+		atomic_fetch_add(&a->refreshed, 1);
+		break;
+	case LW_EVENT_LOST:
+		atomic_fetch_add(&a->lost, 1);
+		break;
+	default:
+		break;
+	}
+}
+
+/* Sleeps past the deadline of a lock on a member of its own; returns
+ * whether the lock lived on, with the same key and fencing token. */
+static bool sleep_past_deadline(const struct lwt_param *p, bool revoke)
+{
+	struct asleep a = { .etcd = lwt_etcd_start(1, 0) };
+	char prefix[32], url[1024], before[65], after[65];
+	struct lw_loop *loop;
+	struct lw_repo *repo;
+	struct lw_lock *lock;
+	struct lw_ctx *ctx;
+	int64_t token, rev, lease;
+	bool lived;
+
+	cr_assert_not_null(a.etcd, "etcd did not start");
+	lwt_etcd_prefix(prefix);
+	snprintf(url, sizeof(url), "etcd:%s/%s", lwt_etcd_endpoints(a.etcd), prefix);
+	cr_assert_eq(lw_loop_new(p->engine, &loop), 0);
+	cr_assert_eq(lw_loop_start(loop), 0);
+	cr_assert_eq(lw_repo_new(loop, url, &repo), 0, "%s", lw_errmsg());
+	/* the deadline 4.5 s after a keepalive, the lease's expiry 6 s */
+	cr_assert_eq(lw_repo_set_timing(repo, REFRESH, LW_SEC(6)), 0);
+	cr_assert_eq(lw_repo_set_recheck_delay(repo, LW_MSEC(50)), 0);
+	cr_assert_eq(lw_repo_set_suspend_recovery(repo, true), 0);
+	cr_assert_eq(lw_lock_new(repo, LW_LOCK_EXCLUSIVE, "suspend", &lock), 0);
+	cr_assert_eq(lw_lock_set_event_fn(lock, on_wake, &a), 0);
+	cr_assert_eq(lw_lock_acquire(lock), 0, "%s", lw_errmsg());
+	ctx = lw_lock_ctx(lock);
+	token = lw_lock_fencing_token(lock);
+	cr_assert_eq(lw_lock_id(lock, before), 0);
+	cr_assert(lwt_etcd_get(a.etcd, prefix, before, &rev, &lease));
+	if (revoke)
+		a.revoke = lease;
+
+	lwt_etcd_signal(a.etcd, 0, SIGSTOP);
+	lw__clock_simulate_suspend(LW_SEC(3));
+	cr_assert(lwt_wait_for(atomic_load(&a.held) == 1, 6000), "the work was held: %s",
+		  lw_ctx_done(ctx) ? lw_ctx_cause(ctx) : "it goes on");
+	cr_assert(lwt_wait_for(atomic_load(&a.resumed) == 1 || lw_ctx_done(ctx), 5000),
+		  "neither resumed nor ended");
+	lived = !lw_ctx_done(ctx);
+	if (lived) {
+		cr_expect(!lw_ctx_held(ctx));
+		cr_expect_eq(lw_ctx_wait(ctx, 0), LW_CAUSE_NONE);
+		cr_assert_eq(lw_lock_id(lock, after), 0);
+		cr_expect_str_eq(after, before, "the same key");
+		cr_expect_eq(lw_lock_fencing_token(lock), token, "the same fencing token");
+		cr_expect_gt(lw_lock_deadline(lock), lw__now_boot());
+		/* and it lives on */
+		atomic_store(&a.refreshed, 0);
+		usleep(2500 * 1000);
+		cr_expect(!lw_ctx_done(ctx), "%s", lw_ctx_done(ctx) ? lw_ctx_cause(ctx) : "");
+		cr_expect_geq(atomic_load(&a.refreshed), 1);
+	} else {
+		cr_expect_eq(lw_ctx_err(ctx), LW_CAUSE_REMOVED, "%s", lw_ctx_cause(ctx));
+		cr_expect(strstr(lw_ctx_cause(ctx), "expired on the server"), "%s",
+			  lw_ctx_cause(ctx));
+		cr_expect_eq(atomic_load(&a.lost), 1);
+		cr_expect_eq(atomic_load(&a.resumed), 0);
+	}
+	lw_lock_free(lock);
+	cr_expect(lwt_wait_for(lwt_etcd_count(a.etcd, prefix) == 0, 3000), "nothing left behind");
+	lw_repo_unref(repo);
+	lw_loop_free(loop);
+	lwt_etcd_stop(a.etcd);
+	return lived;
+}
+
+/* Asleep past the deadline, but not past the lease: one keepalive shows
+ * that the lock never left the server, and the work resumes. */
+ETCD_TEST(suspend_recovers_with_its_lease, .timeout = 40)
+{
+	cr_expect(sleep_past_deadline(p, false), "the lock lived on");
+}
+
+/* The lease was gone when the machine woke: the lock is lost. */
+ETCD_TEST(suspend_after_the_lease_is_lost, .timeout = 40)
+{
+	cr_expect(!sleep_past_deadline(p, true), "the lock ended");
+}
+
 /* ------------------------------------------------------------- command */
 
 struct cli_etcd {

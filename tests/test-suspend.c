@@ -3,7 +3,8 @@
  * Recovery after a suspend (lw_repo_set_suspend_recovery): when a deadline
  * passes only because the machine slept, the work is held, the lock is
  * checked and replaced with the double check, and the context resumes; a
- * lock that was removed, or met a conflicting one, ends instead.
+ * lock that was removed, or met a conflicting one, ends instead.  Lock
+ * files only: etcd's recovery is a keepalive of the lease (test-etcd.c).
  *
  * A suspend cannot be had in a test: refreshes are made to fail (a write
  * error on a local repository, 500s from nginx) while the clocks are made
@@ -92,7 +93,7 @@ static void stop(struct lw_lock *lock)
 
 /* Asleep past the deadline, nothing changed meanwhile: the work is held,
  * the lock replaced, and the context goes on. */
-LWT_MATRIX_TEST(suspend, recovers, .timeout = 30)
+LWT_FILES_TEST(suspend, recovers, .timeout = 30)
 {
 	struct seen s = { 0 };
 	struct lw_lock *lock = start(p, &s, true);
@@ -122,7 +123,7 @@ LWT_MATRIX_TEST(suspend, recovers, .timeout = 30)
 }
 
 /* Someone removed the lock while the holder slept: it ends, REMOVED. */
-LWT_MATRIX_TEST(suspend, removed_while_asleep, .timeout = 30)
+LWT_FILES_TEST(suspend, removed_while_asleep, .timeout = 30)
 {
 	struct seen s = { 0 };
 	struct lw_lock *lock = start(p, &s, true);
@@ -144,7 +145,7 @@ LWT_MATRIX_TEST(suspend, removed_while_asleep, .timeout = 30)
 }
 
 /* Another holder took a conflicting lock while this one slept: it ends. */
-LWT_MATRIX_TEST(suspend, conflict_while_asleep, .timeout = 30)
+LWT_FILES_TEST(suspend, conflict_while_asleep, .timeout = 30)
 {
 	struct lw__record rec = lwt_record(true);
 	struct seen s = { 0 };
@@ -167,7 +168,7 @@ LWT_MATRIX_TEST(suspend, conflict_while_asleep, .timeout = 30)
 }
 
 /* Refreshes failed but nobody slept: the deadline is final. */
-LWT_MATRIX_TEST(suspend, no_sleep_no_recovery, .timeout = 30)
+LWT_FILES_TEST(suspend, no_sleep_no_recovery, .timeout = 30)
 {
 	struct seen s = { 0 };
 	struct lw_lock *lock = start(p, &s, true);
@@ -182,7 +183,7 @@ LWT_MATRIX_TEST(suspend, no_sleep_no_recovery, .timeout = 30)
 }
 
 /* Off by default: a suspend past the deadline ends the context. */
-LWT_MATRIX_TEST(suspend, off_by_default, .timeout = 30)
+LWT_FILES_TEST(suspend, off_by_default, .timeout = 30)
 {
 	struct seen s = { 0 };
 	struct lw_lock *lock = start(p, &s, false);
