@@ -213,6 +213,9 @@ static void on_request(void *userdata, const struct lw__breq *req, int64_t start
 	case LW__BOP_EXISTS:
 		op = BENCH_OP_CHECK;
 		break;
+	case LW__BOP_KEEPALIVE: /* a lease's refresh (etcd:) */
+		op = BENCH_OP_REFRESH;
+		break;
 	default:
 		return;
 	}

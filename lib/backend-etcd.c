@@ -148,7 +148,7 @@ static void complete(struct etcd_breq *er)
 	/* a create that failed after its txn may have landed left a key */
 	req->ambiguous = req->op == LW__BOP_CREATE && req->res < 0 && er->call.reached &&
 			 er->step == ST_PUT;
-	req->done(req);
+	lw__breq_complete(req);
 }
 
 static void complete_deferred(struct lw__defer *d)
