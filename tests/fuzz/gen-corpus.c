@@ -3,8 +3,8 @@
  * Writes the seed corpora of the fuzz targets into DIR/NAME/ (make
  * fuzz-corpus).  Valid records come from lw__record_encode; the hostile ones
  * are described field by field below and packed with msgpack-c, or written
- * byte by byte where no encoder would write them.  Listings, URLs and
- * durations are plain text.  Inputs that fuzzing found are committed next
+ * byte by byte where no encoder would write them.  Listings, etcd replies,
+ * URLs and durations are plain text.  Inputs that fuzzing found are committed next
  * to these as regress-*, by hand.
  */
 #include "config.h"
@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "../record-sample.h"
+#include "base64.h"
 #include "lockwatch.h"
 #include "record.h"
 
@@ -304,6 +305,76 @@ static void listings(void)
 		put_text("listing", cases[i][0], cases[i][1]);
 }
 
+/* ------------------------------------------------------- etcd replies */
+
+/* The base64 of "backups/locks/" ID, as the gateway writes keys. */
+static const char *etcd_key(const char *id, char *buf)
+{
+	char key[128];
+
+	snprintf(key, sizeof(key), "backups/locks/%s", id);
+	lw__base64_encode(key, strlen(key), buf);
+	return buf;
+}
+
+static void etcd_replies(void)
+{
+	static const char *const cases[][2] = {
+		{ "grant", "{\"header\":{\"cluster_id\":\"1\",\"member_id\":\"2\",\"revision\":\"7\","
+			   "\"raft_term\":\"3\"},\"ID\":\"4111120279720601861\",\"TTL\":\"3\"}" },
+		{ "keepalive", "{\"result\":{\"header\":{\"revision\":\"7\"},\"ID\":\"7\","
+			       "\"TTL\":\"5\"}}\n" },
+		{ "keepalive-gone", "{\"result\":{\"header\":{\"revision\":\"7\"},\"ID\":\"7\"}}\n" },
+		{ "stream-error", "{\"error\":{\"grpc_code\":14,\"http_code\":503,\"message\":"
+				  "\"etcdserver: no leader\",\"http_status\":\"Service Unavailable\"}}" },
+		{ "unary-error", "{\"error\":\"etcdserver: requested lease not found\",\"message\":"
+				 "\"etcdserver: requested lease not found\",\"code\":5}\n" },
+		{ "txn-succeeded", "{\"header\":{\"revision\":\"42\"},\"succeeded\":true,\"responses\":"
+				   "[{\"response_put\":{\"header\":{\"revision\":\"42\"}}}]}" },
+		{ "count", "{\"header\":{\"revision\":\"42\"},\"count\":\"3\"}" },
+		{ "deleted", "{\"header\":{\"revision\":\"42\"},\"deleted\":\"1\"}" },
+		{ "empty", "{\"header\":{\"revision\":\"42\"}}" },
+		{ "null", "{\"ID\":null,\"kvs\":null}" },
+		{ "truncated", "{\"result\":{\"header\":{\"revision\":\"7\"},\"ID\":\"7\",\"TT" },
+		{ "not-base64", "{\"kvs\":[{\"key\":\"a\"}]}" },
+		{ "too-big", "{\"ID\":\"99999999999999999999\"}" },
+		{ "html", "<html><body>502 Bad Gateway</body></html>" },
+		{ "nested-deep", "{\"x\":[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]}" },
+	};
+	char a[128], b[128], text[4 * LW_RECORD_MAX], value[2 * LW_RECORD_MAX];
+	uint8_t rec[LW_RECORD_MAX];
+	int n = lw__record_encode(&sample, rec, sizeof(rec));
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		put_text("etcd-reply", cases[i][0], cases[i][1]);
+	snprintf(text, sizeof(text),
+		 "{\"header\":{\"revision\":\"9\"},\"kvs\":[{\"key\":\"%s\",\"create_revision\":"
+		 "\"5\",\"mod_revision\":\"5\",\"version\":\"1\",\"lease\":\"7\"},{\"key\":\"%s\","
+		 "\"create_revision\":\"6\"}],\"count\":\"2\"}", etcd_key(ID_A, a), etcd_key(ID_B, b));
+	put_text("etcd-reply", "range", text);
+	/* a lease's keys: one lock, one key of another tool's ("other/key") */
+	snprintf(text, sizeof(text),
+		 "{\"header\":{\"revision\":\"9\"},\"ID\":\"7\",\"TTL\":\"4\",\"grantedTTL\":\"5\","
+		 "\"keys\":[\"%s\",\"b3RoZXIva2V5\"]}", etcd_key(ID_A, a));
+	put_text("etcd-reply", "timetolive-keys", text);
+	snprintf(text, sizeof(text),
+		 "{\"header\":{\"revision\":\"9\"},\"succeeded\":false,\"responses\":[{"
+		 "\"response_range\":{\"header\":{\"revision\":\"9\"},\"kvs\":[{\"key\":\"%s\","
+		 "\"create_revision\":\"5\",\"lease\":\"7\"}],\"count\":\"1\"}}]}",
+		 etcd_key(ID_A, a));
+	put_text("etcd-reply", "txn-failed", text);
+	if (n < 0) {
+		fprintf(stderr, "sample record: %s\n", strerror(-n));
+		exit(1);
+	}
+	lw__base64_encode(rec, (size_t)n, value);
+	snprintf(text, sizeof(text),
+		 "{\"header\":{\"revision\":\"9\"},\"kvs\":[{\"key\":\"%s\",\"value\":\"%s\","
+		 "\"create_revision\":\"5\",\"lease\":\"7\"}],\"count\":\"1\"}",
+		 etcd_key(ID_A, a), value);
+	put_text("etcd-reply", "read", text);
+}
+
 /* --------------------------------------------------------------- URLs */
 
 static void urls(void)
@@ -385,6 +456,7 @@ int main(int argc, char **argv)
 	raw_records();
 	truncated_records();
 	listings();
+	etcd_replies();
 	urls();
 	durations();
 	return 0;
