@@ -71,6 +71,7 @@ struct lw__timing {
 	int64_t stale_timeout;
 	int64_t recheck_delay;
 	int64_t retry_lock;
+	int64_t retry_backoff; /* first wait of retry_lock; doubles to 12 x */
 	int64_t check_retry;
 	int64_t op_timeout;
 	bool remove_stale;
