@@ -55,6 +55,29 @@ extern const size_t clitest_nbackends;
 struct cli_param *clitest_params(size_t *n);
 /* The cleanup of cr_make_param_array for clitest_params. */
 void clitest_params_free(struct criterion_test_params *crp);
+/*
+ * CLITEST - a test of SUITE run on every backend and engine, with a fresh
+ * repository: the body sees R (struct repo *) and P (struct cli_param *).
+ * Needs <criterion/parameterized.h>.
+ */
+#define CLITEST(suite, name, timeout_s)                                         \
+	ParameterizedTestParameters(suite, name)                                \
+	{                                                                       \
+		size_t n;                                                       \
+		struct cli_param *p = clitest_params(&n);                       \
+		return cr_make_param_array(struct cli_param, p, n,             \
+					   clitest_params_free);                \
+	}                                                                       \
+	static void name##_body(struct repo *r, const struct cli_param *p);     \
+	ParameterizedTest(struct cli_param *p, suite, name, .timeout = timeout_s) \
+	{                                                                       \
+		struct repo r;                                                  \
+		clitest_repo(&r, p);                                            \
+		name##_body(&r, p);                                             \
+		clitest_repo_free(&r);                                          \
+	}                                                                       \
+	static void name##_body(struct repo *r, const struct cli_param *p)
+
 /* Makes the repository of P (and R->tmp); clitest_repo_free removes both. */
 void clitest_repo(struct repo *r, const struct cli_param *p);
 void clitest_repo_free(struct repo *r);

@@ -28,23 +28,7 @@
  * after the last one started. */
 #define FAST "--refresh-interval", "1s", "--stale-timeout", "4s"
 
-#define CLI_TEST(name, timeout_s)                                               \
-	ParameterizedTestParameters(cli, name)                                  \
-	{                                                                       \
-		size_t n;                                                       \
-		struct cli_param *p = clitest_params(&n);                       \
-		return cr_make_param_array(struct cli_param, p, n,             \
-					   clitest_params_free);                \
-	}                                                                       \
-	static void name##_body(struct repo *r, const struct cli_param *p);     \
-	ParameterizedTest(struct cli_param *p, cli, name, .timeout = timeout_s) \
-	{                                                                       \
-		struct repo r;                                                  \
-		clitest_repo(&r, p);                                            \
-		name##_body(&r, p);                                             \
-		clitest_repo_free(&r);                                          \
-	}                                                                       \
-	static void name##_body(struct repo *r, const struct cli_param *p)
+#define CLI_TEST(name, timeout_s) CLITEST(cli, name, timeout_s)
 
 static char *tmpfile_(const struct repo *r, const char *name)
 {
