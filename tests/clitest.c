@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "clitest.h"
+#include "engines.h"
 #include "nginx.h"
 
 #ifndef LOCKWATCH_BIN
@@ -143,7 +144,9 @@ struct cli_param *clitest_params(size_t *n)
 	*n = 0;
 	for (size_t b = 0; b < clitest_nbackends; b++)
 		for (size_t e = 0; e < 2; e++)
-			p[(*n)++] = (struct cli_param){ .backend = (int)b, .engine = engines[e] };
+			if (lwt_engine_wanted(engines[e]))
+				p[(*n)++] = (struct cli_param){ .backend = (int)b,
+								.engine = engines[e] };
 	return p;
 }
 

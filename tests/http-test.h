@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "engines.h"
 #include "nginx.h"
 
 struct lwt_case {
@@ -32,7 +33,9 @@ struct lwt_case {
 	{                                                                 \
 		static struct lwt_case cases[] = { __VA_ARGS__ };         \
 		return cr_make_param_array(struct lwt_case, cases,        \
-					   sizeof(cases) / sizeof(cases[0])); \
+			lwt_keep_wanted(cases, sizeof(cases) / sizeof(cases[0]), \
+					sizeof(cases[0]),                 \
+					offsetof(struct lwt_case, engine))); \
 	}
 
 static struct lwt_nginx *ng;

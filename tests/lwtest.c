@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engines.h"
 #include "lwtest.h"
 #include "nginx.h"
 #include "process.h"
@@ -21,7 +22,9 @@ struct criterion_test_params lwt_engine_params(void)
 		{ LW_ENGINE_URING, LWT_BE_LOCAL }, { LW_ENGINE_EPOLL, LWT_BE_LOCAL },
 	};
 
-	return cr_make_param_array(struct lwt_param, params, 2);
+	return cr_make_param_array(struct lwt_param, params,
+				   lwt_keep_wanted(params, 2, sizeof(params[0]),
+						   offsetof(struct lwt_param, engine)));
 }
 
 struct criterion_test_params lwt_matrix_params(void)
@@ -32,7 +35,9 @@ struct criterion_test_params lwt_matrix_params(void)
 		{ LW_ENGINE_URING, LWT_BE_REST }, { LW_ENGINE_EPOLL, LWT_BE_REST },
 	};
 
-	return cr_make_param_array(struct lwt_param, params, 6);
+	return cr_make_param_array(struct lwt_param, params,
+				   lwt_keep_wanted(params, 6, sizeof(params[0]),
+						   offsetof(struct lwt_param, engine)));
 }
 
 static void open_repo(struct lwt *t, int64_t refresh, int64_t stale)

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "clitest.h"
+#include "engines.h"
 
 #ifndef LOCKWATCH_BIN
 #error "LOCKWATCH_BIN must name the built lockwatch"
@@ -72,7 +73,8 @@ struct interval {
 static pid_t start_worker(const struct repo *r, int i, bool writer, int runs)
 {
 	char counter[600], out[600], err[600], nruns[16];
-	const char *engine = lw_engine_name(i % 2 ? LW_ENGINE_EPOLL : LW_ENGINE_URING);
+	enum lw_engine e = i % 2 ? LW_ENGINE_EPOLL : LW_ENGINE_URING;
+	const char *engine = lw_engine_name(lwt_engine_wanted(e) ? e : LW_ENGINE_EPOLL);
 	pid_t pid;
 
 	snprintf(counter, sizeof(counter), "%s/counter", r->dir);
