@@ -142,6 +142,28 @@ CLI_TEST(retry_lock_waits_for_the_holder, 60)
 	expect_no_locks(r, "after both");
 }
 
+/* LOCKWATCH_RETRY_BACKOFF, for tests: the first wait is shorter. */
+CLI_TEST(retry_backoff_from_the_environment, 60)
+{
+	const char *args[] = { "run", "--retry-lock", "30s", "--", "true", NULL };
+	const char *fast[] = { "LOCKWATCH_RETRY_BACKOFF=200ms", NULL };
+	const char *bad[] = { "LOCKWATCH_RETRY_BACKOFF=soon", NULL };
+	struct proc holder, pr;
+
+	hold(&holder, r, p, "sleep 2");
+	clitest_start(&pr, r->tmp, r, p, fast, args);
+	cr_expect_eq(clitest_wait(&pr, 20000), 0);
+	cr_expect_eq(clitest_wait(&holder, 10000), 0);
+	/* the holder ends about 1.6 s in; waits of 0.2 s doubling to 2.4 s
+	 * come back soon after, where restic's 5 s would not */
+	cr_expect_lt(pr.ended - pr.started, LW_MSEC(4800), "took %lld ms",
+		     (long long)(pr.ended - pr.started) / 1000000);
+	clitest_start(&pr, r->tmp, r, p, bad, args);
+	cr_expect_eq(clitest_wait(&pr, 10000), 2);
+	expect_err(&pr, "LOCKWATCH_RETRY_BACKOFF 'soon'");
+	expect_no_locks(r, "after both");
+}
+
 CLI_TEST(retry_lock_gives_up, 60)
 {
 	const char *args[] = { "run", "--retry-lock", "1s", "--", "true", NULL };
