@@ -354,6 +354,39 @@ bool clitest_one_lock(const struct repo *r, char name[256])
 	return scan_locks(r, name) == 1;
 }
 
+char *clitest_ticker(char *buf, size_t size, const char *tmp)
+{
+	snprintf(buf, size, "echo $$ > %s/pid; while :; do date +%%s%%N >> %s/ticks; sleep 0.01; done",
+		 tmp, tmp);
+	return buf;
+}
+
+pid_t clitest_ticker_group(const char *tmp)
+{
+	char path[300], *s;
+	pid_t group;
+
+	cr_assert(clitest_wait_file(clitest_path(path, sizeof(path), tmp, "pid"), 10000),
+		  "the job did not start");
+	s = clitest_read(path);
+	group = (pid_t)atoi(s);
+	free(s);
+	cr_assert_gt(group, 1);
+	return group;
+}
+
+long long clitest_last_tick(const char *tmp)
+{
+	char path[300], *s, *line, *save = NULL;
+	long long last = 0;
+
+	s = clitest_read(clitest_path(path, sizeof(path), tmp, "ticks"));
+	for (line = strtok_r(s, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		last = atoll(line);
+	free(s);
+	return last;
+}
+
 int clitest_lines(const char *s)
 {
 	int n = 0;

@@ -116,6 +116,15 @@ bool clitest_wait_text(const char *path, const char *needle, int timeout_ms);
 int clitest_count_locks(const struct repo *r);
 /* Name of the one file in R's locks/ into NAME; false if not exactly one. */
 bool clitest_one_lock(const struct repo *r, char name[256]);
+/* A job for lockwatch run, into BUF: it writes its pid (its process
+ * group's id) to TMP/pid, then notes CLOCK_REALTIME in ns in TMP/ticks
+ * every 10 ms: it shows when work went on. */
+char *clitest_ticker(char *buf, size_t size, const char *tmp);
+/* The ticker's process group, once it runs (waits at most 10 s). */
+pid_t clitest_ticker_group(const char *tmp);
+/* The ticker's last tick (ns since the epoch), 0 if none. */
+long long clitest_last_tick(const char *tmp);
+
 /* Number of lines of S. */
 int clitest_lines(const char *s);
 

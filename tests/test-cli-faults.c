@@ -100,19 +100,14 @@ CLITEST(cli_faults, stopped_holder, 60)
 				"sh", "-c", bjob, NULL };
 	const char *backoff[] = { "LOCKWATCH_RETRY_BACKOFF=100ms", NULL };
 	struct proc a, b, c;
-	int64_t stopped, taken, resumed_real, resumed, last = 0;
-	char *s, *line, *save = NULL;
+	int64_t stopped, taken, resumed_real, resumed, last;
+	char *s;
 	pid_t group;
 
-	snprintf(job, sizeof(job), "echo $$ > %s; while :; do date +%%s%%N >> %s; sleep 0.01; done",
-		 path_in(r, "pid"), path_in(r, "ticks"));
+	clitest_ticker(job, sizeof(job), r->tmp);
 	snprintf(bjob, sizeof(bjob), "date +%%s%%N > %s; sleep 3", path_in(r, "taken"));
 	clitest_start(&a, r->tmp, r, p, NULL, args);
-	cr_assert(clitest_wait_file(path_in(r, "pid"), 10000));
-	s = clitest_read(path_in(r, "pid"));
-	group = (pid_t)atoi(s);
-	free(s);
-	cr_assert_gt(group, 1);
+	group = clitest_ticker_group(r->tmp);
 	clitest_sleep_ms(1200); /* a refresh or so */
 
 	kill(a.pid, SIGSTOP);
@@ -137,10 +132,7 @@ CLITEST(cli_faults, stopped_holder, 60)
 	cr_expect_eq(clitest_wait(&a, 5000), 12);
 	cr_log_info("%s/%s: exit 12 %lld ms after the resume", r->be->name,
 		    lw_engine_name(p->engine), (long long)(a.ended - resumed) / 1000000);
-	s = clitest_read(path_in(r, "ticks"));
-	for (line = strtok_r(s, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
-		last = atoll(line);
-	free(s);
+	last = clitest_last_tick(r->tmp);
 	cr_log_info("%s/%s: the job's last tick %lld ms after the resume", r->be->name,
 		    lw_engine_name(p->engine), (long long)(last - resumed_real) / 1000000);
 	cr_expect_lt(last - resumed_real, RESUME_BOUND_MS * 1000000LL,

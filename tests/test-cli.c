@@ -315,24 +315,16 @@ CLI_TEST(kill_after_a_deaf_job, 30)
 
 CLI_TEST(suspended_job_stops_on_resume, 40)
 {
-	/* the job appends a timestamp every 10 ms */
 	char job[600];
 	const char *args[] = { "run", FAST, "--", "sh", "-c", job, NULL };
 	struct proc pr;
 	struct timespec now;
-	long long resumed_ns, last = 0;
+	long long resumed_ns, last;
 	pid_t group;
-	char *pid, *ticks, *line, *save = NULL;
 
-	snprintf(job, sizeof(job),
-		 "echo $$ > %s; while :; do date +%%s%%N >> %s; sleep 0.01; done",
-		 tmpfile_(r, "pid"), tmpfile_(r, "ticks"));
+	clitest_ticker(job, sizeof(job), r->tmp);
 	clitest_start(&pr, r->tmp, r, p, NULL, args);
-	cr_assert(clitest_wait_file(tmpfile_(r, "pid"), 5000));
-	pid = clitest_read(tmpfile_(r, "pid"));
-	group = (pid_t)atoi(pid);
-	free(pid);
-	cr_assert_gt(group, 1);
+	group = clitest_ticker_group(r->tmp);
 	clitest_sleep_ms(300);
 
 	/* the machine sleeps: lockwatch and the job's group stop together,
@@ -347,10 +339,7 @@ CLI_TEST(suspended_job_stops_on_resume, 40)
 
 	cr_expect_eq(clitest_wait(&pr, 5000), 12);
 	expect_err(&pr, "lock refresh deadline exceeded");
-	ticks = clitest_read(tmpfile_(r, "ticks"));
-	for (line = strtok_r(ticks, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
-		last = atoll(line);
-	free(ticks);
+	last = clitest_last_tick(r->tmp);
 	cr_expect_lt(last - resumed_ns, LOSS_BOUND_MS * 1000000LL,
 		     "the job worked on for %lld ms after the resume",
 		     (last - resumed_ns) / 1000000);

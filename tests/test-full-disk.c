@@ -92,13 +92,19 @@ static void count(struct lw_lock *lock, const struct lw_event *ev, void *userdat
 	}
 }
 
-static struct lw_lock *held(struct lwt *t, struct events *ev)
+/* A lock held on T when the disk fills up; returns once a refresh failed
+ * (one that got its page before may still land). */
+static struct lw_lock *held_on_full_disk(struct lwt *t, const struct lwt_param *p,
+					 struct events *ev)
 {
 	struct lw_lock *lock;
 
+	lwt_start(t, p, mnt, REFRESH, STALE);
 	cr_assert_eq(lw_lock_new(t->repo, LW_LOCK_EXCLUSIVE, "full disk", &lock), 0);
 	cr_assert_eq(lw_lock_set_event_fn(lock, count, ev), 0);
 	cr_assert_eq(lw_lock_acquire(lock), 0, "%s", lw_errmsg());
+	fill();
+	cr_assert(lwt_wait_for(atomic_load(&ev->failed) > 0, 3000), "no refresh failed");
 	return lock;
 }
 
@@ -133,11 +139,7 @@ LWT_ENGINE_TEST(full_disk, lost_at_the_deadline, .init = setup, .fini = teardown
 	struct lwt t;
 	int64_t deadline, woke;
 
-	lwt_start(&t, p, mnt, REFRESH, STALE);
-	lock = held(&t, &ev);
-	fill();
-	/* a refresh that got its page before the disk filled may still land */
-	cr_assert(lwt_wait_for(atomic_load(&ev.failed) > 0, 3000), "no refresh failed");
+	lock = held_on_full_disk(&t, p, &ev);
 	deadline = lw_lock_deadline(lock);
 	woke = lwt_wait_fd(lw_ctx_fd(lw_lock_ctx(lock)),
 			   (int)((deadline - lw__now_boot()) / LW_MSEC(1)) + 3000);
@@ -170,10 +172,7 @@ LWT_ENGINE_TEST(full_disk, room_in_time_keeps_the_lock, .init = setup, .fini = t
 	int64_t deadline;
 	int refreshed;
 
-	lwt_start(&t, p, mnt, REFRESH, STALE);
-	lock = held(&t, &ev);
-	fill();
-	cr_assert(lwt_wait_for(atomic_load(&ev.failed) > 0, 3000), "no refresh failed");
+	lock = held_on_full_disk(&t, p, &ev);
 	deadline = lw_lock_deadline(lock);
 	refreshed = atomic_load(&ev.refreshed);
 	make_room();

@@ -207,11 +207,16 @@ static void take_turns(const struct repo *r, int writers, int readers, int runs,
 }
 
 /* One case per backend; the workers alternate the engines themselves. */
-ParameterizedTestParameters(mutex, counter)
+static struct criterion_test_params backends(void)
 {
 	static struct cli_param params[] = { { 0, LW_ENGINE_AUTO }, { 1, LW_ENGINE_AUTO } };
 
 	return cr_make_param_array(struct cli_param, params, 2);
+}
+
+ParameterizedTestParameters(mutex, counter)
+{
+	return backends();
 }
 
 ParameterizedTest(struct cli_param *p, mutex, counter, .timeout = 600)
@@ -225,9 +230,7 @@ ParameterizedTest(struct cli_param *p, mutex, counter, .timeout = 600)
 
 ParameterizedTestParameters(mutex, shared_and_exclusive)
 {
-	static struct cli_param params[] = { { 0, LW_ENGINE_AUTO }, { 1, LW_ENGINE_AUTO } };
-
-	return cr_make_param_array(struct cli_param, params, 2);
+	return backends();
 }
 
 ParameterizedTest(struct cli_param *p, mutex, shared_and_exclusive, .timeout = 600)
