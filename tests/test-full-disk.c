@@ -37,7 +37,7 @@ static void setup(void)
 	snprintf(mnt, sizeof(mnt), "/tmp/lwfull-XXXXXX");
 	cr_assert(mkdtemp(mnt));
 	if (unshare(CLONE_NEWNS) < 0 ||
-	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) < 0 ||
 	    mount("lwfull", mnt, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755") < 0) {
 		int err = errno;
 
