@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "clitest.h"
-#include "engines.h"
+#include "runenv.h"
 #include "nginx.h"
 
 #ifndef LOCKWATCH_BIN

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engines.h"
+#include "runenv.h"
 #include "lwtest.h"
 #include "nginx.h"
 #include "process.h"
@@ -51,7 +51,7 @@ static void open_repo(struct lwt *t, int64_t refresh, int64_t stale)
 	cr_assert_eq(lw_repo_set_timing(t->repo, refresh, stale), 0, "%s", lw_errmsg());
 	cr_assert_eq(lw_repo_set_recheck_delay(t->repo, LW_MSEC(50)), 0);
 	cr_assert_eq(lw_repo_set_check_retry(t->repo, LW_MSEC(100)), 0);
-	cr_assert_eq(lw_repo_set_op_timeout(t->repo, LW_SEC(5)), 0);
+	cr_assert_eq(lw_repo_set_op_timeout(t->repo, lwt_op_timeout()), 0);
 }
 
 void lwt_start(struct lwt *t, const struct lwt_param *p, const char *base,

@@ -32,7 +32,7 @@
 #include <unistd.h>
 
 #include "clitest.h"
-#include "engines.h"
+#include "runenv.h"
 
 #ifndef LOCKWATCH_BIN
 #error "LOCKWATCH_BIN must name the built lockwatch"

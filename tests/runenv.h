@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * Which engines the loop tests run on: both, or only the one that
- * LOCKWATCH_ENGINE names.  make check-valgrind sets it to epoll: valgrind
- * does not model io_uring's shared rings.
+ * What the environment of a test run asks for.  Which engines the loop
+ * tests run on: both, or only the one that LOCKWATCH_ENGINE names (make
+ * check-valgrind sets it to epoll: valgrind does not model io_uring's
+ * shared rings).  How long a backend operation may take outside a lock's
+ * deadline: 5 s, ten times that under valgrind (LWT_VALGRIND, set by
+ * tests/valgrind-check), where a TLS handshake alone takes seconds.
  */
 #pragma once
 
@@ -38,4 +41,9 @@ static inline size_t lwt_keep_wanted(void *cases, size_t n, size_t size, size_t 
 			memmove(c + k++ * size, c + i * size, size);
 	}
 	return k;
+}
+
+static inline int64_t lwt_op_timeout(void)
+{
+	return getenv("LWT_VALGRIND") ? LW_SEC(50) : LW_SEC(5);
 }
