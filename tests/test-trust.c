@@ -99,8 +99,11 @@ Test(trust, cli_never_shows_the_password, .timeout = 60)
 	for (ssize_t i = 0; i < n; i++)
 		cmdline[i] = cmdline[i] ? cmdline[i] : ' ';
 	cmdline[n] = '\0';
-	expect_no_secret("/proc/PID/cmdline", cmdline);
-	cr_expect(strstr(cmdline, "alice:******@"), "%s", cmdline);
+	/* under valgrind that is valgrind's own copy of the arguments */
+	if (!getenv("LWT_VALGRIND")) {
+		expect_no_secret("/proc/PID/cmdline", cmdline);
+		cr_expect(strstr(cmdline, "alice:******@"), "%s", cmdline);
+	}
 	cr_expect_eq(run_clean(tmp, list, env), 0);
 	cr_expect_eq(run_clean(tmp, json, env), 0);
 	clitest_wait(&holder, 10000);
@@ -193,7 +196,10 @@ LWT_ENGINE_TEST(trust, unreadable_lock_fails_closed, .timeout = 30)
 		r = lw_repo_list(repo, NULL, NULL);
 		if (r < 0)
 			fprintf(stderr, "nobody's list: %s\n", lw_errmsg());
-		_exit(r < 0 && strstr(lw_errmsg(), "Permission denied") ? 0 : 92);
+		r = r < 0 && strstr(lw_errmsg(), "Permission denied") ? 0 : 92;
+		lw_repo_unref(repo);
+		lw_loop_free(loop);
+		_exit(r);
 	}
 	cr_assert_eq(waitpid(pid, &st, 0), pid);
 	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d",
