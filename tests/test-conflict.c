@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -335,6 +336,10 @@ LWT_MATRIX_TEST(conflict, other_process, .timeout = 30)
 	pid_t pid;
 	char c;
 
+	/* the child exits with the library's threads mid-call, on purpose:
+	 * valgrind would count what they hold then as lost */
+	if (getenv("LWT_VALGRIND"))
+		cr_skip_test("exits with threads mid-call, which valgrind counts as leaks");
 	lwt_start(&t, p, NULL, REFRESH, STALE);
 	cr_assert_eq(pipe(fds), 0);
 	cr_assert_eq(pipe(go), 0);
