@@ -319,7 +319,8 @@ LWT_MATRIX_TEST(conflict, retry_lock_gives_up, .timeout = 30)
 	took = lwt_ms() - start;
 	cr_expect_geq(took, 1950, "retried until retry_lock ran out (%lld ms)", (long long)took);
 	cr_expect_lt(took, 4000);
-	cr_expect_eq(lwt_count(&t), 1);
+	/* the holder's own refresh may show two files for a moment */
+	cr_expect(lwt_wait_for(lwt_count(&t) == 1, 1000), "%d files", lwt_count(&t));
 	lw_lock_free(b);
 	lw_lock_free(a);
 	lwt_other_stop(&o);
