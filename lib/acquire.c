@@ -9,6 +9,12 @@
  * then four times.  A locked repository is retried for retry_lock with
  * restic's backoff (5 s doubling to 60 s, one last try at the end; tests
  * shorten the first wait, and the cap scales with it).
+ *
+ * Stale locks are removed, and looked past only once they are gone: a stale
+ * lock whose removal failed still blocks.  That is what makes recovery
+ * after a suspend sound (lw__acquire_recover, the same steps run in place
+ * for a held lock): while a holder slept, anyone who took a conflicting
+ * lock removed its file first.
  */
 #include "config.h"
 
@@ -26,6 +32,12 @@ static void create(struct lw_lock *lock);
 
 static void fail(struct lw_lock *lock, int err, const char *msg)
 {
+	if (lock->recovering) {
+		lw__lock_end(lock, 0, err == -LW_ELOST ? LW_CAUSE_REMOVED : LW_CAUSE_DEADLINE,
+			     "lock refresh deadline exceeded while the machine slept, "
+			     "and the lock could not be kept: %s", msg);
+		return;
+	}
 	lw__dbg(&lock->loop->log, "acquire failed: %s", msg);
 	lw__lock_end(lock, err, LW_CAUSE_CANCELLED, "%s", msg);
 }
@@ -39,13 +51,13 @@ static void locked(struct lw_lock *lock, const char *holder)
 
 	snprintf(msg, sizeof(msg), "repository %s is locked by %s",
 		 lock->repo->url.display, holder);
-	if (!lock->give_up_at || now >= lock->give_up_at) {
+	if (!lock->give_up_at || now >= lock->give_up_at || lock->recovering) {
 		fail(lock, -LW_ELOCKED, msg);
 		return;
 	}
 	wait = LW_MIN(lw__backoff_jitter(lock->backoff), lock->give_up_at - now);
 	lock->backoff = LW_MIN(2 * lock->backoff,
-			       BACKOFF_GROWTH * lock->timing.retry_backoff);
+			       BACKOFF_GROWTH * lock->timing->retry_backoff);
 	lock->phase = LW__PH_BACKOFF;
 	lw__timer_start(lock->loop->engine, &lock->step_timer, now + wait);
 	lw__lock_emit(lock, LW_EVENT_RETRY, -LW_ELOCKED, now + wait, lock->give_up_at,
@@ -81,16 +93,21 @@ static void undo(struct lw_lock *lock, const struct lw__entry *holder)
 	lock->phase = LW__PH_UNDO;
 	if (!lock->last_error ||
 	    !lw__lock_request(lock, LW__BOP_REMOVE, &lock->id, NULL, 0,
-			      lw__now_boot() + lock->timing.op_timeout, on_undone))
+			      lw__now_boot() + lock->timing->op_timeout, on_undone))
 		fail(lock, -ENOMEM, "out of memory");
 }
 
 static void confirmed(struct lw_lock *lock)
 {
-	int64_t deadline = lock->created_at + lw__refreshability(&lock->timing);
+	int64_t deadline = lock->created_at + lw__refreshability(lock->timing);
 	lw_lock_fn fn = lock->acquire_fn;
 	char hex[LW_ID_HEX + 1];
 
+	if (lock->recovering) {
+		lock->recovering = false;
+		lw__refresh_resume(lock);
+		return;
+	}
 	if (lw__now_boot() >= deadline) {
 		fail(lock, -LW_EBACKEND, "the lock could not be confirmed before its deadline");
 		return;
@@ -111,7 +128,7 @@ static void confirmed(struct lw_lock *lock)
 static void on_listing(struct lw__list_waiter *w, int err, const char *msg)
 {
 	struct lw_lock *lock = LW_CONTAINER_OF(w, struct lw_lock, waiter);
-	const struct lw__entry *holder;
+	const struct lw__entry *holder, *stale;
 	char desc[600];
 
 	if (err) {
@@ -122,15 +139,34 @@ static void on_listing(struct lw__list_waiter *w, int err, const char *msg)
 		lw__warn(&lock->loop->log, "%s; retrying", msg);
 		lw__timer_start(lock->loop->engine, &lock->step_timer,
 				lw__now_boot() +
-					lw__backoff_jitter(lock->timing.check_retry << lock->attempt));
+					lw__backoff_jitter(lock->timing->check_retry << lock->attempt));
 		lock->attempt++;
 		return;
 	}
 	lock->attempt = 0;
-	lw__listing_remove_stale(lock->repo);
-	holder = lw__listing_conflict(lock->repo, lock->phase == LW__PH_RECHECK ?
-					     &lock->id : NULL, lock->exclusive);
-	if (holder && lock->phase == LW__PH_RECHECK)
+	if (lock->recovering && lock->phase == LW__PH_CHECK1 &&
+	    !lw__listing_has(lock->repo, &lock->id)) {
+		fail(lock, -LW_ELOST, "its file was removed meanwhile");
+		return;
+	}
+	stale = lw__listing_remove_stale(lock->repo);
+	if (stale && lock->phase == LW__PH_CHECK1 && lock->stale_looks++ < CHECK_ATTEMPTS) {
+		/* look again once it is gone */
+		lw__timer_start(lock->loop->engine, &lock->step_timer,
+				lw__now_boot() + (lock->timing->check_retry << (lock->stale_looks - 1)));
+		return;
+	}
+	if (stale && lock->phase == LW__PH_CHECK1) {
+		/* a stale lock that cannot be removed blocks, as in restic */
+		lw__entry_describe(stale, desc, sizeof(desc) - 50);
+		strcat(desc, ", stale but not removable");
+		lock->stale_looks = 0;
+		locked(lock, desc);
+		return;
+	}
+	lock->stale_looks = 0;
+	holder = lw__listing_conflict(lock->repo, lock, lock->exclusive);
+	if (holder && lock->phase == LW__PH_RECHECK && !lock->recovering)
 		undo(lock, holder);
 	else if (holder)
 		locked(lock, lw__entry_describe(holder, desc, sizeof(desc)));
@@ -149,17 +185,18 @@ static void on_created(struct lw__breq *req)
 	 * and then timed out): it is ours to delete */
 	lw__lock_set_id(lock, &req->id);
 	if (req->res < 0) {
-		int res = req->res;
+		int err = req->res == -ENOMEM ? -ENOMEM : -LW_EBACKEND;
 		char msg[300];
 
 		snprintf(msg, sizeof(msg), "creating a lock file in %s: %s",
 			 lock->repo->url.display,
-			 req->msg[0] ? req->msg : lw_strerror(res));
+			 req->msg[0] ? req->msg : lw_strerror(req->res));
 		lw__breq_free(req);
-		fail(lock, res == -ENOMEM ? -ENOMEM : -LW_EBACKEND, msg);
+		fail(lock, err, msg);
 		return;
 	}
 	lock->created_at = lock->req_started;
+	lock->created_mono = lock->req_started_mono;
 	lw__breq_free(req);
 	if (lw__listing_add_own(lock->repo, &lock->id, lock) < 0) {
 		fail(lock, -ENOMEM, "out of memory");
@@ -168,7 +205,7 @@ static void on_created(struct lw__breq *req)
 	lock->phase = LW__PH_RECHECK;
 	lock->attempt = 0;
 	lw__timer_start(lock->loop->engine, &lock->step_timer,
-			lw__now_boot() + lock->timing.recheck_delay);
+			lw__now_boot() + lock->timing->recheck_delay);
 }
 
 static void create(struct lw_lock *lock)
@@ -183,8 +220,13 @@ static void create(struct lw_lock *lock)
 		return;
 	}
 	lock->phase = LW__PH_CREATE;
+	if (lock->recovering) {
+		/* the file that was: kept until the new one is confirmed */
+		lock->old_id = lock->id;
+		lock->has_old = true;
+	}
 	if (!lw__lock_request(lock, LW__BOP_CREATE, &id, buf, (size_t)len,
-			      lw__now_boot() + lock->timing.op_timeout, on_created))
+			      lw__now_boot() + lock->timing->op_timeout, on_created))
 		fail(lock, -ENOMEM, "out of memory");
 }
 
@@ -197,16 +239,29 @@ static void on_step(struct lw__timer *t)
 	lw__listing_request(lock->repo, &lock->waiter);
 }
 
+void lw__acquire_recover(struct lw_lock *lock, int64_t slept)
+{
+	char dur[32];
+
+	lw__notice(&lock->loop->log, "the machine slept %s past the deadline of a lock "
+		   "on %s: holding its work while the lock is checked",
+		   lw__fmt_duration(slept, dur, sizeof(dur)), lock->repo->url.display);
+	lock->recovering = true;
+	lock->attempt = 0;
+	lock->phase = LW__PH_CHECK1;
+	lw__timer_stop(lock->loop->engine, &lock->step_timer);
+	lw__timer_init(&lock->step_timer, on_step);
+	lw__listing_request(lock->repo, &lock->waiter);
+}
+
 void lw__acquire_start(struct lw_lock *lock)
 {
 	struct lw_loop *loop = lock->loop;
 	char msg[300];
 	int r;
 
-	pthread_mutex_lock(&lock->repo->mu);
-	lock->timing = lock->repo->timing;
-	pthread_mutex_unlock(&lock->repo->mu);
-	r = lw__timing_check(&lock->timing, msg, sizeof(msg));
+	lock->timing = lw__repo_timing(lock->repo);
+	r = lw__timing_check(lock->timing, msg, sizeof(msg));
 	if (r == 0 && lw__engine_reserve(loop->engine, 2) < 0) {
 		r = -ENOMEM;
 		snprintf(msg, sizeof(msg), "out of memory");
@@ -224,9 +279,9 @@ void lw__acquire_start(struct lw_lock *lock)
 	lock->state = LW__LOCK_ACQUIRING;
 	lw__lock_ref(lock); /* the loop's, until the lock is done */
 	lw__list_add_tail(&loop->locks, &lock->link);
-	lock->give_up_at = lock->timing.retry_lock > 0 ?
-				   lw__now_boot() + lock->timing.retry_lock : 0;
-	lock->backoff = lock->timing.retry_backoff;
+	lock->give_up_at = lock->timing->retry_lock > 0 ?
+				   lw__now_boot() + lock->timing->retry_lock : 0;
+	lock->backoff = lock->timing->retry_backoff;
 	lock->phase = LW__PH_CHECK1;
 	lock->waiter.fn = on_listing;
 	lw__listing_request(lock->repo, &lock->waiter);

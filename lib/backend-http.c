@@ -202,7 +202,7 @@ static void on_http_done(struct lw__http_req *r)
 	struct http_breq *hr = LW_CONTAINER_OF(r, struct http_breq, http);
 
 	conclude(hr);
-	hr->base.done(&hr->base);
+	lw__breq_complete(&hr->base);
 }
 
 static void hb_start(struct lw__backend *be, struct lw__breq *req)

@@ -15,15 +15,25 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "list.h"
 #include "record.h"
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1 << 0)
 #endif
 
+/* Requests running at once per repository; the rest wait in line.  A
+ * create or a read holds a descriptor across its steps: on io_uring nothing
+ * else would bound them, and 10,000 creates at once run into the
+ * process's descriptor limit (EMFILE). */
+#define MAX_RUNNING 64
+
 struct local {
 	char *root;  /* the repository */
 	char *locks; /* root/locks */
+	size_t locks_len;
+	unsigned running;
+	struct lw__list queue;
 };
 
 enum step {
@@ -38,6 +48,8 @@ enum step {
 struct local_req {
 	struct lw__breq base;
 	struct lw__fop fop;
+	struct lw__list link;   /* in the queue while it waits */
+	bool running;
 	enum step step;
 	int fd;
 	size_t written;
@@ -59,10 +71,25 @@ static void submit(struct local_req *lr, enum step step, enum lw__fop_type type)
 	lw__fop_submit(lr->base.be->engine, &lr->fop);
 }
 
+static void run(struct local_req *lr);
+
 static void finish(struct local_req *lr, int res)
 {
+	struct local *l = priv(lr->base.be);
+
+	if (lr->running) {
+		lr->running = false;
+		l->running--;
+		if (!lw__list_empty(&l->queue)) {
+			struct local_req *next =
+				LW_CONTAINER_OF(l->queue.next, struct local_req, link);
+
+			lw__list_del(&next->link);
+			run(next);
+		}
+	}
 	lr->base.res = res;
-	lr->base.done(&lr->base);
+	lw__breq_complete(&lr->base);
 }
 
 /* After a failed or cancelled create: close the temporary file and remove
@@ -245,19 +272,38 @@ static void local_start(struct lw__backend *be, struct lw__breq *req)
 {
 	struct local_req *lr = LW_CONTAINER_OF(req, struct local_req, base);
 	struct local *l = priv(be);
+
+	lr->fd = -1;
+	lr->fop.done = on_fop;
+	lw__list_init(&lr->link);
+	if (l->running >= MAX_RUNNING || !lw__list_empty(&l->queue)) {
+		lw__list_add_tail(&l->queue, &lr->link);
+		return;
+	}
+	run(lr);
+}
+
+static void run(struct local_req *lr)
+{
+	struct lw__breq *req = &lr->base;
+	struct lw__backend *be = req->be;
+	struct local *l = priv(be);
 	char hex[LW_ID_HEX + 1];
 	struct lw__fop *f = &lr->fop;
 
-	lr->fd = -1;
-	f->done = on_fop;
+	lr->running = true;
+	l->running++;
 	lw__id_hex(&req->id, hex);
-	if (asprintf(&lr->path, "%s/%s", l->locks, hex) < 0 ||
-	    asprintf(&lr->tmp, "%s/.tmp-%s", l->locks, hex) < 0) {
-		lr->path = lr->tmp = NULL;
+	/* both paths in one allocation: this runs for every request */
+	lr->path = malloc(2 * (l->locks_len + LW_ID_HEX) + 9);
+	if (!lr->path) {
 		lr->step = S_UNLINK;
 		lw__fop_complete_later(be->engine, f, -ENOMEM);
 		return;
 	}
+	lr->tmp = lr->path + l->locks_len + LW_ID_HEX + 2;
+	sprintf(lr->path, "%s/%s", l->locks, hex);
+	sprintf(lr->tmp, "%s/.tmp-%s", l->locks, hex);
 	switch (req->op) {
 	case LW__BOP_CREATE:
 		f->path = lr->tmp;
@@ -296,16 +342,23 @@ static void local_start(struct lw__backend *be, struct lw__breq *req)
 
 static void local_cancel(struct lw__backend *be, struct lw__breq *req)
 {
+	struct local_req *lr = LW_CONTAINER_OF(req, struct local_req, base);
+
 	/* The operation in flight ends by itself (its linked timeout or the
-	 * worker's return); the next step sees the flag and cleans up. */
+	 * worker's return); the next step sees the flag and cleans up.  One
+	 * still in line is told at the next turn. */
+	if (lw__list_linked(&lr->link)) {
+		lw__list_del(&lr->link);
+		lr->step = S_UNLINK;
+		lw__fop_complete_later(be->engine, &lr->fop, -ECANCELED);
+	}
 }
 
 static void local_req_fini(struct lw__breq *req)
 {
 	struct local_req *lr = LW_CONTAINER_OF(req, struct local_req, base);
 
-	free(lr->path);
-	free(lr->tmp);
+	free(lr->path); /* and tmp, which lives in the same block */
 }
 
 static int local_open(struct lw__backend *be, const struct lw__url *url)
@@ -321,6 +374,8 @@ static int local_open(struct lw__backend *be, const struct lw__url *url)
 		free(l);
 		return -ENOMEM;
 	}
+	lw__list_init(&l->queue);
+	l->locks_len = strlen(l->locks);
 	be->priv = l;
 	be->where = l->root;
 	return 0;

@@ -95,9 +95,27 @@ struct lw__breq *lw__breq_new(struct lw__backend *be, enum lw__bop op,
 	return req;
 }
 
+static bool observed(const struct lw__breq *req)
+{
+	const struct lw__observer *o = req->be->observer;
+
+	return o && o->fn;
+}
+
 void lw__breq_start(struct lw__breq *req)
 {
+	if (observed(req))
+		req->started = lw__now_boot();
 	req->be->ops->start(req->be, req);
+}
+
+void lw__breq_complete(struct lw__breq *req)
+{
+	/* STARTED is 0 for a request that began before the observer was set */
+	if (req->started && observed(req))
+		req->be->observer->fn(req->be->observer->userdata, req, req->started,
+				      lw__now_boot());
+	req->done(req);
 }
 
 void lw__breq_cancel(struct lw__breq *req)

@@ -68,6 +68,22 @@ struct lw__breq {
 	 * timeout after sending): a CREATE may have left its file */
 	bool ambiguous;
 	bool cancelled;
+	/* CREATE: the new record of a held lock's refresh, not an acquire
+	 * (for the observer only; backends ignore it) */
+	bool refresh;
+	int64_t started;    /* CLOCK_BOOTTIME at start, set only when observed */
+};
+
+/*
+ * An observer of every backend request of a loop, for lockwatch-bench's
+ * per-operation latencies.  FN runs on the loop thread as each request
+ * completes, before its DONE, with the instants it started and ended.
+ * Unset (FN NULL) it costs one test per request.
+ */
+struct lw__observer {
+	void (*fn)(void *userdata, const struct lw__breq *req, int64_t started,
+		   int64_t ended);
+	void *userdata;
 };
 
 struct lw__backend_ops {
@@ -79,7 +95,7 @@ struct lw__backend_ops {
 	int (*open)(struct lw__backend *be, const struct lw__url *url);
 	void (*close)(struct lw__backend *be);
 	/* Starts REQ; completes it (possibly with an error) later, never
-	 * inside this call. */
+	 * inside this call, with lw__breq_complete. */
 	void (*start)(struct lw__backend *be, struct lw__breq *req);
 	/* Makes REQ complete soon with -ECANCELED (or its real result if it
 	 * already got one). */
@@ -97,6 +113,7 @@ struct lw__backend {
 	const struct lw__log *log;
 	const char *where; /* for messages: "host:port", or the path */
 	struct lw__backend_opts opts;
+	const struct lw__observer *observer; /* the loop's, or NULL */
 	void *priv;
 };
 
@@ -122,6 +139,9 @@ struct lw__breq *lw__breq_new(struct lw__backend *be, enum lw__bop op,
 			      size_t len, int64_t deadline,
 			      void (*done)(struct lw__breq *), void *userdata);
 void lw__breq_start(struct lw__breq *req);
+/* Backends end every request through this, exactly once, on the loop
+ * thread: it tells the observer and calls REQ->done. */
+void lw__breq_complete(struct lw__breq *req);
 void lw__breq_cancel(struct lw__breq *req);
 void lw__breq_free(struct lw__breq *req);
 /* Sets REQ's result and message; returns RES. */

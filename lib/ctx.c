@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "protocol.h"
@@ -33,6 +34,7 @@ struct lw_ctx *lw__ctx_new(struct lw_loop *loop, struct lw_lock *lock)
 		return NULL;
 	atomic_init(&ctx->refs, 1);
 	atomic_init(&ctx->cause, LW_CAUSE_NONE);
+	atomic_init(&ctx->held, false);
 	atomic_init(&ctx->cancel_posted, false);
 	ctx->fd = -1;
 	/* an application may keep a context after the loop is freed */
@@ -154,6 +156,8 @@ bool lw__ctx_end(struct lw_ctx *ctx, enum lw_cause cause, const char *fmt, ...)
 	ctx->msg = msg;
 	/* the message is complete before anyone can see the cause */
 	atomic_store_explicit(&ctx->cause, cause, memory_order_release);
+	if (atomic_load(&ctx->held))
+		lw__ctx_hold(ctx, false); /* lw_ctx_wait returns the cause */
 	pthread_mutex_lock(&fd_mu);
 	if (ctx->fd >= 0)
 		signal_fd(ctx->fd);
@@ -165,6 +169,46 @@ bool lw__ctx_end(struct lw_ctx *ctx, enum lw_cause cause, const char *fmt, ...)
 		lw__defer(ctx->loop->engine, &ctx->run_cbs, run_callbacks);
 	}
 	return true;
+}
+
+void lw__ctx_hold(struct lw_ctx *ctx, bool held)
+{
+	pthread_mutex_lock(&ctx->loop->mu);
+	atomic_store(&ctx->held, held);
+	pthread_cond_broadcast(&ctx->loop->cv);
+	pthread_mutex_unlock(&ctx->loop->mu);
+}
+
+LW_EXPORT bool lw_ctx_held(const struct lw_ctx *ctx)
+{
+	return atomic_load(&ctx->held);
+}
+
+LW_EXPORT int lw_ctx_wait(struct lw_ctx *ctx, int timeout_ms)
+{
+	struct timespec until;
+	int r = 0;
+
+	if (!ctx)
+		return -EINVAL;
+	if (!atomic_load(&ctx->held))
+		return lw_ctx_err(ctx);
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (until.tv_nsec >= LW_NSEC_PER_SEC) {
+		until.tv_sec++;
+		until.tv_nsec -= LW_NSEC_PER_SEC;
+	}
+	pthread_mutex_lock(&ctx->loop->mu);
+	while (atomic_load(&ctx->held) && r == 0) {
+		if (timeout_ms < 0)
+			pthread_cond_wait(&ctx->loop->cv, &ctx->loop->mu);
+		else
+			r = pthread_cond_timedwait(&ctx->loop->cv, &ctx->loop->mu, &until);
+	}
+	pthread_mutex_unlock(&ctx->loop->mu);
+	return atomic_load(&ctx->held) ? -ETIMEDOUT : lw_ctx_err(ctx);
 }
 
 static void add_cb(struct lw__call *c)
@@ -203,10 +247,16 @@ LW_EXPORT int lw_ctx_on_done(struct lw_ctx *ctx, lw_ctx_fn fn, void *userdata)
 	return r;
 }
 
+struct cancel_call {
+	struct lw__call c;
+	struct lw_ctx *ctx;
+};
+
 static void cancel_call(struct lw__call *c)
 {
-	struct lw_ctx *ctx = LW_CONTAINER_OF(c, struct lw_ctx, cancel_call);
+	struct lw_ctx *ctx = LW_CONTAINER_OF(c, struct cancel_call, c)->ctx;
 
+	free(LW_CONTAINER_OF(c, struct cancel_call, c));
 	/* a lock that is acquiring or held ends; any other just sees it */
 	if (ctx->lock)
 		lw__lock_end(ctx->lock, -ECANCELED, LW_CAUSE_CANCELLED,
@@ -217,10 +267,19 @@ static void cancel_call(struct lw__call *c)
 
 LW_EXPORT void lw_ctx_cancel(struct lw_ctx *ctx)
 {
+	struct cancel_call *cc;
+
 	if (!ctx || lw_ctx_done(ctx) || atomic_exchange(&ctx->cancel_posted, true))
 		return;
-	lw_ctx_ref(ctx);
-	ctx->cancel_call.fn = cancel_call;
-	if (lw__post(ctx->loop, &ctx->cancel_call) < 0)
+	/* allocated here: few contexts are ever cancelled this way */
+	cc = malloc(sizeof(*cc));
+	if (!cc) {
+		atomic_store(&ctx->cancel_posted, false);
+		return;
+	}
+	*cc = (struct cancel_call){ .c.fn = cancel_call, .ctx = lw_ctx_ref(ctx) };
+	if (lw__post(ctx->loop, &cc->c) < 0) {
 		lw_ctx_unref(ctx);
+		free(cc);
+	}
 }

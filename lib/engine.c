@@ -35,6 +35,10 @@ int lw__engine_reserve(struct lw__engine *e, int delta)
 	return lw__heap_reserve(&e->heap, delta);
 }
 
+/* Work done in one turn before the loop looks at its timers again. */
+#define TIMER_BUDGET 256
+#define DEFER_BUDGET 1024
+
 static void run_popped(struct lw__timer *t)
 {
 	/* stopped, or started again, by a timer that ran before it */
@@ -49,7 +53,9 @@ static void run_popped(struct lw__timer *t)
  * timer that re-arms itself at "now" waits for the next turn), and the
  * urgent ones first: when a stalled server makes thousands of refresh
  * retries and deadlines fall due together, every deadline is cancelled
- * before any retry is tried.
+ * before any retry is tried.  Other timers run at most TIMER_BUDGET a turn;
+ * the rest go back to the heap, so a backlog delays a deadline that falls
+ * due meanwhile by one bounded batch at most.
  */
 static void fire_timers(struct lw__engine *e)
 {
@@ -79,9 +85,16 @@ static void fire_timers(struct lw__engine *e)
 	for (size_t i = 0; i < ndue; i++)
 		if (e->due[i]->node.urgent)
 			run_popped(e->due[i]);
-	for (size_t i = 0; i < ndue; i++)
-		if (!e->due[i]->node.urgent)
-			run_popped(e->due[i]);
+	for (size_t i = 0, ran = 0; i < ndue; i++) {
+		struct lw__timer *t = e->due[i];
+
+		if (t->node.urgent || t->node.idx != LW_HEAP_POPPED)
+			continue;
+		if (ran++ < TIMER_BUDGET)
+			run_popped(t);
+		else
+			lw__heap_push(&e->heap, &t->node, t->node.when); /* next turn */
+	}
 }
 
 /* ---------------------------------------------------------- deferred */
@@ -115,19 +128,26 @@ void lw__defer_cancel(struct lw__engine *e, struct lw__defer *d)
 	d->queued = false;
 }
 
-/* Runs the work deferred before this call; what it defers runs next turn. */
+/* Runs the work deferred before this call, at most DEFER_BUDGET of it (the
+ * rest stays first in line); what it defers runs next turn. */
 static void run_deferred(struct lw__engine *e)
 {
-	struct lw__defer *d = e->defer_head;
+	struct lw__defer *d = e->defer_head, **old_tail = e->defer_tail;
 
 	e->defer_head = NULL;
 	e->defer_tail = &e->defer_head;
-	while (d) {
+	for (int n = 0; d && n < DEFER_BUDGET; n++) {
 		struct lw__defer *next = d->next;
 
 		d->queued = false;
 		d->fn(d);
 		d = next;
+	}
+	if (d) {
+		*old_tail = e->defer_head;
+		if (!e->defer_head)
+			e->defer_tail = old_tail;
+		e->defer_head = d;
 	}
 }
 

@@ -79,7 +79,7 @@ static void fill(struct item *it, const struct lw__entry *e, int64_t now_real,
 		info->own = true;
 		info->kind = e->own->exclusive ? LW_KIND_EXCLUSIVE : LW_KIND_SHARED;
 		info->time = now_real - (now_boot - e->own->created_at);
-		info->stale_timeout = e->own->timing.stale_timeout;
+		info->stale_timeout = e->own->timing->stale_timeout;
 		info->pid = self->pid;
 		info->uid = self->uid;
 		info->gid = self->gid;
@@ -154,7 +154,7 @@ static void removal_next(struct inspect *in)
 	int64_t timeout;
 
 	pthread_mutex_lock(&in->repo->mu);
-	timeout = in->repo->timing.op_timeout;
+	timeout = in->repo->timing->op_timeout;
 	pthread_mutex_unlock(&in->repo->mu);
 	while (in->next < in->n && in->in_flight < REMOVALS_IN_FLIGHT) {
 		struct item *it = &in->items[in->next++];

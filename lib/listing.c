@@ -27,7 +27,7 @@ static int64_t op_deadline(struct lw_repo *repo)
 	int64_t timeout;
 
 	pthread_mutex_lock(&repo->mu);
-	timeout = repo->timing.op_timeout;
+	timeout = repo->timing->op_timeout;
 	pthread_mutex_unlock(&repo->mu);
 	return lw__now_boot() + timeout;
 }
@@ -114,9 +114,10 @@ static void classify(struct lw_repo *repo)
 	bool remove;
 
 	pthread_mutex_lock(&repo->mu);
-	remove = repo->timing.remove_stale;
+	remove = repo->timing->remove_stale;
 	pthread_mutex_unlock(&repo->mu);
 	l->n_blocks_shared = l->n_blocks_all = 0;
+	l->stale = NULL;
 	for (size_t i = 0; i < l->map.cap; i++) {
 		struct lw__entry *e = l->map.slots[i];
 		bool excl = true;
@@ -139,7 +140,10 @@ static void classify(struct lw_repo *repo)
 			continue;
 		}
 		if (e->stale && remove) {
+			/* it stops blocking once it is gone (acquire.c) */
 			e->blocks = LW__BLOCKS_NONE;
+			if (e->state == LW__ENTRY_RECORD)
+				l->stale = e;
 			continue;
 		}
 		e->blocks = excl ? LW__BLOCKS_ALL : LW__BLOCKS_SHARED;
@@ -175,8 +179,8 @@ static void on_read(struct lw__breq *req)
 	int r;
 
 	l->reads_in_flight--;
-	if (!e) {
-		/* nothing: the entry went away meanwhile */
+	if (!e || e->state != LW__ENTRY_UNREAD) {
+		/* gone meanwhile, or one of ours now: nothing to learn */
 	} else if (req->res == -ENOENT) {
 		e->seen = 0; /* deleted since the listing: it is gone */
 	} else if (req->res < 0) {
@@ -214,6 +218,8 @@ static void read_more(struct lw_repo *repo)
 		struct lw__entry *e = l->unread[l->next_read++];
 		struct lw__breq *req;
 
+		if (e->state != LW__ENTRY_UNREAD)
+			continue; /* became ours since the listing */
 		req = lw__breq_new(repo->backend, LW__BOP_READ, &e->id, NULL, 0,
 				   op_deadline(repo), on_read, lw_repo_ref(repo));
 		if (!req) {
@@ -246,6 +252,14 @@ static void evict(struct lw__listing *l)
 	}
 }
 
+static void forget_forgotten(struct lw__listing *l)
+{
+	for (size_t i = 0; i < l->forgotten.cap; i++)
+		free(l->forgotten.slots[i]);
+	lw__idmap_fini(&l->forgotten);
+	lw__idmap_init(&l->forgotten);
+}
+
 static void on_list(struct lw__breq *req)
 {
 	struct lw_repo *repo = req->userdata;
@@ -269,6 +283,8 @@ static void on_list(struct lw__breq *req)
 	for (size_t i = 0; !l->err && i < req->nids; i++) {
 		struct lw__entry *e = lw__idmap_get(&l->map, &req->ids[i]);
 
+		if (!e && lw__idmap_get(&l->forgotten, &req->ids[i]))
+			continue; /* deleted by us after the snapshot was taken */
 		if (!e) {
 			e = calloc(1, sizeof(*e));
 			if (e)
@@ -286,6 +302,7 @@ static void on_list(struct lw__breq *req)
 	if (l->err)
 		snprintf(l->msg, sizeof(l->msg), "out of memory");
 	lw__breq_free(req);
+	forget_forgotten(l);
 	evict(l);
 	read_more(repo);
 	lw_repo_unref(repo);
@@ -327,43 +344,72 @@ void lw__listing_cancel(struct lw_repo *repo, struct lw__list_waiter *w)
 	lw__list_del(&w->link);
 }
 
-void lw__listing_remove_stale(struct lw_repo *repo)
+const struct lw__entry *lw__listing_remove_stale(struct lw_repo *repo)
 {
 	struct lw__listing *l = &repo->listing;
-	bool remove;
 
-	pthread_mutex_lock(&repo->mu);
-	remove = repo->timing.remove_stale;
-	pthread_mutex_unlock(&repo->mu);
-	if (!remove || l->stale_removed_gen == l->gen)
-		return;
-	l->stale_removed_gen = l->gen;
-	for (size_t i = 0; i < l->map.cap; i++) {
-		struct lw__entry *e = l->map.slots[i];
+	/* once per listing: its stale entries were counted by classify */
+	if (l->stale && l->stale_removed_gen != l->gen) {
+		l->stale_removed_gen = l->gen;
+		for (size_t i = 0; i < l->map.cap; i++) {
+			struct lw__entry *e = l->map.slots[i];
 
-		if (e && e->seen == l->gen && e->stale && e->state == LW__ENTRY_RECORD)
-			remove_stale(repo, e);
+			if (e && e->seen == l->gen && e->stale && e->state == LW__ENTRY_RECORD)
+				remove_stale(repo, e);
+		}
 	}
+	return l->stale;
+}
+
+bool lw__listing_has(struct lw_repo *repo, const struct lw__id *id)
+{
+	const struct lw__entry *e = lw__idmap_get(&repo->listing.map, id);
+
+	return e && e->seen == repo->listing.gen;
+}
+
+/* Whether E is one of SELF's own files (the current one, the old one, one
+ * it may have written). */
+static bool of(const struct lw__entry *e, const struct lw_lock *self)
+{
+	return self && e->state == LW__ENTRY_OWN && e->own == self;
 }
 
 const struct lw__entry *lw__listing_conflict(struct lw_repo *repo,
-					     const struct lw__id *own,
+					     const struct lw_lock *self,
 					     bool exclusive)
 {
 	struct lw__listing *l = &repo->listing;
-	const struct lw__entry *mine = own ? lw__idmap_get(&l->map, own) : NULL;
 	size_t n = exclusive ? l->n_blocks_all : l->n_blocks_shared;
+	const struct lw__id *mine[2 + LW__MAX_DOOMED];
+	size_t nmine = 0;
 
-	if (mine && mine->seen == l->gen && mine->blocks != LW__BLOCKS_NONE &&
-	    (exclusive || mine->blocks == LW__BLOCKS_ALL))
-		n--;
+	if (self && self->has_id)
+		mine[nmine++] = &self->id;
+	if (self && self->has_old)
+		mine[nmine++] = &self->old_id;
+	for (int i = 0; self && i < self->ndoomed; i++)
+		mine[nmine++] = &self->doomed[i];
+	/* the counts include SELF's files: take them out, O(1) per file */
+	for (size_t i = 0; i < nmine; i++) {
+		const struct lw__entry *e = lw__idmap_get(&l->map, mine[i]);
+		bool dup = false;
+
+		for (size_t j = 0; j < i; j++)
+			dup |= lw__id_eq(mine[j], mine[i]);
+		if (dup || !e || !of(e, self) || e->seen != l->gen ||
+		    e->blocks == LW__BLOCKS_NONE)
+			continue;
+		if (exclusive || e->blocks == LW__BLOCKS_ALL)
+			n--;
+	}
 	if (n == 0)
 		return NULL;
 	/* rare: find which one, for the message */
 	for (size_t i = 0; i < l->map.cap; i++) {
 		const struct lw__entry *e = l->map.slots[i];
 
-		if (!e || e == mine || e->seen != l->gen)
+		if (!e || of(e, self) || e->seen != l->gen)
 			continue;
 		if (e->blocks == LW__BLOCKS_ALL ||
 		    (exclusive && e->blocks == LW__BLOCKS_SHARED))
@@ -419,10 +465,18 @@ int lw__listing_add_own(struct lw_repo *repo, const struct lw__id *id,
 
 void lw__listing_forget(struct lw_repo *repo, const struct lw__id *id)
 {
-	struct lw__entry *e = lw__idmap_get(&repo->listing.map, id);
+	struct lw__listing *l = &repo->listing;
+	struct lw__entry *e = lw__idmap_get(&l->map, id);
+	struct lw__id *copy;
 
-	if (e && e->state == LW__ENTRY_OWN)
-		entry_free(lw__idmap_del(&repo->listing.map, id));
+	if (!e || e->state != LW__ENTRY_OWN)
+		return;
+	entry_free(lw__idmap_del(&l->map, id));
+	if (!l->running || !(copy = malloc(sizeof(*copy))))
+		return;
+	*copy = *id;
+	if (lw__idmap_put(&l->forgotten, copy) < 0)
+		free(copy);
 }
 
 void lw__listing_fini(struct lw_repo *repo)
@@ -433,6 +487,8 @@ void lw__listing_fini(struct lw_repo *repo)
 		if (l->map.slots[i])
 			entry_free(l->map.slots[i]);
 	lw__idmap_fini(&l->map);
+	forget_forgotten(l);
+	lw__idmap_fini(&l->forgotten);
 	free(l->unread);
 	l->unread = NULL;
 }

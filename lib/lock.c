@@ -31,6 +31,8 @@ void lw__lock_unref(struct lw_lock *lock)
 		lw__engine_reserve(lock->loop->engine, -2);
 	lock->ctx->lock = NULL;
 	lw_ctx_unref(lock->ctx);
+	lw__timing_unref(lock->timing);
+	free(lock->doomed);
 	free(lock->purpose);
 	free(lock->last_error);
 	free(lock);
@@ -65,8 +67,10 @@ bool lw__lock_request(struct lw_lock *lock, enum lw__bop op,
 
 	if (!req)
 		return false;
+	req->refresh = lock->state == LW__LOCK_HELD;
 	lock->req = req;
 	lock->req_started = lw__now_boot();
+	lock->req_started_mono = lw__now_mono();
 	lw__breq_start(req);
 	return true;
 }
@@ -119,7 +123,7 @@ int lw__lock_record(struct lw_lock *lock, void *buf, size_t size)
 	const struct lw__self *self = lw__self();
 	struct lw__record rec = {
 		.time = record_time(lock),
-		.stale_timeout = lock->timing.stale_timeout,
+		.stale_timeout = lock->timing->stale_timeout,
 		.pid = self->pid, .uid = self->uid, .gid = self->gid,
 		.pid_ns = self->pid_ns, .pid_start = self->pid_start,
 		.exclusive = lock->exclusive,
@@ -217,7 +221,7 @@ static void delete_next(struct lw_lock *lock)
 		return;
 	}
 	if (!lw__lock_request(lock, LW__BOP_REMOVE, &lock->doomed[0], NULL, 0,
-			      lw__now_boot() + lock->timing.op_timeout, on_deleted)) {
+			      lw__now_boot() + lock->timing->op_timeout, on_deleted)) {
 		lock->ndoomed = 0; /* out of memory: nothing more can be done */
 		finish_end(lock);
 	}
@@ -225,11 +229,20 @@ static void delete_next(struct lw_lock *lock)
 
 void lw__lock_doom(struct lw_lock *lock, const struct lw__id *id)
 {
+	char hex[LW_ID_HEX + 1];
+
 	for (int i = 0; i < lock->ndoomed; i++)
 		if (lw__id_eq(&lock->doomed[i], id))
 			return;
-	if (lock->ndoomed < LW__MAX_DOOMED)
+	/* most locks never need the list: allocated when they do */
+	if (!lock->doomed)
+		lock->doomed = malloc(LW__MAX_DOOMED * sizeof(*lock->doomed));
+	if (lock->doomed && lock->ndoomed < LW__MAX_DOOMED) {
 		lock->doomed[lock->ndoomed++] = *id;
+		return;
+	}
+	lw__id_hex(id, hex);
+	lw__err(&lock->loop->log, "lock file %.12s cannot be deleted: out of memory", hex);
 }
 
 static void cleanup(struct lw_lock *lock)
@@ -389,7 +402,9 @@ static int wait_for(struct lw_lock *lock, int r, struct waiter *w)
 	return r < 0 ? r : w->err;
 }
 
-LW_EXPORT int lw_lock_acquire(struct lw_lock *lock)
+/* The blocking form of ASYNC: start it, wait for its callback. */
+static int blocking(struct lw_lock *lock,
+		    int (*async)(struct lw_lock *, lw_lock_fn, void *))
 {
 	struct waiter w = { .loop = lock ? lock->loop : NULL };
 
@@ -397,18 +412,33 @@ LW_EXPORT int lw_lock_acquire(struct lw_lock *lock)
 		return -EINVAL;
 	if (lw__on_loop_thread(lock->loop))
 		return lw__fail(-EDEADLK, "blocking call from a callback of the loop");
-	return wait_for(lock, lw_lock_acquire_async(lock, wake_waiter, &w), &w);
+	return wait_for(lock, async(lock, wake_waiter, &w), &w);
 }
+
+LW_EXPORT int lw_lock_acquire(struct lw_lock *lock)
+{
+	return blocking(lock, lw_lock_acquire_async);
+}
+
+/* What lw_lock_release_async asks for, taken over on the loop thread: a
+ * lock that is ending reads RELEASE_FN there. */
+struct release_call {
+	struct lw__call c;
+	struct lw_lock *lock;
+	lw_lock_fn fn;
+	void *userdata;
+};
 
 static void release_on_loop(struct lw__call *c)
 {
-	struct lw_lock *lock = LW_CONTAINER_OF(c, struct lw_lock, release_call);
-	lw_lock_fn fn = lock->release_req_fn;
+	struct release_call *rc = LW_CONTAINER_OF(c, struct release_call, c);
+	struct lw_lock *lock = rc->lock;
+	lw_lock_fn fn = rc->fn;
+	void *userdata = rc->userdata;
 
-	/* Only now may the loop see it: a lock that is ending calls
-	 * RELEASE_FN when its files are gone, on this thread. */
+	free(rc);
 	lock->release_fn = fn;
-	lock->release_data = lock->release_req_data;
+	lock->release_data = userdata;
 	switch (lock->state) {
 	case LW__LOCK_ACQUIRING:
 		lw__lock_end(lock, -ECANCELED, LW_CAUSE_RELEASED, "released while acquiring");
@@ -419,8 +449,9 @@ static void release_on_loop(struct lw__call *c)
 	case LW__LOCK_ENDING:
 		break; /* RELEASE_FN runs when the files are gone */
 	default:
+		/* never acquired, or over already: nothing to delete */
 		lock->release_fn = NULL;
-		fn(lock, 0, NULL, lock->release_data);
+		fn(lock, 0, NULL, userdata);
 		break;
 	}
 }
@@ -428,25 +459,27 @@ static void release_on_loop(struct lw__call *c)
 LW_EXPORT int lw_lock_release_async(struct lw_lock *lock, lw_lock_fn fn,
 				    void *userdata)
 {
+	struct release_call *rc;
+	int r;
+
 	if (!lock || !fn)
 		return -EINVAL;
 	if (atomic_exchange(&lock->release_called, true))
 		return lw__fail(-EALREADY, "release was already called on this lock");
-	lock->release_req_fn = fn;
-	lock->release_req_data = userdata;
-	lock->release_call.fn = release_on_loop;
-	return lw__post(lock->loop, &lock->release_call);
+	rc = malloc(sizeof(*rc));
+	if (!rc)
+		return lw__fail(-ENOMEM, "out of memory");
+	*rc = (struct release_call){ .c.fn = release_on_loop, .lock = lock, .fn = fn,
+				     .userdata = userdata };
+	r = lw__post(lock->loop, &rc->c);
+	if (r < 0)
+		free(rc);
+	return r;
 }
 
 LW_EXPORT int lw_lock_release(struct lw_lock *lock)
 {
-	struct waiter w = { .loop = lock ? lock->loop : NULL };
-
-	if (!lock)
-		return -EINVAL;
-	if (lw__on_loop_thread(lock->loop))
-		return lw__fail(-EDEADLK, "blocking call from a callback of the loop");
-	return wait_for(lock, lw_lock_release_async(lock, wake_waiter, &w), &w);
+	return blocking(lock, lw_lock_release_async);
 }
 
 LW_EXPORT struct lw_ctx *lw_lock_ctx(struct lw_lock *lock)

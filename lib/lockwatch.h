@@ -193,6 +193,18 @@ int lw_repo_set_op_timeout(struct lw_repo *repo, int64_t timeout);
 int lw_repo_set_remove_stale(struct lw_repo *repo, bool remove);
 
 /*
+ * lw_repo_set_suspend_recovery - opt in to restic's recovery after a
+ * suspend (default off).  When a deadline passes only because the machine
+ * slept (CLOCK_BOOTTIME ran on while CLOCK_MONOTONIC stood still), the
+ * context is first *held* (lw_ctx_held, lw_ctx_wait: no new work) while the
+ * lock is checked: its file must still be there and no conflicting lock may
+ * have appeared; then it is replaced with acquire's double check and the
+ * context resumes.  Otherwise it ends as it would have.  Safe because
+ * acquire only looks past a stale lock once it has removed it.
+ */
+int lw_repo_set_suspend_recovery(struct lw_repo *repo, bool on);
+
+/*
  * lw_repo_set_max_connections - how many requests to the repository's
  * HTTP server run at once (default 8), each on its own keep-alive
  * connection; the others wait their turn, within their deadline, so that
@@ -350,6 +362,9 @@ enum lw_event_type {
 	LW_EVENT_REFRESH_FAILED, /* a refresh failed; it is retried */
 	LW_EVENT_LOST,       /* the context was cancelled: deadline or removal */
 	LW_EVENT_RELEASED,   /* the lock file was deleted after release */
+	LW_EVENT_HELD,       /* after a suspend: work held while the lock is
+				checked (see lw_repo_set_suspend_recovery) */
+	LW_EVENT_RESUMED,    /* the check passed: the context goes on */
 };
 
 struct lw_event {
@@ -411,6 +426,20 @@ int lw_ctx_on_done(struct lw_ctx *ctx, lw_ctx_fn fn, void *userdata);
 /* lw_ctx_cancel - end the context with LW_CAUSE_CANCELLED and release its
  * lock.  Does nothing to a context that has ended. */
 void lw_ctx_cancel(struct lw_ctx *ctx);
+
+/* lw_ctx_held - true while the lock is being checked after a suspend: start
+ * no new work (only with lw_repo_set_suspend_recovery). */
+bool lw_ctx_held(const struct lw_ctx *ctx);
+
+/*
+ * lw_ctx_wait - wait while the context is held, up to TIMEOUT_MS (-1: no
+ * limit).  Call it between units of work instead of lw_ctx_done when
+ * suspend recovery is on.
+ *
+ * Returns: LW_CAUSE_NONE when work may go on, the cause once the context
+ * ended, -ETIMEDOUT while it is still held.
+ */
+int lw_ctx_wait(struct lw_ctx *ctx, int timeout_ms);
 
 #ifdef __cplusplus
 }

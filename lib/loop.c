@@ -157,6 +157,30 @@ void lw__loop_unref(struct lw_loop *loop)
 	free(loop);
 }
 
+struct observe_call {
+	struct lw__call c;
+	struct lw_loop *loop;
+	struct lw__observer observer;
+};
+
+static void observe_on_loop(struct lw__call *c)
+{
+	struct observe_call *oc = LW_CONTAINER_OF(c, struct observe_call, c);
+
+	oc->loop->observer = oc->observer;
+}
+
+int lw__loop_observe(struct lw_loop *loop,
+		     void (*fn)(void *userdata, const struct lw__breq *req,
+				int64_t started, int64_t ended),
+		     void *userdata)
+{
+	struct observe_call oc = { .c.fn = observe_on_loop, .loop = loop,
+				   .observer = { .fn = fn, .userdata = userdata } };
+
+	return lw__call_sync(loop, &oc.c);
+}
+
 /* ------------------------------------------------------------ shutdown */
 
 struct loop_call {
@@ -326,14 +350,7 @@ LW_EXPORT int lw_loop_new(enum lw_engine engine, struct lw_loop **loopp)
 	atomic_init(&loop->stop, false);
 	pthread_mutex_init(&loop->mu, NULL);
 	pthread_mutex_init(&loop->run_mu, NULL);
-	{
-		pthread_condattr_t ca;
-
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&loop->cv, &ca);
-		pthread_condattr_destroy(&ca);
-	}
+	lw__cond_init_monotonic(&loop->cv);
 	loop->calls_tail = &loop->calls;
 	lw__list_init(&loop->locks);
 	lw__list_init(&loop->repos);

@@ -47,6 +47,7 @@ struct lw_loop {
 	struct lw__list repos;    /* with an open backend */
 	bool drained;             /* under mu: LOCKS became empty */
 	struct lw__list all;      /* link in the process's list of loops */
+	struct lw__observer observer; /* of its backends' requests */
 };
 
 /* Whether the calling thread is running LOOP right now. */
@@ -63,10 +64,19 @@ int lw__loop_wait(struct lw_loop *loop, const bool *done);
 void lw__loop_signal(struct lw_loop *loop, bool *done);
 struct lw_loop *lw__loop_ref(struct lw_loop *loop);
 void lw__loop_unref(struct lw_loop *loop);
+/* Sets the observer of every backend request of LOOP (lockwatch-bench);
+ * FN NULL removes it.  Returns 0, or -ESHUTDOWN. */
+int lw__loop_observe(struct lw_loop *loop,
+		     void (*fn)(void *userdata, const struct lw__breq *req,
+				int64_t started, int64_t ended),
+		     void *userdata);
 
 /* --------------------------------------------------------- repository */
 
+/* Settings of locks, shared: a lock keeps the ones it was acquired with,
+ * and changing a repository's settings makes a new copy. */
 struct lw__timing {
+	atomic_int refs;
 	int64_t refresh_interval;
 	int64_t stale_timeout;
 	int64_t recheck_delay;
@@ -75,6 +85,7 @@ struct lw__timing {
 	int64_t check_retry;
 	int64_t op_timeout;
 	bool remove_stale;
+	bool suspend_recovery;
 };
 
 /* What a listing says about one lock file. */
@@ -111,6 +122,9 @@ struct lw__list_waiter {
 
 struct lw__listing {
 	struct lw__idmap map; /* id -> struct lw__entry */
+	/* ids this process deleted since the listing in flight started: its
+	 * directory snapshot may still show them */
+	struct lw__idmap forgotten;
 	uint32_t gen;
 	uint32_t stale_removed_gen;
 	bool running;
@@ -121,6 +135,7 @@ struct lw__listing {
 	size_t nunread, next_read, reads_in_flight;
 	int err;
 	char msg[200];
+	struct lw__entry *stale; /* a stale lock of generation GEN, if any */
 	size_t n_blocks_shared; /* entries of generation GEN that block ... */
 	size_t n_blocks_all;    /* ... a shared lock / an exclusive lock */
 };
@@ -131,12 +146,15 @@ struct lw_repo {
 	struct lw__url url;
 	struct lw__backend *backend;
 	pthread_mutex_t mu;       /* TIMING, read by any thread */
-	struct lw__timing timing;
+	struct lw__timing *timing;
 	struct lw__listing listing;
 	struct lw__list link;     /* loop->repos */
 };
 
 int64_t lw__refreshability(const struct lw__timing *t);
+/* The repository's current settings, with a reference for the caller. */
+struct lw__timing *lw__repo_timing(struct lw_repo *repo);
+void lw__timing_unref(struct lw__timing *t);
 /* 0, or -EINVAL with a message when T would make every lock be lost. */
 int lw__timing_check(const struct lw__timing *t, char *msg, size_t size);
 /* At loop shutdown: closes the backend (the engine goes away). */
@@ -145,14 +163,18 @@ void lw__repo_shutdown(struct lw_repo *repo);
 /* Asks for a listing that starts after this call; W->fn runs with it. */
 void lw__listing_request(struct lw_repo *repo, struct lw__list_waiter *w);
 void lw__listing_cancel(struct lw_repo *repo, struct lw__list_waiter *w);
-/* After W->fn was called with err 0: the first lock that blocks a lock
- * of kind EXCLUSIVE whose own file is OWN (NULL: none yet). */
+/* Whether ID was in the last listing. */
+bool lw__listing_has(struct lw_repo *repo, const struct lw__id *id);
+/* After W->fn was called with err 0: the first lock that blocks a lock of
+ * kind EXCLUSIVE, other than SELF's own files (SELF may be NULL). */
 const struct lw__entry *lw__listing_conflict(struct lw_repo *repo,
-					     const struct lw__id *own,
+					     const struct lw_lock *self,
 					     bool exclusive);
 /* Stale locks do not block (their holders were strict and stopped at their
- * deadline): acquire removes those of the last listing, once, and logs it. */
-void lw__listing_remove_stale(struct lw_repo *repo);
+ * deadline) once they are gone: acquire removes those of the last listing
+ * and logs it.  Returns one that is still there (its removal in flight, or
+ * failed), or NULL: acquire looks again before it goes past them. */
+const struct lw__entry *lw__listing_remove_stale(struct lw_repo *repo);
 /* Describes a conflicting entry for a person. */
 char *lw__entry_describe(const struct lw__entry *e, char *buf, size_t size);
 /* Records that LOCK's file is ID (so listings need not read it). */
@@ -168,6 +190,7 @@ struct lw__ctx_cb;
 struct lw_ctx {
 	atomic_int refs;
 	atomic_int cause;        /* enum lw_cause; stored after MSG */
+	atomic_bool held;        /* suspend recovery is checking the lock */
 	int fd;                  /* eventfd, -1 until asked for */
 	char *msg;               /* written before CAUSE is stored */
 	int64_t done_at;         /* CLOCK_BOOTTIME when it ended */
@@ -175,7 +198,6 @@ struct lw_ctx {
 	struct lw_lock *lock;    /* cleared when the lock ends */
 	struct lw__ctx_cb *cbs;
 	struct lw__defer run_cbs;
-	struct lw__call cancel_call;
 	atomic_bool cancel_posted;
 };
 
@@ -184,6 +206,8 @@ struct lw_ctx *lw__ctx_new(struct lw_loop *loop, struct lw_lock *lock);
  * whether this call ended it. */
 bool lw__ctx_end(struct lw_ctx *ctx, enum lw_cause cause, const char *fmt, ...)
 	LW_PRINTF(3, 4);
+/* Holds (or resumes) the context's work; lw_ctx_wait waits on it. */
+void lw__ctx_hold(struct lw_ctx *ctx, bool held);
 
 /* -------------------------------------------------------------- lock */
 
@@ -224,18 +248,21 @@ struct lw_lock {
 	uint8_t phase;            /* enum lw__phase */
 	uint8_t attempt;          /* retries of the current step */
 	uint8_t ndoomed;
+	uint8_t stale_looks;      /* acquire: listings that still showed a stale
+				     lock being removed */
 	bool has_id;
 	bool has_old;             /* OLD_ID still has to be deleted */
 	bool reserved;            /* two timer slots in the engine's heap */
+	bool recovering;          /* after a suspend: re-acquiring in place */
 	atomic_bool acquire_called;
 	atomic_bool release_called;
 	int result;               /* of the acquire, or of the cleanup */
 	struct lw__list link;     /* loop->locks */
 	struct lw__id id;         /* the current lock file */
 	struct lw__id old_id;
-	struct lw__id new_id;     /* being written */
-	struct lw__id doomed[LW__MAX_DOOMED]; /* to delete while ending */
-	struct lw__timing timing;
+	struct lw__id *doomed;    /* LW__MAX_DOOMED files to delete while ending,
+				     allocated when the first is known */
+	struct lw__timing *timing;
 	struct lw__timer deadline_timer;
 	struct lw__timer step_timer;
 	atomic_int_least64_t deadline;
@@ -246,18 +273,17 @@ struct lw_lock {
 	int64_t backoff;
 	struct lw__breq *req;     /* the one request in flight */
 	int64_t req_started;
+	int64_t req_started_mono; /* the same instant on CLOCK_MONOTONIC */
+	int64_t created_mono;     /* CREATED_AT on CLOCK_MONOTONIC */
 	char *last_error;         /* of the last failed refresh, for messages */
 	struct lw__list_waiter waiter;
 	lw_lock_fn acquire_fn;
 	void *acquire_data;
 	lw_lock_fn release_fn;    /* loop thread only: set by release_on_loop */
 	void *release_data;
-	lw_lock_fn release_req_fn; /* what lw_lock_release_async asked for */
-	void *release_req_data;
 	lw_event_fn event_fn;
 	void *event_data;
 	struct lw__call acquire_call;
-	struct lw__call release_call;
 };
 
 /* lock.c */
@@ -289,7 +315,12 @@ int64_t lw__backoff_jitter(int64_t d);
 
 /* acquire.c */
 void lw__acquire_start(struct lw_lock *lock);
+/* After a suspend: acquire again in place, keeping the old file until the
+ * new one passed the double check; then lw__refresh_resume. */
+void lw__acquire_recover(struct lw_lock *lock, int64_t slept);
 
 /* refresh.c */
 /* The lock was confirmed: its deadline runs from CREATED_AT. */
 void lw__refresh_begin(struct lw_lock *lock);
+/* Suspend recovery confirmed the lock: the context goes on. */
+void lw__refresh_resume(struct lw_lock *lock);

@@ -59,7 +59,7 @@ static void set_error(struct lw_lock *lock, const struct lw__breq *req,
 static void retry(struct lw_lock *lock, const struct lw__breq *req, const char *what)
 {
 	int64_t now = lw__now_boot();
-	int64_t cap = LW_MAX(lock->timing.refresh_interval / 4, LW_MSEC(1));
+	int64_t cap = LW_MAX(lock->timing->refresh_interval / 4, LW_MSEC(1));
 	int64_t wait = LW_MIN(lock->backoff, cap);
 
 	set_error(lock, req, what);
@@ -91,7 +91,7 @@ static void next_tick(struct lw_lock *lock)
 {
 	lock->attempt = 0;
 	lock->backoff = BACKOFF_FIRST;
-	schedule(lock, lock->created_at + lock->timing.refresh_interval);
+	schedule(lock, lock->created_at + lock->timing->refresh_interval);
 }
 
 /* A request that completes after the deadline cancelled the context (and
@@ -152,7 +152,7 @@ static void on_stray_removed(struct lw__breq *req)
 	if (req->res < 0 && req->res != -ENOENT)
 		lw__lock_doom(lock, &req->id);
 	lw__breq_free(req);
-	schedule(lock, lw__now_boot() + LW_MIN(lock->backoff, lock->timing.refresh_interval / 4));
+	schedule(lock, lw__now_boot() + LW_MIN(lock->backoff, lock->timing->refresh_interval / 4));
 }
 
 static void on_written(struct lw__breq *req)
@@ -177,7 +177,8 @@ static void on_written(struct lw__breq *req)
 		return;
 	}
 	lock->created_at = lock->req_started;
-	deadline = lock->created_at + lw__refreshability(&lock->timing);
+	lock->created_mono = lock->req_started_mono;
+	deadline = lock->created_at + lw__refreshability(lock->timing);
 	if (deadline > deadline_of(lock)) {
 		atomic_store(&lock->deadline, deadline);
 		lw__timer_start(lock->loop->engine, &lock->deadline_timer, deadline);
@@ -268,14 +269,95 @@ static void after_deadline(struct lw__timer *t)
 	lw__lock_unref(lock);
 }
 
+/* How long the machine slept since the last successful write started:
+ * CLOCK_BOOTTIME counts a suspend, CLOCK_MONOTONIC does not, and otherwise
+ * they run together. */
+static int64_t slept(const struct lw_lock *lock)
+{
+	return (lw__now_boot() - lock->created_at) - (lw__now_mono() - lock->created_mono);
+}
+
+static void recover(struct lw_lock *lock)
+{
+	lw__acquire_recover(lock, slept(lock));
+}
+
+static void on_recover_cancelled(struct lw__breq *req)
+{
+	struct lw_lock *lock = req->userdata;
+
+	lock->req = NULL;
+	if (req->op == LW__BOP_CREATE || req->op == LW__BOP_REMOVE) {
+		/* it may have landed: ours, deleted at the end at the latest */
+		lw__listing_add_own(lock->repo, &req->id, lock);
+		lw__lock_doom(lock, &req->id);
+	}
+	lw__breq_free(req);
+	recover(lock);
+}
+
+/* The deadline passed only because the machine slept: hold the work, and
+ * check the lock before anything goes on (lw_repo_set_suspend_recovery). */
+static void hold(struct lw_lock *lock)
+{
+	struct lw__engine *e = lock->loop->engine;
+	int64_t bound = lw__now_boot() + lock->timing->op_timeout;
+	char dur[32];
+
+	lw__ctx_hold(lock->ctx, true);
+	/* the check itself is bounded: a lock is not held forever */
+	atomic_store(&lock->deadline, bound);
+	lw__timer_start(e, &lock->deadline_timer, bound);
+	lw__lock_emit(lock, LW_EVENT_HELD, 0, bound, 0,
+		      "the machine slept %s: work held while the lock is checked",
+		      lw__fmt_duration(slept(lock), dur, sizeof(dur)));
+	if (lock->req) {
+		lock->req->done = on_recover_cancelled;
+		lw__breq_cancel(lock->req);
+		return;
+	}
+	recover(lock);
+}
+
+void lw__refresh_resume(struct lw_lock *lock)
+{
+	int64_t deadline = lock->created_at + lw__refreshability(lock->timing);
+	struct lw__engine *e = lock->loop->engine;
+	char hex[LW_ID_HEX + 1];
+
+	atomic_store(&lock->deadline, deadline);
+	lw__timer_start(e, &lock->deadline_timer, deadline);
+	lw__timer_init(&lock->step_timer, on_tick);
+	lw__id_hex(&lock->id, hex);
+	lw__notice(&lock->loop->log, "lock on %s checked after the machine slept: "
+		   "resumed as %.12s", lock->repo->url.display, hex);
+	lw__ctx_hold(lock->ctx, false);
+	lw__lock_emit(lock, LW_EVENT_RESUMED, 0, deadline, 0, "resumed as lock file %.12s",
+		      hex);
+	if (lock->state != LW__LOCK_HELD)
+		return; /* the event callback released it */
+	lock->attempt = 0;
+	lock->backoff = BACKOFF_FIRST;
+	delete_old(lock); /* gone already: someone removed it after our check */
+}
+
 /* The strict monitor: it waits for nothing and asks no one. */
 static void on_deadline(struct lw__timer *t)
 {
 	struct lw_lock *lock = LW_CONTAINER_OF(t, struct lw_lock, deadline_timer);
 	struct lw__engine *e = lock->loop->engine;
+	int64_t gap = slept(lock);
 	char why[400], dur[32];
 
-	if (lock->req)
+	if (lock->timing->suspend_recovery && !lock->recovering &&
+	    gap > LW_MSEC(10) && lw__now_boot() - gap < deadline_of(lock)) {
+		hold(lock);
+		return;
+	}
+	if (lock->recovering)
+		snprintf(why, sizeof(why), "the machine slept %s and the lock could not "
+			 "be checked in time", lw__fmt_duration(gap, dur, sizeof(dur)));
+	else if (lock->req)
 		snprintf(why, sizeof(why), "%s request to %s got no answer for %s",
 			 lock->phase == LW__PH_WRITE ? "refresh" :
 			 lock->phase == LW__PH_DELETE_OLD ? "delete" : "check",
@@ -293,7 +375,7 @@ static void on_deadline(struct lw__timer *t)
 
 void lw__refresh_begin(struct lw_lock *lock)
 {
-	int64_t deadline = lock->created_at + lw__refreshability(&lock->timing);
+	int64_t deadline = lock->created_at + lw__refreshability(lock->timing);
 
 	atomic_store(&lock->deadline, deadline);
 	lw__timer_init(&lock->deadline_timer, on_deadline);

@@ -14,6 +14,42 @@ int64_t lw__refreshability(const struct lw__timing *t)
 	return t->stale_timeout - t->refresh_interval / 2 * 3;
 }
 
+struct lw__timing *lw__repo_timing(struct lw_repo *repo)
+{
+	struct lw__timing *t;
+
+	pthread_mutex_lock(&repo->mu);
+	t = repo->timing;
+	atomic_fetch_add(&t->refs, 1);
+	pthread_mutex_unlock(&repo->mu);
+	return t;
+}
+
+void lw__timing_unref(struct lw__timing *t)
+{
+	if (t && atomic_fetch_sub(&t->refs, 1) == 1)
+		free(t);
+}
+
+/* Applies FN to a new copy of REPO's settings: locks keep the old one. */
+static int change(struct lw_repo *repo, void (*fn)(struct lw__timing *, const void *),
+		  const void *arg)
+{
+	struct lw__timing *t = malloc(sizeof(*t)), *old;
+
+	if (!t)
+		return lw__fail(-ENOMEM, "out of memory");
+	pthread_mutex_lock(&repo->mu);
+	old = repo->timing;
+	*t = *old;
+	atomic_init(&t->refs, 1);
+	fn(t, arg);
+	repo->timing = t;
+	pthread_mutex_unlock(&repo->mu);
+	lw__timing_unref(old);
+	return 0;
+}
+
 int lw__timing_check(const struct lw__timing *t, char *msg, size_t size)
 {
 	char a[32], b[32];
@@ -53,8 +89,10 @@ static void open_on_loop(struct lw__call *c)
 
 	oc->r = lw__backend_open(&repo->url, &loop->backends, &repo->backend,
 				 oc->err, sizeof(oc->err));
-	if (oc->r == 0)
+	if (oc->r == 0) {
+		repo->backend->observer = &loop->observer;
 		lw__list_add_tail(&loop->repos, &repo->link);
+	}
 }
 
 LW_EXPORT int lw_repo_new(struct lw_loop *loop, const char *url,
@@ -82,7 +120,13 @@ LW_EXPORT int lw_repo_new(struct lw_loop *loop, const char *url,
 	atomic_init(&repo->refs, 1);
 	repo->loop = lw__loop_ref(loop);
 	pthread_mutex_init(&repo->mu, NULL);
-	repo->timing = (struct lw__timing){
+	repo->timing = malloc(sizeof(*repo->timing));
+	if (!repo->timing) {
+		lw__url_fini(&repo->url);
+		free(repo);
+		return lw__fail(-ENOMEM, "out of memory");
+	}
+	*repo->timing = (struct lw__timing){
 		.refresh_interval = LW_SEC(5 * 60),
 		.stale_timeout = LW_SEC(30 * 60),
 		.recheck_delay = LW_MSEC(200),
@@ -92,7 +136,9 @@ LW_EXPORT int lw_repo_new(struct lw_loop *loop, const char *url,
 		.op_timeout = LW_SEC(60),
 		.remove_stale = true,
 	};
+	atomic_init(&repo->timing->refs, 1);
 	lw__idmap_init(&repo->listing.map);
+	lw__idmap_init(&repo->listing.forgotten);
 	lw__list_init(&repo->listing.now);
 	lw__list_init(&repo->listing.next);
 	lw__list_init(&repo->link);
@@ -103,6 +149,7 @@ LW_EXPORT int lw_repo_new(struct lw_loop *loop, const char *url,
 	if (r < 0) {
 		lw__url_fini(&repo->url);
 		pthread_mutex_destroy(&repo->mu);
+		lw__timing_unref(repo->timing);
 		lw__loop_unref(repo->loop);
 		free(repo);
 		return lw__fail(r, "%s", oc.err[0] ? oc.err : strerror(-r));
@@ -147,6 +194,7 @@ LW_EXPORT struct lw_repo *lw_repo_unref(struct lw_repo *repo)
 	lw__call_sync(repo->loop, &oc.c);
 	lw__url_fini(&repo->url);
 	pthread_mutex_destroy(&repo->mu);
+	lw__timing_unref(repo->timing);
 	lw__loop_unref(repo->loop);
 	free(repo);
 	return NULL;
@@ -157,18 +205,47 @@ LW_EXPORT const char *lw_repo_url(const struct lw_repo *repo)
 	return repo ? repo->url.display : NULL;
 }
 
-/* Sets one duration under the repository's mutex. */
-static int set(struct lw_repo *repo, int64_t *field, int64_t value, int64_t min,
+struct field {
+	size_t off;
+	int64_t value;
+	bool is_flag;
+};
+
+static void set_field(struct lw__timing *t, const void *arg)
+{
+	const struct field *f = arg;
+
+	if (f->is_flag)
+		*(bool *)((char *)t + f->off) = f->value;
+	else
+		*(int64_t *)((char *)t + f->off) = f->value;
+}
+
+/* Sets one duration of the repository's settings. */
+static int set(struct lw_repo *repo, size_t off, int64_t value, int64_t min,
 	       const char *name)
 {
 	if (!repo)
 		return -EINVAL;
 	if (value < min)
 		return lw__fail(-EINVAL, "%s must be at least %" PRId64 " ns", name, min);
-	pthread_mutex_lock(&repo->mu);
-	*field = value;
-	pthread_mutex_unlock(&repo->mu);
-	return 0;
+	return change(repo, set_field, &(struct field){ .off = off, .value = value });
+}
+
+static int set_flag(struct lw_repo *repo, size_t off, bool value)
+{
+	if (!repo)
+		return -EINVAL;
+	return change(repo, set_field,
+		      &(struct field){ .off = off, .value = value, .is_flag = true });
+}
+
+static void set_pair(struct lw__timing *t, const void *arg)
+{
+	const struct lw__timing *n = arg;
+
+	t->refresh_interval = n->refresh_interval;
+	t->stale_timeout = n->stale_timeout;
 }
 
 LW_EXPORT int lw_repo_set_timing(struct lw_repo *repo, int64_t refresh_interval,
@@ -182,21 +259,19 @@ LW_EXPORT int lw_repo_set_timing(struct lw_repo *repo, int64_t refresh_interval,
 		return -EINVAL;
 	if (lw__timing_check(&t, msg, sizeof(msg)) < 0)
 		return lw__fail(-EINVAL, "%s", msg);
-	pthread_mutex_lock(&repo->mu);
-	repo->timing.refresh_interval = refresh_interval;
-	repo->timing.stale_timeout = stale_timeout;
-	pthread_mutex_unlock(&repo->mu);
-	return 0;
+	return change(repo, set_pair, &t);
 }
+
+#define OFF(field) offsetof(struct lw__timing, field)
 
 LW_EXPORT int lw_repo_set_recheck_delay(struct lw_repo *repo, int64_t delay)
 {
-	return set(repo, &repo->timing.recheck_delay, delay, 0, "the recheck delay");
+	return set(repo, OFF(recheck_delay), delay, 0, "the recheck delay");
 }
 
 LW_EXPORT int lw_repo_set_retry_lock(struct lw_repo *repo, int64_t duration)
 {
-	return set(repo, &repo->timing.retry_lock, duration, 0, "retry-lock");
+	return set(repo, OFF(retry_lock), duration, 0, "retry-lock");
 }
 
 LW_EXPORT int lw_repo_set_retry_backoff(struct lw_repo *repo, int64_t first)
@@ -204,27 +279,27 @@ LW_EXPORT int lw_repo_set_retry_backoff(struct lw_repo *repo, int64_t first)
 	/* bounded so that doubling it to the cap cannot overflow */
 	if (first > LW_SEC(3600))
 		return lw__fail(-EINVAL, "the retry backoff must be at most 1h");
-	return set(repo, &repo->timing.retry_backoff, first, LW_MSEC(1), "the retry backoff");
+	return set(repo, OFF(retry_backoff), first, LW_MSEC(1), "the retry backoff");
 }
 
 LW_EXPORT int lw_repo_set_check_retry(struct lw_repo *repo, int64_t delay)
 {
-	return set(repo, &repo->timing.check_retry, delay, 1, "the check retry delay");
+	return set(repo, OFF(check_retry), delay, 1, "the check retry delay");
 }
 
 LW_EXPORT int lw_repo_set_op_timeout(struct lw_repo *repo, int64_t timeout)
 {
-	return set(repo, &repo->timing.op_timeout, timeout, 1, "the operation timeout");
+	return set(repo, OFF(op_timeout), timeout, 1, "the operation timeout");
 }
 
 LW_EXPORT int lw_repo_set_remove_stale(struct lw_repo *repo, bool remove)
 {
-	if (!repo)
-		return -EINVAL;
-	pthread_mutex_lock(&repo->mu);
-	repo->timing.remove_stale = remove;
-	pthread_mutex_unlock(&repo->mu);
-	return 0;
+	return set_flag(repo, OFF(remove_stale), remove);
+}
+
+LW_EXPORT int lw_repo_set_suspend_recovery(struct lw_repo *repo, bool on)
+{
+	return set_flag(repo, OFF(suspend_recovery), on);
 }
 
 /* A change of the backend's settings, made on the loop thread. */
@@ -335,7 +410,7 @@ static void init_on_loop(struct lw__call *c)
 	struct lw__breq *req;
 
 	req = lw__breq_new(repo->backend, LW__BOP_INIT, NULL, NULL, 0,
-			   lw__now_boot() + repo->timing.op_timeout, on_init, ic);
+			   lw__now_boot() + repo->timing->op_timeout, on_init, ic);
 	if (!req) {
 		ic->r = -ENOMEM;
 		lw__loop_signal(repo->loop, &ic->done);

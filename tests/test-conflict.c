@@ -425,3 +425,39 @@ LWT_ENGINE_TEST(conflict, listing_error_retried, .fini = no_faults, .timeout = 3
 	lw_lock_free(l);
 	lwt_stop(&t);
 }
+
+/* A stale lock is looked past only once it is gone: one whose removal
+ * fails blocks (as restic's stale locks do), and stops blocking once it can
+ * be removed.  This is what makes recovery after a suspend sound. */
+static char unremovable[PATH_MAX + 80];
+
+static int refuse_unlink(const struct lw__fop *op, void *userdata)
+{
+	if (op->type == LW__FOP_UNLINKAT && op->path && strcmp(op->path, unremovable) == 0)
+		return -EIO;
+	return 0;
+}
+
+LWT_ENGINE_TEST(conflict, stale_but_unremovable_blocks, .fini = no_faults, .timeout = 30)
+{
+	struct lw__record rec = lwt_record(true);
+	struct lwt t;
+	struct lw_lock *l;
+	char id[65];
+
+	rec.time -= LW_SEC(3600);
+	lwt_start(&t, p, NULL, REFRESH, STALE);
+	lwt_plant(&t, &rec, id);
+	snprintf(unremovable, sizeof(unremovable), "%s/locks/%s", t.dir, id);
+	lw__fault_set(refuse_unlink, NULL);
+	l = lwt_lock(t.repo, 0, -LW_ELOCKED);
+	cr_expect(strstr(lw_errmsg(), "stale but not removable"), "%s", lw_errmsg());
+	cr_expect(lwt_exists(&t, id));
+	cr_expect_eq(lwt_count(&t), 1, "nothing of ours left");
+	lw_lock_free(l);
+	lw__fault_set(NULL, NULL);
+	l = lwt_lock(t.repo, 0, 0);
+	cr_expect(!lwt_exists(&t, id), "removed once it could be");
+	lw_lock_free(l);
+	lwt_stop(&t);
+}
