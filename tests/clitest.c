@@ -396,6 +396,25 @@ int clitest_lines(const char *s)
 	return n;
 }
 
+int64_t clitest_loss_latency(const struct proc *pr)
+{
+	static const char head[] = "SIGTERM sent to the job ", tail[] = " after the deadline";
+	char *err = clitest_read(pr->err), *s = strstr(err, head), *sp;
+	int64_t ns = -1;
+
+	if (s) {
+		s += strlen(head);
+		sp = strchr(s, ' ');
+		if (sp && strncmp(sp, tail, strlen(tail)) == 0) {
+			*sp = '\0';
+			if (lw_duration_parse(s, &ns) < 0)
+				ns = -1;
+		}
+	}
+	free(err);
+	return ns;
+}
+
 /* ---------------------------------------------------------------- JSON */
 
 static const char *json_value(const char *p, int depth);

@@ -128,6 +128,14 @@ long long clitest_last_tick(const char *tmp);
 /* Number of lines of S. */
 int clitest_lines(const char *s);
 
+/* How soon after its deadline a lost lock's job gets SIGTERM, at most.
+ * Measured: well under a millisecond on an idle machine (lockwatch(1));
+ * the margin is for a loaded two-core machine running tests in parallel. */
+#define CLITEST_LOSS_BOUND_MS 250
+/* The latency P's lockwatch reported for a lost lock ("SIGTERM sent to
+ * the job 312us after the deadline"), in ns; -1 if it said none. */
+int64_t clitest_loss_latency(const struct proc *pr);
+
 int64_t clitest_now(void);
 void clitest_sleep_ms(int ms);
 

@@ -20,10 +20,6 @@
 #include "clitest.h"
 #include "record.h"
 
-/* How soon after its deadline a lost lock's job gets SIGTERM, at most.
- * Measured: well under a millisecond on an idle machine (lockwatch(1));
- * the margin is for a loaded two-core machine running tests in parallel. */
-#define LOSS_BOUND_MS 250
 /* Refresh timing of the cases: refreshes every second, deadline 2.5 s
  * after the last one started. */
 #define FAST "--refresh-interval", "1s", "--stale-timeout", "4s"
@@ -238,26 +234,6 @@ CLI_TEST(lost_by_removal, 30)
 	expect_no_locks(r, "after the loss");
 }
 
-/* The latency lockwatch reports: "SIGTERM sent to the job 312us after the
- * deadline". */
-static int64_t reported_latency(const struct proc *pr)
-{
-	char *err = clitest_read(pr->err), *s = strstr(err, "SIGTERM sent to the job "), *sp;
-	int64_t ns = -1;
-
-	if (s) {
-		s += strlen("SIGTERM sent to the job ");
-		sp = strchr(s, ' ');
-		if (sp && strncmp(sp, " after the deadline", 19) == 0) {
-			*sp = '\0';
-			if (lw_duration_parse(s, &ns) < 0)
-				ns = -1;
-		}
-	}
-	free(err);
-	return ns;
-}
-
 CLI_TEST(lost_by_deadline, 30)
 {
 	char job[600];
@@ -276,12 +252,12 @@ CLI_TEST(lost_by_deadline, 30)
 		  "the job was not stopped");
 	/* the last write started before the stall: the deadline came at most
 	 * 2.5 s after it */
-	cr_expect_lt(clitest_now() - stalled, LW_MSEC(2500 + LOSS_BOUND_MS + 200));
+	cr_expect_lt(clitest_now() - stalled, LW_MSEC(2500 + CLITEST_LOSS_BOUND_MS + 200));
 	r->be->repair(r, pr.pid);
 	cr_expect_eq(clitest_wait(&pr, 5000), 12);
 	expect_err(&pr, "lock refresh deadline exceeded");
-	latency = reported_latency(&pr);
-	cr_expect(latency >= 0 && latency < LW_MSEC(LOSS_BOUND_MS),
+	latency = clitest_loss_latency(&pr);
+	cr_expect(latency >= 0 && latency < LW_MSEC(CLITEST_LOSS_BOUND_MS),
 		  "deadline to SIGTERM: %lld ns", (long long)latency);
 	cr_log_info("%s/%s: SIGTERM %lld us after the deadline", r->be->name,
 		    lw_engine_name(p->engine), (long long)latency / 1000);
@@ -340,7 +316,7 @@ CLI_TEST(suspended_job_stops_on_resume, 40)
 	cr_expect_eq(clitest_wait(&pr, 5000), 12);
 	expect_err(&pr, "lock refresh deadline exceeded");
 	last = clitest_last_tick(r->tmp);
-	cr_expect_lt(last - resumed_ns, LOSS_BOUND_MS * 1000000LL,
+	cr_expect_lt(last - resumed_ns, CLITEST_LOSS_BOUND_MS * 1000000LL,
 		     "the job worked on for %lld ms after the resume",
 		     (last - resumed_ns) / 1000000);
 	expect_no_locks(r, "after the loss");
