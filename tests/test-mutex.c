@@ -214,30 +214,20 @@ static struct criterion_test_params backends(void)
 	return cr_make_param_array(struct cli_param, params, 2);
 }
 
-ParameterizedTestParameters(mutex, counter)
-{
-	return backends();
-}
+/* A test of WRITERS exclusive and READERS shared holders, RUNS turns each,
+ * on every backend. */
+#define MUTEX_TEST(name, writers, readers, runs)                              \
+	ParameterizedTestParameters(mutex, name)                              \
+	{                                                                     \
+		return backends();                                            \
+	}                                                                     \
+	ParameterizedTest(struct cli_param *p, mutex, name, .timeout = 600)   \
+	{                                                                     \
+		struct repo r;                                                \
+		clitest_repo(&r, p);                                          \
+		take_turns(&r, writers, readers, runs, 550);                  \
+		clitest_repo_free(&r);                                        \
+	}
 
-ParameterizedTest(struct cli_param *p, mutex, counter, .timeout = 600)
-{
-	struct repo r;
-
-	clitest_repo(&r, p);
-	take_turns(&r, 20, 0, 20, 550);
-	clitest_repo_free(&r);
-}
-
-ParameterizedTestParameters(mutex, shared_and_exclusive)
-{
-	return backends();
-}
-
-ParameterizedTest(struct cli_param *p, mutex, shared_and_exclusive, .timeout = 600)
-{
-	struct repo r;
-
-	clitest_repo(&r, p);
-	take_turns(&r, 10, 10, 10, 550);
-	clitest_repo_free(&r);
-}
+MUTEX_TEST(counter, 20, 0, 20)
+MUTEX_TEST(shared_and_exclusive, 10, 10, 10)
