@@ -254,7 +254,15 @@ CLI_TEST(lost_by_deadline, 30)
 	 * 2.5 s after it */
 	cr_expect_lt(clitest_now() - stalled, LW_MSEC(2500 + CLITEST_LOSS_BOUND_MS + 200));
 	r->be->repair(r, pr.pid);
-	cr_expect_eq(clitest_wait(&pr, 5000), 12);
+	if (clitest_wait(&pr, 5000) != 12) {
+		char *err = clitest_read(pr.err);
+
+		size_t n = strlen(err);
+
+		cr_expect_fail("exit status %d, not 12; lockwatch said: ...%s", pr.status,
+			       err + (n > 3000 ? n - 3000 : 0));
+		free(err);
+	}
 	expect_err(&pr, "lock refresh deadline exceeded");
 	latency = clitest_loss_latency(&pr);
 	cr_expect(latency >= 0 && latency < LW_MSEC(CLITEST_LOSS_BOUND_MS),
