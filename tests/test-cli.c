@@ -256,7 +256,6 @@ CLI_TEST(lost_by_deadline, 30)
 	r->be->repair(r, pr.pid);
 	if (clitest_wait(&pr, 5000) != 12) {
 		char *err = clitest_read(pr.err);
-
 		size_t n = strlen(err);
 
 		cr_expect_fail("exit status %d, not 12; lockwatch said: ...%s", pr.status,
