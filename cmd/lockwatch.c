@@ -192,6 +192,23 @@ int cli_status(int err)
 	return EXIT_FAIL;
 }
 
+/* A password in the -r URL can be read by every local user in
+ * /proc/PID/cmdline: once the library has its copy, overwrite it in argv
+ * (a moment's window remains; LOCKWATCH_PASSWORD or LOCKWATCH_REPOSITORY
+ * keep it out of the command line altogether). */
+static void hide_password(char *url)
+{
+	char *auth = url ? strstr(url, "://") : NULL, *end, *colon;
+
+	if (!auth)
+		return;
+	auth += 3;
+	end = auth + strcspn(auth, "@/,");
+	colon = *end == '@' ? memchr(auth, ':', (size_t)(end - auth)) : NULL;
+	if (colon)
+		memset(colon + 1, '*', (size_t)(end - colon - 1));
+}
+
 int cli_open(struct cli *cli)
 {
 	int r = lw_loop_new(cli->engine, &cli->loop);
@@ -215,6 +232,7 @@ int cli_open(struct cli *cli)
 		cli_close(cli);
 		return cli_status(r);
 	}
+	hide_password((char *)cli->url); /* argv's own memory */
 	return 0;
 }
 

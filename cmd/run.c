@@ -539,6 +539,18 @@ static int configure(struct run *run)
 		r = lw_repo_set_retry_lock(cli->repo, run->retry);
 	if (r < 0)
 		return cli_usage_error(cli, "%s", lw_errmsg());
+	/* for tests, where many short jobs take turns: not an option, so
+	 * that nobody reaches for it to hammer a shared server */
+	if (getenv("LOCKWATCH_RETRY_BACKOFF")) {
+		int64_t first;
+
+		r = cli_duration(cli, "LOCKWATCH_RETRY_BACKOFF", getenv("LOCKWATCH_RETRY_BACKOFF"),
+				 &first);
+		if (r)
+			return r;
+		if (lw_repo_set_retry_backoff(cli->repo, first) < 0)
+			return cli_usage_error(cli, "LOCKWATCH_RETRY_BACKOFF: %s", lw_errmsg());
+	}
 	r = lw_lock_new(cli->repo, run->exclusive ? LW_LOCK_EXCLUSIVE : 0, run->purpose,
 			&run->lock);
 	if (r < 0)

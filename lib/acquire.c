@@ -7,7 +7,8 @@
  *
  * A listing that fails is retried after check_retry, then twice as long,
  * then four times.  A locked repository is retried for retry_lock with
- * restic's backoff (5 s doubling to 60 s, one last try at the end).
+ * restic's backoff (5 s doubling to 60 s, one last try at the end; tests
+ * shorten the first wait, and the cap scales with it).
  *
  * Stale locks are removed, and looked past only once they are gone: a stale
  * lock whose removal failed still blocks.  That is what makes recovery
@@ -24,8 +25,8 @@
 #include "protocol.h"
 
 #define CHECK_ATTEMPTS 3
-#define BACKOFF_FIRST LW_SEC(5)
-#define BACKOFF_MAX LW_SEC(60)
+/* restic's 5 s doubling to 60 s, for any first wait */
+#define BACKOFF_GROWTH 12
 
 static void create(struct lw_lock *lock);
 
@@ -55,7 +56,8 @@ static void locked(struct lw_lock *lock, const char *holder)
 		return;
 	}
 	wait = LW_MIN(lw__backoff_jitter(lock->backoff), lock->give_up_at - now);
-	lock->backoff = LW_MIN(2 * lock->backoff, BACKOFF_MAX);
+	lock->backoff = LW_MIN(2 * lock->backoff,
+			       BACKOFF_GROWTH * lock->timing->retry_backoff);
 	lock->phase = LW__PH_BACKOFF;
 	lw__timer_start(lock->loop->engine, &lock->step_timer, now + wait);
 	lw__lock_emit(lock, LW_EVENT_RETRY, -LW_ELOCKED, now + wait, lock->give_up_at,
@@ -283,7 +285,7 @@ void lw__acquire_start(struct lw_lock *lock)
 	lw__list_add_tail(&loop->locks, &lock->link);
 	lock->give_up_at = lock->timing->retry_lock > 0 ?
 				   lw__now_boot() + lock->timing->retry_lock : 0;
-	lock->backoff = BACKOFF_FIRST;
+	lock->backoff = lock->timing->retry_backoff;
 	lock->phase = LW__PH_CHECK1;
 	lock->waiter.fn = on_listing;
 	lw__listing_request(lock->repo, &lock->waiter);

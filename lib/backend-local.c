@@ -308,7 +308,9 @@ static void run(struct local_req *lr)
 	case LW__BOP_CREATE:
 		f->path = lr->tmp;
 		f->flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW;
-		f->mode = 0644; /* others must read locks to check conflicts */
+		/* others must read locks to check conflicts; nobody writes a
+		 * lock file once it is in place (the umask still applies) */
+		f->mode = 0444;
 		submit(lr, S_OPEN, LW__FOP_OPENAT);
 		return;
 	case LW__BOP_READ:

@@ -89,11 +89,45 @@ void lw__lock_set_id(struct lw_lock *lock, const struct lw__id *id)
 	pthread_mutex_unlock(&lock->loop->mu);
 }
 
+/*
+ * The time of a new record: the wall clock, but never behind the lock's
+ * previous record time plus the CLOCK_BOOTTIME that has passed since.  A
+ * holder whose clock steps back (an NTP correction, a VM restored with an
+ * old clock) would otherwise write records that look that much older to
+ * other hosts, which would judge a live lock stale and remove it while its
+ * holder works on.  A clock that steps forward is taken as it is: records
+ * that look younger than they are cost liveness (a dead holder's lock
+ * blocks longer), never exclusion.
+ */
+static int64_t record_time(struct lw_lock *lock)
+{
+	int64_t real = lw__now_real(), boot = lw__now_boot();
+
+	if (lock->rec_boot) {
+		int64_t floor = lock->rec_real + (boot - lock->rec_boot);
+
+		if (real < floor - LW_SEC(1) && !lock->clock_behind) {
+			char d[32];
+
+			lw__warn(&lock->loop->log, "the wall clock went back by %s while a "
+				 "lock on %s was held; its records keep the clock they had, "
+				 "so that others do not judge it stale",
+				 lw__fmt_duration(floor - real, d, sizeof(d)),
+				 lock->repo->url.display);
+		}
+		lock->clock_behind = real < floor - LW_SEC(1);
+		real = LW_MAX(real, floor);
+	}
+	lock->rec_real = real;
+	lock->rec_boot = boot;
+	return real;
+}
+
 int lw__lock_record(struct lw_lock *lock, void *buf, size_t size)
 {
 	const struct lw__self *self = lw__self();
 	struct lw__record rec = {
-		.time = lw__now_real(),
+		.time = record_time(lock),
 		.stale_timeout = lock->timing->stale_timeout,
 		.pid = self->pid, .uid = self->uid, .gid = self->gid,
 		.pid_ns = self->pid_ns, .pid_start = self->pid_start,

@@ -182,6 +182,11 @@ int lw_repo_set_timing(struct lw_repo *repo, int64_t refresh_interval,
 int lw_repo_set_recheck_delay(struct lw_repo *repo, int64_t delay);
 /* How long acquire retries a locked repository (0: fail at once). */
 int lw_repo_set_retry_lock(struct lw_repo *repo, int64_t duration);
+/* First wait between those retries (5 s, restic's; then doubling up to 12
+ * times it, so 60 s).  Meant for tests, where many short-lived holders take
+ * turns: shorter waits list the repository more often.
+ * Returns: 0, -EINVAL below 1 ms or above 1 h. */
+int lw_repo_set_retry_backoff(struct lw_repo *repo, int64_t first);
 /* First wait before retrying a failed listing during acquire (5 s; then
  * twice, doubling). */
 int lw_repo_set_check_retry(struct lw_repo *repo, int64_t delay);

@@ -81,6 +81,7 @@ struct lw__timing {
 	int64_t stale_timeout;
 	int64_t recheck_delay;
 	int64_t retry_lock;
+	int64_t retry_backoff; /* first wait of retry_lock; doubles to 12 x */
 	int64_t check_retry;
 	int64_t op_timeout;
 	bool remove_stale;
@@ -270,6 +271,8 @@ struct lw_lock {
 	struct lw__timer step_timer;
 	atomic_int_least64_t deadline;
 	int64_t created_at;       /* start of the last successful write */
+	int64_t rec_real, rec_boot; /* the last record's time, and boottime then */
+	bool clock_behind;        /* the wall clock is behind REC_REAL's timeline */
 	int64_t give_up_at;       /* acquire: end of retry_lock */
 	int64_t backoff;
 	struct lw__breq *req;     /* the one request in flight */
@@ -308,7 +311,8 @@ void lw__lock_end(struct lw_lock *lock, int result, enum lw_cause cause,
 /* ID is a file the lock may have written: it is deleted when the lock
  * ends. */
 void lw__lock_doom(struct lw_lock *lock, const struct lw__id *id);
-/* Encodes a fresh record for LOCK into BUF; returns its length. */
+/* Encodes a fresh record for LOCK into BUF; returns its length.  Record
+ * times never go back by more than the time that passed (lock.c). */
 int lw__lock_record(struct lw_lock *lock, void *buf, size_t size);
 void lw__lock_set_id(struct lw_lock *lock, const struct lw__id *id);
 int64_t lw__backoff_jitter(int64_t d);

@@ -131,6 +131,7 @@ LW_EXPORT int lw_repo_new(struct lw_loop *loop, const char *url,
 		.stale_timeout = LW_SEC(30 * 60),
 		.recheck_delay = LW_MSEC(200),
 		.retry_lock = 0,
+		.retry_backoff = LW_SEC(5),
 		.check_retry = LW_SEC(5),
 		.op_timeout = LW_SEC(60),
 		.remove_stale = true,
@@ -271,6 +272,14 @@ LW_EXPORT int lw_repo_set_recheck_delay(struct lw_repo *repo, int64_t delay)
 LW_EXPORT int lw_repo_set_retry_lock(struct lw_repo *repo, int64_t duration)
 {
 	return set(repo, OFF(retry_lock), duration, 0, "retry-lock");
+}
+
+LW_EXPORT int lw_repo_set_retry_backoff(struct lw_repo *repo, int64_t first)
+{
+	/* bounded so that doubling it to the cap cannot overflow */
+	if (first > LW_SEC(3600))
+		return lw__fail(-EINVAL, "the retry backoff must be at most 1h");
+	return set(repo, OFF(retry_backoff), first, LW_MSEC(1), "the retry backoff");
 }
 
 LW_EXPORT int lw_repo_set_check_retry(struct lw_repo *repo, int64_t delay)

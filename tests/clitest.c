@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "clitest.h"
+#include "runenv.h"
 #include "nginx.h"
 
 #ifndef LOCKWATCH_BIN
@@ -143,7 +144,9 @@ struct cli_param *clitest_params(size_t *n)
 	*n = 0;
 	for (size_t b = 0; b < clitest_nbackends; b++)
 		for (size_t e = 0; e < 2; e++)
-			p[(*n)++] = (struct cli_param){ .backend = (int)b, .engine = engines[e] };
+			if (lwt_engine_wanted(engines[e]))
+				p[(*n)++] = (struct cli_param){ .backend = (int)b,
+								.engine = engines[e] };
 	return p;
 }
 
@@ -351,6 +354,39 @@ bool clitest_one_lock(const struct repo *r, char name[256])
 	return scan_locks(r, name) == 1;
 }
 
+char *clitest_ticker(char *buf, size_t size, const char *tmp)
+{
+	snprintf(buf, size, "echo $$ > %s/pid; while :; do date +%%s%%N >> %s/ticks; sleep 0.01; done",
+		 tmp, tmp);
+	return buf;
+}
+
+pid_t clitest_ticker_group(const char *tmp)
+{
+	char path[300], *s;
+	pid_t group;
+
+	cr_assert(clitest_wait_file(clitest_path(path, sizeof(path), tmp, "pid"), 10000),
+		  "the job did not start");
+	s = clitest_read(path);
+	group = (pid_t)atoi(s);
+	free(s);
+	cr_assert_gt(group, 1);
+	return group;
+}
+
+long long clitest_last_tick(const char *tmp)
+{
+	char path[300], *s, *line, *save = NULL;
+	long long last = 0;
+
+	s = clitest_read(clitest_path(path, sizeof(path), tmp, "ticks"));
+	for (line = strtok_r(s, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		last = atoll(line);
+	free(s);
+	return last;
+}
+
 int clitest_lines(const char *s)
 {
 	int n = 0;
@@ -358,6 +394,25 @@ int clitest_lines(const char *s)
 	for (; *s; s++)
 		n += *s == '\n';
 	return n;
+}
+
+int64_t clitest_loss_latency(const struct proc *pr)
+{
+	static const char head[] = "SIGTERM sent to the job ", tail[] = " after the deadline";
+	char *err = clitest_read(pr->err), *s = strstr(err, head), *sp;
+	int64_t ns = -1;
+
+	if (s) {
+		s += strlen(head);
+		sp = strchr(s, ' ');
+		if (sp && strncmp(sp, tail, strlen(tail)) == 0) {
+			*sp = '\0';
+			if (lw_duration_parse(s, &ns) < 0)
+				ns = -1;
+		}
+	}
+	free(err);
+	return ns;
 }
 
 /* ---------------------------------------------------------------- JSON */

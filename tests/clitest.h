@@ -55,6 +55,29 @@ extern const size_t clitest_nbackends;
 struct cli_param *clitest_params(size_t *n);
 /* The cleanup of cr_make_param_array for clitest_params. */
 void clitest_params_free(struct criterion_test_params *crp);
+/*
+ * CLITEST - a test of SUITE run on every backend and engine, with a fresh
+ * repository: the body sees R (struct repo *) and P (struct cli_param *).
+ * Needs <criterion/parameterized.h>.
+ */
+#define CLITEST(suite, name, timeout_s)                                         \
+	ParameterizedTestParameters(suite, name)                                \
+	{                                                                       \
+		size_t n;                                                       \
+		struct cli_param *p = clitest_params(&n);                       \
+		return cr_make_param_array(struct cli_param, p, n,             \
+					   clitest_params_free);                \
+	}                                                                       \
+	static void name##_body(struct repo *r, const struct cli_param *p);     \
+	ParameterizedTest(struct cli_param *p, suite, name, .timeout = timeout_s) \
+	{                                                                       \
+		struct repo r;                                                  \
+		clitest_repo(&r, p);                                            \
+		name##_body(&r, p);                                             \
+		clitest_repo_free(&r);                                          \
+	}                                                                       \
+	static void name##_body(struct repo *r, const struct cli_param *p)
+
 /* Makes the repository of P (and R->tmp); clitest_repo_free removes both. */
 void clitest_repo(struct repo *r, const struct cli_param *p);
 void clitest_repo_free(struct repo *r);
@@ -93,8 +116,25 @@ bool clitest_wait_text(const char *path, const char *needle, int timeout_ms);
 int clitest_count_locks(const struct repo *r);
 /* Name of the one file in R's locks/ into NAME; false if not exactly one. */
 bool clitest_one_lock(const struct repo *r, char name[256]);
+/* A job for lockwatch run, into BUF: it writes its pid (its process
+ * group's id) to TMP/pid, then notes CLOCK_REALTIME in ns in TMP/ticks
+ * every 10 ms: it shows when work went on. */
+char *clitest_ticker(char *buf, size_t size, const char *tmp);
+/* The ticker's process group, once it runs (waits at most 10 s). */
+pid_t clitest_ticker_group(const char *tmp);
+/* The ticker's last tick (ns since the epoch), 0 if none. */
+long long clitest_last_tick(const char *tmp);
+
 /* Number of lines of S. */
 int clitest_lines(const char *s);
+
+/* How soon after its deadline a lost lock's job gets SIGTERM, at most.
+ * Measured: well under a millisecond on an idle machine (lockwatch(1));
+ * the margin is for a loaded two-core machine running tests in parallel. */
+#define CLITEST_LOSS_BOUND_MS 250
+/* The latency P's lockwatch reported for a lost lock ("SIGTERM sent to
+ * the job 312us after the deadline"), in ns; -1 if it said none. */
+int64_t clitest_loss_latency(const struct proc *pr);
 
 int64_t clitest_now(void);
 void clitest_sleep_ms(int ms);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "runenv.h"
 #include "nginx.h"
 
 struct lwt_case {
@@ -32,7 +33,9 @@ struct lwt_case {
 	{                                                                 \
 		static struct lwt_case cases[] = { __VA_ARGS__ };         \
 		return cr_make_param_array(struct lwt_case, cases,        \
-					   sizeof(cases) / sizeof(cases[0])); \
+			lwt_keep_wanted(cases, sizeof(cases) / sizeof(cases[0]), \
+					sizeof(cases[0]),                 \
+					offsetof(struct lwt_case, engine))); \
 	}
 
 static struct lwt_nginx *ng;
@@ -78,7 +81,7 @@ static inline struct lw_loop *lwt_loop(enum lw_engine engine)
 }
 
 /* A repository refreshed every INTERVAL, with quick checks and a 5 s
- * bound on operations outside a lock's deadline. */
+ * bound on operations outside a lock's deadline (lwt_op_timeout). */
 static inline struct lw_repo *lwt_repo(struct lw_loop *loop, const char *url,
 				       int64_t interval, int64_t stale)
 {
@@ -88,7 +91,7 @@ static inline struct lw_repo *lwt_repo(struct lw_loop *loop, const char *url,
 	cr_assert_eq(lw_repo_set_timing(repo, interval, stale), 0, "%s", lw_errmsg());
 	lw_repo_set_recheck_delay(repo, LW_MSEC(10));
 	lw_repo_set_check_retry(repo, LW_MSEC(10));
-	lw_repo_set_op_timeout(repo, LW_SEC(5));
+	lw_repo_set_op_timeout(repo, lwt_op_timeout());
 	return repo;
 }
 

@@ -11,43 +11,57 @@
 #include <unistd.h>
 
 #include "etcd.h"
+#include "runenv.h"
 #include "lwtest.h"
 #include "nginx.h"
 #include "process.h"
 #include "protocol.h"
 
-struct criterion_test_params lwt_engine_params(void)
-{
-	static struct lwt_param params[] = {
-		{ LW_ENGINE_URING, LWT_BE_LOCAL }, { LW_ENGINE_EPOLL, LWT_BE_LOCAL },
-	};
-
-	return cr_make_param_array(struct lwt_param, params, 2);
-}
-
 /* the backends of lock files first, then etcd; each on both engines */
 #define NFILES 6
-static struct lwt_param matrix[] = {
+static const struct lwt_param matrix[] = {
 	{ LW_ENGINE_URING, LWT_BE_LOCAL }, { LW_ENGINE_EPOLL, LWT_BE_LOCAL },
 	{ LW_ENGINE_URING, LWT_BE_DAV }, { LW_ENGINE_EPOLL, LWT_BE_DAV },
 	{ LW_ENGINE_URING, LWT_BE_REST }, { LW_ENGINE_EPOLL, LWT_BE_REST },
 	{ LW_ENGINE_URING, LWT_BE_ETCD }, { LW_ENGINE_EPOLL, LWT_BE_ETCD },
 };
 
+/* The N cases of the matrix from FIRST that run on a wanted engine, copied
+ * into CASES (Criterion keeps a pointer to them: static storage). */
+static struct criterion_test_params wanted(struct lwt_param *cases, size_t first, size_t n)
+{
+	memcpy(cases, matrix + first, n * sizeof(*cases));
+	return cr_make_param_array(struct lwt_param, cases,
+				   lwt_keep_wanted(cases, n, sizeof(*cases),
+						   offsetof(struct lwt_param, engine)));
+}
+
+struct criterion_test_params lwt_engine_params(void)
+{
+	static struct lwt_param cases[2];
+
+	return wanted(cases, 0, LW_ARRAY_SIZE(cases));
+}
+
 struct criterion_test_params lwt_files_params(void)
 {
-	return cr_make_param_array(struct lwt_param, matrix, NFILES);
+	static struct lwt_param cases[NFILES];
+
+	return wanted(cases, 0, LW_ARRAY_SIZE(cases));
 }
 
 struct criterion_test_params lwt_matrix_params(void)
 {
-	return cr_make_param_array(struct lwt_param, matrix, LW_ARRAY_SIZE(matrix));
+	static struct lwt_param cases[LW_ARRAY_SIZE(matrix)];
+
+	return wanted(cases, 0, LW_ARRAY_SIZE(cases));
 }
 
 struct criterion_test_params lwt_etcd_params(void)
 {
-	return cr_make_param_array(struct lwt_param, matrix + NFILES,
-				   LW_ARRAY_SIZE(matrix) - NFILES);
+	static struct lwt_param cases[LW_ARRAY_SIZE(matrix) - NFILES];
+
+	return wanted(cases, NFILES, LW_ARRAY_SIZE(cases));
 }
 
 static void open_repo(struct lwt *t, int64_t refresh, int64_t stale)
@@ -61,7 +75,7 @@ static void open_repo(struct lwt *t, int64_t refresh, int64_t stale)
 	cr_assert_eq(lw_repo_set_timing(t->repo, refresh, stale), 0, "%s", lw_errmsg());
 	cr_assert_eq(lw_repo_set_recheck_delay(t->repo, LW_MSEC(50)), 0);
 	cr_assert_eq(lw_repo_set_check_retry(t->repo, LW_MSEC(100)), 0);
-	cr_assert_eq(lw_repo_set_op_timeout(t->repo, LW_SEC(5)), 0);
+	cr_assert_eq(lw_repo_set_op_timeout(t->repo, lwt_op_timeout()), 0);
 }
 
 void lwt_start(struct lwt *t, const struct lwt_param *p, const char *base,

@@ -20,31 +20,11 @@
 #include "clitest.h"
 #include "record.h"
 
-/* How soon after its deadline a lost lock's job gets SIGTERM, at most.
- * Measured: well under a millisecond on an idle machine (lockwatch(1));
- * the margin is for a loaded two-core machine running tests in parallel. */
-#define LOSS_BOUND_MS 250
 /* Refresh timing of the cases: refreshes every second, deadline 2.5 s
  * after the last one started. */
 #define FAST "--refresh-interval", "1s", "--stale-timeout", "4s"
 
-#define CLI_TEST(name, timeout_s)                                               \
-	ParameterizedTestParameters(cli, name)                                  \
-	{                                                                       \
-		size_t n;                                                       \
-		struct cli_param *p = clitest_params(&n);                       \
-		return cr_make_param_array(struct cli_param, p, n,             \
-					   clitest_params_free);                \
-	}                                                                       \
-	static void name##_body(struct repo *r, const struct cli_param *p);     \
-	ParameterizedTest(struct cli_param *p, cli, name, .timeout = timeout_s) \
-	{                                                                       \
-		struct repo r;                                                  \
-		clitest_repo(&r, p);                                            \
-		name##_body(&r, p);                                             \
-		clitest_repo_free(&r);                                          \
-	}                                                                       \
-	static void name##_body(struct repo *r, const struct cli_param *p)
+#define CLI_TEST(name, timeout_s) CLITEST(cli, name, timeout_s)
 
 static char *tmpfile_(const struct repo *r, const char *name)
 {
@@ -158,6 +138,28 @@ CLI_TEST(retry_lock_waits_for_the_holder, 60)
 	expect_no_locks(r, "after both");
 }
 
+/* LOCKWATCH_RETRY_BACKOFF, for tests: the first wait is shorter. */
+CLI_TEST(retry_backoff_from_the_environment, 60)
+{
+	const char *args[] = { "run", "--retry-lock", "30s", "--", "true", NULL };
+	const char *fast[] = { "LOCKWATCH_RETRY_BACKOFF=200ms", NULL };
+	const char *bad[] = { "LOCKWATCH_RETRY_BACKOFF=soon", NULL };
+	struct proc holder, pr;
+
+	hold(&holder, r, p, "sleep 2");
+	clitest_start(&pr, r->tmp, r, p, fast, args);
+	cr_expect_eq(clitest_wait(&pr, 20000), 0);
+	cr_expect_eq(clitest_wait(&holder, 10000), 0);
+	/* the holder ends about 1.6 s in; waits of 0.2 s doubling to 2.4 s
+	 * come back soon after, where restic's 5 s would not */
+	cr_expect_lt(pr.ended - pr.started, LW_MSEC(4800), "took %lld ms",
+		     (long long)(pr.ended - pr.started) / 1000000);
+	clitest_start(&pr, r->tmp, r, p, bad, args);
+	cr_expect_eq(clitest_wait(&pr, 10000), 2);
+	expect_err(&pr, "LOCKWATCH_RETRY_BACKOFF 'soon'");
+	expect_no_locks(r, "after both");
+}
+
 CLI_TEST(retry_lock_gives_up, 60)
 {
 	const char *args[] = { "run", "--retry-lock", "1s", "--", "true", NULL };
@@ -232,26 +234,6 @@ CLI_TEST(lost_by_removal, 30)
 	expect_no_locks(r, "after the loss");
 }
 
-/* The latency lockwatch reports: "SIGTERM sent to the job 312us after the
- * deadline". */
-static int64_t reported_latency(const struct proc *pr)
-{
-	char *err = clitest_read(pr->err), *s = strstr(err, "SIGTERM sent to the job "), *sp;
-	int64_t ns = -1;
-
-	if (s) {
-		s += strlen("SIGTERM sent to the job ");
-		sp = strchr(s, ' ');
-		if (sp && strncmp(sp, " after the deadline", 19) == 0) {
-			*sp = '\0';
-			if (lw_duration_parse(s, &ns) < 0)
-				ns = -1;
-		}
-	}
-	free(err);
-	return ns;
-}
-
 CLI_TEST(lost_by_deadline, 30)
 {
 	char job[600];
@@ -270,12 +252,19 @@ CLI_TEST(lost_by_deadline, 30)
 		  "the job was not stopped");
 	/* the last write started before the stall: the deadline came at most
 	 * 2.5 s after it */
-	cr_expect_lt(clitest_now() - stalled, LW_MSEC(2500 + LOSS_BOUND_MS + 200));
+	cr_expect_lt(clitest_now() - stalled, LW_MSEC(2500 + CLITEST_LOSS_BOUND_MS + 200));
 	r->be->repair(r, pr.pid);
-	cr_expect_eq(clitest_wait(&pr, 5000), 12);
+	if (clitest_wait(&pr, 5000) != 12) {
+		char *err = clitest_read(pr.err);
+		size_t n = strlen(err);
+
+		cr_expect_fail("exit status %d, not 12; lockwatch said: ...%s", pr.status,
+			       err + (n > 3000 ? n - 3000 : 0));
+		free(err);
+	}
 	expect_err(&pr, "lock refresh deadline exceeded");
-	latency = reported_latency(&pr);
-	cr_expect(latency >= 0 && latency < LW_MSEC(LOSS_BOUND_MS),
+	latency = clitest_loss_latency(&pr);
+	cr_expect(latency >= 0 && latency < LW_MSEC(CLITEST_LOSS_BOUND_MS),
 		  "deadline to SIGTERM: %lld ns", (long long)latency);
 	cr_log_info("%s/%s: SIGTERM %lld us after the deadline", r->be->name,
 		    lw_engine_name(p->engine), (long long)latency / 1000);
@@ -309,24 +298,16 @@ CLI_TEST(kill_after_a_deaf_job, 30)
 
 CLI_TEST(suspended_job_stops_on_resume, 40)
 {
-	/* the job appends a timestamp every 10 ms */
 	char job[600];
 	const char *args[] = { "run", FAST, "--", "sh", "-c", job, NULL };
 	struct proc pr;
 	struct timespec now;
-	long long resumed_ns, last = 0;
+	long long resumed_ns, last;
 	pid_t group;
-	char *pid, *ticks, *line, *save = NULL;
 
-	snprintf(job, sizeof(job),
-		 "echo $$ > %s; while :; do date +%%s%%N >> %s; sleep 0.01; done",
-		 tmpfile_(r, "pid"), tmpfile_(r, "ticks"));
+	clitest_ticker(job, sizeof(job), r->tmp);
 	clitest_start(&pr, r->tmp, r, p, NULL, args);
-	cr_assert(clitest_wait_file(tmpfile_(r, "pid"), 5000));
-	pid = clitest_read(tmpfile_(r, "pid"));
-	group = (pid_t)atoi(pid);
-	free(pid);
-	cr_assert_gt(group, 1);
+	group = clitest_ticker_group(r->tmp);
 	clitest_sleep_ms(300);
 
 	/* the machine sleeps: lockwatch and the job's group stop together,
@@ -341,11 +322,8 @@ CLI_TEST(suspended_job_stops_on_resume, 40)
 
 	cr_expect_eq(clitest_wait(&pr, 5000), 12);
 	expect_err(&pr, "lock refresh deadline exceeded");
-	ticks = clitest_read(tmpfile_(r, "ticks"));
-	for (line = strtok_r(ticks, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
-		last = atoll(line);
-	free(ticks);
-	cr_expect_lt(last - resumed_ns, LOSS_BOUND_MS * 1000000LL,
+	last = clitest_last_tick(r->tmp);
+	cr_expect_lt(last - resumed_ns, CLITEST_LOSS_BOUND_MS * 1000000LL,
 		     "the job worked on for %lld ms after the resume",
 		     (last - resumed_ns) / 1000000);
 	expect_no_locks(r, "after the loss");

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -321,11 +322,25 @@ LWT_MATRIX_TEST(conflict, retry_lock_gives_up, .timeout = 30)
 	took = lwt_ms() - start;
 	cr_expect_geq(took, 1950, "retried until retry_lock ran out (%lld ms)", (long long)took);
 	cr_expect_lt(took, 4000);
-	cr_expect_eq(lwt_count(&t), 1);
+	/* the holder's own refresh may show two files for a moment */
+	cr_expect(lwt_wait_for(lwt_count(&t) == 1, 1000), "%d files", lwt_count(&t));
 	lw_lock_free(b);
 	lw_lock_free(a);
 	lwt_other_stop(&o);
 	lwt_stop(&t);
+}
+
+/* The child of other_process exits with the library's threads mid-call, on
+ * purpose.  LeakSanitizer cannot scan a thread that still runs, and would
+ * count what it holds then as lost (a file operation's job, seen under
+ * load); the parent's own leaks are checked as usual. */
+static bool exiting_child;
+
+/* the sanitizer runtime looks it up in the program: exported */
+__attribute__((visibility("default"))) int __lsan_is_turned_off(void);
+int __lsan_is_turned_off(void)
+{
+	return exiting_child;
 }
 
 /* A real second process holds the lock, then exits without releasing it:
@@ -338,6 +353,10 @@ LWT_MATRIX_TEST(conflict, other_process, .timeout = 30)
 	pid_t pid;
 	char c;
 
+	/* the child exits with the library's threads mid-call, on purpose:
+	 * valgrind would count what they hold then as lost */
+	if (getenv("LWT_VALGRIND"))
+		cr_skip_test("exits with threads mid-call, which valgrind counts as leaks");
 	lwt_start(&t, p, NULL, REFRESH, STALE);
 	cr_assert_eq(pipe(fds), 0);
 	cr_assert_eq(pipe(go), 0);
@@ -357,6 +376,7 @@ LWT_MATRIX_TEST(conflict, other_process, .timeout = 30)
 			_exit(1);
 		(void)!write(fds[1], "x", 1);
 		(void)!read(go[0], &c, 1); /* until the parent closes its end */
+		exiting_child = true;
 		exit(0); /* no release: atexit must do it */
 	}
 	close(fds[1]);

@@ -298,6 +298,51 @@ ParameterizedTest(struct lwt_case *c, http, recovers_from_500s, .init = lwt_ngin
 	lw_loop_free(loop);
 }
 
+/* 500s for longer than the deadline: retried until it, then lost at it,
+ * with the server's answer as the cause. */
+LWT_PARAMS(http, lost_to_500s, LWT_CASES_BOTH)
+ParameterizedTest(struct lwt_case *c, http, lost_to_500s, .init = lwt_nginx_setup,
+		  .fini = lwt_nginx_teardown)
+{
+	struct lw_loop *loop = lwt_loop(c->engine);
+	struct lw_repo *repo = lwt_repo_init(loop, lwt_nginx_url(ng, c->server, "/repo/"),
+					LW_SEC(1), LW_SEC(4));
+	struct events ev = { 0 };
+	struct lw_lock *lock;
+	struct lw_ctx *ctx;
+	struct pollfd pfd = { .events = POLLIN };
+	int64_t deadline, late;
+
+	cr_assert_eq(lw_lock_new(repo, EXCLUSIVE, NULL, &lock), 0);
+	cr_assert_eq(lw_lock_set_event_fn(lock, count_event, &ev), 0);
+	cr_assert_eq(lw_lock_acquire(lock), 0, "%s", lw_errmsg());
+	ctx = lw_lock_ctx(lock);
+	pfd.fd = lw_ctx_fd(ctx);
+	lwt_nginx_fault(ng, "fail500", true);
+	/* a refresh answered before the switch may still move the deadline;
+	 * once the lock is lost it reads 0, which is not the deadline it had */
+	deadline = lw_lock_deadline(lock);
+	while (poll(&pfd, 1, 1) == 0 && lwt_now() < deadline + LW_SEC(1)) {
+		int64_t moved = lw_lock_deadline(lock);
+
+		if (moved > deadline)
+			deadline = moved;
+	}
+	late = lwt_now() - deadline;
+	lwt_nginx_fault(ng, "fail500", false);
+	cr_assert_eq(lw_ctx_err(ctx), LW_CAUSE_DEADLINE, "%s", lw_ctx_cause(ctx));
+	cr_assert(strstr(lw_ctx_cause(ctx), "500 Internal Server Error"), "%s",
+		  lw_ctx_cause(ctx));
+	cr_assert_geq(atomic_load(&ev.failed), 2, "the failures were retried");
+	cr_assert_geq(late, 0);
+	cr_assert_lt(late, LW_MSEC(100), "cancelled %lld us after the deadline",
+		     (long long)late / 1000);
+	lwt_release(lock);
+	cr_assert_eq(lwt_nginx_count_locks(ng, "/repo/"), 0);
+	lw_repo_unref(repo);
+	lw_loop_free(loop);
+}
+
 /* ------------------------------------------------- servers that misbehave */
 
 /* A fault injector, not a server: accepts, reads a request, sends the start
