@@ -152,9 +152,14 @@ static void on_listing(struct lw__list_waiter *w, int err, const char *msg)
 	}
 	stale = lw__listing_remove_stale(lock->repo);
 	if (stale && lock->phase == LW__PH_CHECK1 && lock->stale_looks++ < CHECK_ATTEMPTS) {
-		/* look again once it is gone */
-		lw__timer_start(lock->loop->engine, &lock->step_timer,
-				lw__now_boot() + (lock->timing->check_retry << (lock->stale_looks - 1)));
+		/* look again once it is gone: a removal takes a round trip, so
+		 * the first look comes after recheck_delay, not check_retry
+		 * (which would add 5 s to every takeover of a stale lock) */
+		int64_t wait = lock->stale_looks == 1 ?
+				       lock->timing->recheck_delay :
+				       lock->timing->check_retry << (lock->stale_looks - 2);
+
+		lw__timer_start(lock->loop->engine, &lock->step_timer, lw__now_boot() + wait);
 		return;
 	}
 	if (stale && lock->phase == LW__PH_CHECK1) {
