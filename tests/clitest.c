@@ -361,6 +361,23 @@ char *clitest_ticker(char *buf, size_t size, const char *tmp)
 	return buf;
 }
 
+char *clitest_held_job(char *buf, size_t size, const char *tmp)
+{
+	snprintf(buf, size,
+		 "trap 'echo TERM >> %s/marker; i=0; "
+		 "while [ ! -e %s/go ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; "
+		 "exit 5' TERM; while :; do sleep 0.05; done",
+		 tmp, tmp);
+	return buf;
+}
+
+void clitest_let_job_end(const char *tmp)
+{
+	char path[300];
+
+	clitest_write(clitest_path(path, sizeof(path), tmp, "go"), "", 0);
+}
+
 pid_t clitest_ticker_group(const char *tmp)
 {
 	char path[300], *s;

@@ -124,6 +124,13 @@ char *clitest_ticker(char *buf, size_t size, const char *tmp);
 pid_t clitest_ticker_group(const char *tmp);
 /* The ticker's last tick (ns since the epoch), 0 if none. */
 long long clitest_last_tick(const char *tmp);
+/* A job for lockwatch run, into BUF, that notes SIGTERM in TMP/marker and
+ * then ends only once clitest_let_job_end(TMP) was called (10 s at most).
+ * A test that stalled a local repository (no descriptor left to lockwatch)
+ * repairs it in between: lockwatch exits once its job has ended, and
+ * LeakSanitizer dies at exit without a descriptor for /proc/self/maps. */
+char *clitest_held_job(char *buf, size_t size, const char *tmp);
+void clitest_let_job_end(const char *tmp);
 
 /* Number of lines of S. */
 int clitest_lines(const char *s);

@@ -171,7 +171,9 @@ static int64_t hold_through_step(struct repo *r, const struct cli_param *p, int 
 			      "ASAN_OPTIONS=verify_asan_link_order=0",
 			      /* the library's warnings too */
 			      "LOCKWATCH_LOG=warning", NULL };
-	const char *args[] = { "run", "--exclusive", FAST, "--", "sleep", "60", NULL };
+	char job[600];
+	const char *args[] = { "run", "--exclusive", FAST, "--", "sh", "-c",
+			       clitest_held_job(job, sizeof(job), r->tmp), NULL };
 	const char *other[] = { "run", "--exclusive", "--", "true", NULL };
 	struct proc a, b;
 	int64_t before, after, stalled, termed, latency;
@@ -201,6 +203,7 @@ static int64_t hold_through_step(struct repo *r, const struct cli_param *p, int 
 		  "the job was not stopped");
 	termed = clitest_now();
 	r->be->repair(r, a.pid);
+	clitest_let_job_end(r->tmp);
 	cr_expect_eq(clitest_wait(&a, 10000), 12);
 	latency = clitest_loss_latency(&a);
 	cr_log_info("%s/%s: clock %+d s: records moved by %lld s; lost %lld ms after the stall, "

@@ -241,7 +241,7 @@ CLI_TEST(lost_by_deadline, 30)
 	struct proc pr;
 	int64_t stalled, latency;
 
-	snprintf(job, sizeof(job), TERM_JOB("%s"), tmpfile_(r, "marker"));
+	clitest_held_job(job, sizeof(job), r->tmp);
 	clitest_start(&pr, r->tmp, r, p, NULL, args);
 	while (clitest_count_locks(r) != 1)
 		clitest_sleep_ms(10);
@@ -254,6 +254,7 @@ CLI_TEST(lost_by_deadline, 30)
 	 * 2.5 s after it */
 	cr_expect_lt(clitest_now() - stalled, LW_MSEC(2500 + CLITEST_LOSS_BOUND_MS + 200));
 	r->be->repair(r, pr.pid);
+	clitest_let_job_end(r->tmp);
 	if (clitest_wait(&pr, 5000) != 12) {
 		char *err = clitest_read(pr.err);
 		size_t n = strlen(err);
