@@ -42,6 +42,7 @@ static const char usage_text[] =
 	"2 usage error; 11 repository locked; 12 lock lost while the job ran;\n"
 	"126 CMD not executable; 127 CMD not found.  See lockwatch(1).\n";
 
+__attribute__((format(printf, 2, 0)))
 static void vmsg(const struct cli *cli, const char *fmt, va_list ap)
 {
 	char line[1200];

@@ -183,13 +183,14 @@ static void on_created(struct lw__breq *req)
 	 * and then timed out): it is ours to delete */
 	lw__lock_set_id(lock, &req->id);
 	if (req->res < 0) {
+		int err = req->res == -ENOMEM ? -ENOMEM : -LW_EBACKEND;
 		char msg[300];
 
 		snprintf(msg, sizeof(msg), "creating a lock file in %s: %s",
 			 lock->repo->url.display,
 			 req->msg[0] ? req->msg : lw_strerror(req->res));
 		lw__breq_free(req);
-		fail(lock, req->res == -ENOMEM ? -ENOMEM : -LW_EBACKEND, msg);
+		fail(lock, err, msg);
 		return;
 	}
 	lock->created_at = lock->req_started;

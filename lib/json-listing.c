@@ -30,7 +30,8 @@ struct cursor {
 struct name {
 	char s[LW_ID_HEX + 1];
 	size_t len;
-	bool too_long; /* or not plain ASCII: cannot be an id */
+	bool too_long; /* or not plain ASCII, or holds a NUL: cannot be an id
+			* nor a key we know */
 };
 
 static int bad(struct cursor *c, const char *fmt, ...) LW_PRINTF(2, 3);
@@ -97,9 +98,10 @@ static int hex4(struct cursor *c, unsigned *out)
 	return 0;
 }
 
+/* A NUL ("\u0000") would end the C string early: "name\u0000x" is not "name". */
 static void name_add(struct name *n, unsigned ch)
 {
-	if (ch >= 0x80 || n->len >= sizeof(n->s) - 1) {
+	if (ch == 0 || ch >= 0x80 || n->len >= sizeof(n->s) - 1) {
 		n->too_long = true;
 		return;
 	}

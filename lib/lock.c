@@ -368,7 +368,9 @@ static int wait_for(struct lw_lock *lock, int r, struct waiter *w)
 	return r < 0 ? r : w->err;
 }
 
-LW_EXPORT int lw_lock_acquire(struct lw_lock *lock)
+/* The blocking form of ASYNC: start it, wait for its callback. */
+static int blocking(struct lw_lock *lock,
+		    int (*async)(struct lw_lock *, lw_lock_fn, void *))
 {
 	struct waiter w = { .loop = lock ? lock->loop : NULL };
 
@@ -376,7 +378,12 @@ LW_EXPORT int lw_lock_acquire(struct lw_lock *lock)
 		return -EINVAL;
 	if (lw__on_loop_thread(lock->loop))
 		return lw__fail(-EDEADLK, "blocking call from a callback of the loop");
-	return wait_for(lock, lw_lock_acquire_async(lock, wake_waiter, &w), &w);
+	return wait_for(lock, async(lock, wake_waiter, &w), &w);
+}
+
+LW_EXPORT int lw_lock_acquire(struct lw_lock *lock)
+{
+	return blocking(lock, lw_lock_acquire_async);
 }
 
 /* What lw_lock_release_async asks for, taken over on the loop thread: a
@@ -438,13 +445,7 @@ LW_EXPORT int lw_lock_release_async(struct lw_lock *lock, lw_lock_fn fn,
 
 LW_EXPORT int lw_lock_release(struct lw_lock *lock)
 {
-	struct waiter w = { .loop = lock ? lock->loop : NULL };
-
-	if (!lock)
-		return -EINVAL;
-	if (lw__on_loop_thread(lock->loop))
-		return lw__fail(-EDEADLK, "blocking call from a callback of the loop");
-	return wait_for(lock, lw_lock_release_async(lock, wake_waiter, &w), &w);
+	return blocking(lock, lw_lock_release_async);
 }
 
 LW_EXPORT struct lw_ctx *lw_lock_ctx(struct lw_lock *lock)

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -30,6 +31,9 @@ int64_t lw__now_real(void);
 /* CLOCK_MONOTONIC, which stands still while the machine is suspended:
  * BOOTTIME minus MONOTONIC grows by the time slept. */
 int64_t lw__now_mono(void);
+/* A condition variable whose timed waits run on CLOCK_MONOTONIC, which a
+ * wall-clock step does not move. */
+void lw__cond_init_monotonic(pthread_cond_t *cv);
 /* Tests: makes the clocks look as if the machine had slept NS now (a
  * suspend cannot be had in a test: MONOTONIC is set back instead). */
 void lw__clock_simulate_suspend(int64_t ns);

@@ -350,14 +350,7 @@ LW_EXPORT int lw_loop_new(enum lw_engine engine, struct lw_loop **loopp)
 	atomic_init(&loop->stop, false);
 	pthread_mutex_init(&loop->mu, NULL);
 	pthread_mutex_init(&loop->run_mu, NULL);
-	{
-		pthread_condattr_t ca;
-
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&loop->cv, &ca);
-		pthread_condattr_destroy(&ca);
-	}
+	lw__cond_init_monotonic(&loop->cv);
 	loop->calls_tail = &loop->calls;
 	lw__list_init(&loop->locks);
 	lw__list_init(&loop->repos);

@@ -24,10 +24,12 @@ static int bad(char *err, size_t size, const char *fmt, ...)
 	return -EINVAL;
 }
 
+/* Spaces and what lw__sanitize would replace: C0, DEL, and C1 in UTF-8,
+ * which a terminal obeys as readily as ESC (0xc2 0x9b is CSI). */
 static bool has_ctl(const char *s)
 {
-	for (; *s; s++)
-		if ((unsigned char)*s <= 0x20 || *s == 0x7f)
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p <= 0x20 || *p == 0x7f || (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f))
 			return true;
 	return false;
 }

@@ -251,14 +251,7 @@ struct lw__worker *lw__worker_new(struct lw__engine *e)
 		return NULL;
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cv, NULL);
-	{
-		pthread_condattr_t ca;
-
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&w->gone, &ca);
-		pthread_condattr_destroy(&ca);
-	}
+	lw__cond_init_monotonic(&w->gone);
 	w->todo_tail = &w->todo;
 	w->done_tail = &w->done;
 	w->e = e;

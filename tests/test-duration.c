@@ -100,3 +100,24 @@ Test(duration, format_round_trip)
 		cr_expect_eq(back, cases[i].ns, "%s", buf);
 	}
 }
+
+/* A value that rounds up to the next unit is written in that unit, so that
+ * what is printed reads back and prints the same (59.96s was "60s", which
+ * reads back as 1m0s). */
+Test(duration, format_rounds_into_the_next_unit)
+{
+	static const struct { int64_t ns; const char *text; } cases[] = {
+		{ LW_MSEC(59940), "59.9s" }, { LW_MSEC(59960), "1m0s" },
+		{ LW_MSEC(119600), "2m0s" }, { LW_MSEC(3599600), "1h0m" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char buf[32], again[32];
+		int64_t back;
+
+		cr_expect_str_eq(lw_duration_format(cases[i].ns, buf, sizeof(buf)),
+				 cases[i].text);
+		cr_expect_eq(lw_duration_parse(buf, &back), 0, "%s", buf);
+		cr_expect_str_eq(lw_duration_format(back, again, sizeof(again)), buf);
+	}
+}

@@ -92,6 +92,14 @@ Test(json, names_that_are_not_ids_are_skipped)
 			 A64);
 }
 
+/* A key or a type with an escaped NUL is not the key or type before it. */
+Test(json, escaped_nul_ends_nothing)
+{
+	cr_assert_str_eq(names("[{\"name\":\"" A64 "\",\"type\":\"file\\u0000\"}]"), "");
+	cr_assert_str_eq(names("[{\"name\\u0000\":\"" A64 "\",\"name\":\"" B64 "\"}]"), B64);
+	refused("[{\"name\\u0000\":\"" A64 "\"}]", "without a name");
+}
+
 Test(json, unknown_values_are_checked_and_skipped)
 {
 	cr_assert_str_eq(names("[{\"x\":[1,-2.5e+3,{\"y\":[true,false,null]}],\"name\":\""

@@ -126,6 +126,8 @@ Test(url, errors, .fini = fini)
 	parse_bad("rest:http://[::1/", "IPv6");
 	parse_bad("local:", "empty path");
 	parse_bad("dav:http://host/\x1b[2J", "control characters");
+	parse_bad("dav:http://host/\xc2\x9b" "2J", "control characters"); /* C1 CSI */
+	parse_bad("/srv/\xc2\x85repo", "control characters");
 }
 
 /* An error never echoes the password, even when the URL is bad after it. */

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The lock record decoder on whatever bytes a lock file may hold (another
+ * host, another tool, a truncated write, an attacker with write access to
+ * the repository).  It accepts or refuses without crashing, leaking or
+ * allocating past its limits; what it accepts keeps its own limits, encodes
+ * again, and decode -> encode is a fixed point: the re-encoded record
+ * decodes to the same record and encodes to the same bytes.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdbool.h>
+
+#include "fuzz.h"
+#include "lockwatch.h"
+#include "record.h"
+
+static bool str_eq(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static bool str_ok(const char *s)
+{
+	return s && strlen(s) <= LW_RECORD_STR_MAX;
+}
+
+static bool same(const struct lw__record *a, const struct lw__record *b)
+{
+	return a->time == b->time && a->stale_timeout == b->stale_timeout &&
+	       a->pid == b->pid && a->uid == b->uid && a->gid == b->gid &&
+	       a->pid_ns == b->pid_ns && a->pid_start == b->pid_start &&
+	       a->exclusive == b->exclusive && str_eq(a->hostname, b->hostname) &&
+	       str_eq(a->username, b->username) && str_eq(a->boot_id, b->boot_id) &&
+	       str_eq(a->purpose, b->purpose);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static uint8_t once[LW_RECORD_MAX], twice[LW_RECORD_MAX];
+	struct lw__record *r, *back;
+	const char *why = NULL;
+	int err, n, m;
+
+	err = lw__record_decode(data, size, &r, &why);
+	if (err < 0) {
+		fuzz_assert(!r);
+		fuzz_assert(err == -EBADMSG || err == -LW_EINVALID || err == -ENOMEM);
+		fuzz_assert(err == -ENOMEM || (why && *why));
+		return 0;
+	}
+	fuzz_assert(r);
+	fuzz_assert(r->pid > 0 && r->stale_timeout > 0);
+	fuzz_assert(str_ok(r->hostname) && str_ok(r->username) && str_ok(r->boot_id));
+	fuzz_assert(!r->purpose || str_ok(r->purpose));
+
+	n = lw__record_encode(r, once, sizeof(once));
+	fuzz_assert(n > 0);
+	err = lw__record_decode(once, (size_t)n, &back, &why);
+	fuzz_assert(err == 0);
+	fuzz_assert(same(r, back));
+	m = lw__record_encode(back, twice, sizeof(twice));
+	fuzz_assert(m == n && memcmp(once, twice, (size_t)n) == 0);
+	free(back);
+	free(r);
+	return 0;
+}

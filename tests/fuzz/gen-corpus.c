@@ -1,0 +1,391 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Writes the seed corpora of the fuzz targets into DIR/NAME/ (make
+ * fuzz-corpus).  Valid records come from lw__record_encode; the hostile ones
+ * are described field by field below and packed with msgpack-c, or written
+ * byte by byte where no encoder would write them.  Listings, URLs and
+ * durations are plain text.  Inputs that fuzzing found are committed next
+ * to these as regress-*, by hand.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../record-sample.h"
+#include "lockwatch.h"
+#include "record.h"
+
+static const char *top;
+
+static void put(const char *target, const char *name, const void *data, size_t size)
+{
+	char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", top, target);
+	if (mkdir(path, 0777) < 0 && errno != EEXIST) {
+		perror(path);
+		exit(1);
+	}
+	snprintf(path, sizeof(path), "%s/%s/%s", top, target, name);
+	f = fopen(path, "wb");
+	if (!f || fwrite(data, 1, size, f) != size || fclose(f) != 0) {
+		perror(path);
+		exit(1);
+	}
+}
+
+static void put_text(const char *target, const char *name, const char *text)
+{
+	put(target, name, text, strlen(text));
+}
+
+/* ------------------------------------------------------------ records */
+
+static void put_encoded(const char *name, const struct lw__record *r)
+{
+	uint8_t buf[LW_RECORD_MAX];
+	int n = lw__record_encode(r, buf, sizeof(buf));
+
+	if (n < 0) {
+		fprintf(stderr, "%s: %s\n", name, strerror(-n));
+		exit(1);
+	}
+	put("record", name, buf, (size_t)n);
+}
+
+static void valid_records(void)
+{
+	static char s255[256];
+	struct lw__record r = sample;
+
+	put_encoded("valid-exclusive", &r);
+	r.exclusive = false;
+	r.purpose = NULL;
+	r.time = -5; /* before the epoch */
+	put_encoded("valid-shared", &r);
+	memset(s255, 'x', 255);
+	r = sample;
+	r.hostname = r.username = r.boot_id = r.purpose = s255;
+	r.time = INT64_MAX;
+	r.stale_timeout = INT64_MAX;
+	r.pid = INT64_MAX;
+	r.uid = r.gid = INT64_MIN;
+	r.pid_ns = r.pid_start = UINT64_MAX;
+	put_encoded("valid-limits", &r);
+	r = sample;
+	r.hostname = r.username = r.boot_id = "";
+	r.purpose = "\xc2\x9b" "31m\x1b[2J\xe2\x80\xae"; /* C1 CSI, ESC, RLO */
+	put_encoded("valid-terminal-escapes", &r);
+}
+
+/* One entry of a hand-made map: the key, then its value packed by TYPE. */
+struct field {
+	const char *key;
+	enum { I64, U64, STR, BOOL, NIL, F64, ARRAY } type;
+	int64_t i;
+	const char *s;
+	size_t len; /* of S; 0: strlen */
+};
+
+static const struct field sample_fields[] = {
+	{ "v", I64, 1 }, { "time", I64, INT64_C(1795776793892740547) },
+	{ "exclusive", BOOL, 1 }, { "hostname", STR, 0, "backup-7" },
+	{ "username", STR, 0, "alice" }, { "pid", I64, 4242 }, { "uid", I64, 1000 },
+	{ "gid", I64, 100 }, { "boot_id", STR, 0, "11f2e7cb-42f2-4d55-9330-4f0bc7d716f5" },
+	{ "pid_ns", U64, 4026531836 }, { "pid_start", U64, 208866 },
+	{ "stale_timeout", I64, LW_SEC(1800) },
+};
+#define NSAMPLE (sizeof(sample_fields) / sizeof(sample_fields[0]))
+
+static void pack_field(msgpack_packer *pk, const struct field *f)
+{
+	size_t len = f->len ? f->len : f->s ? strlen(f->s) : 0;
+
+	msgpack_pack_str_with_body(pk, f->key, strlen(f->key));
+	switch (f->type) {
+	case I64: msgpack_pack_int64(pk, f->i); break;
+	case U64: msgpack_pack_uint64(pk, (uint64_t)f->i); break;
+	case STR: msgpack_pack_str_with_body(pk, f->s, len); break;
+	case BOOL: f->i ? msgpack_pack_true(pk) : msgpack_pack_false(pk); break;
+	case NIL: msgpack_pack_nil(pk); break;
+	case F64: msgpack_pack_double(pk, 1.5); break;
+	case ARRAY: /* f->i arrays, each the only element of the one around it */
+		for (int64_t d = 0; d < f->i; d++)
+			msgpack_pack_array(pk, 1);
+		msgpack_pack_nil(pk);
+		break;
+	}
+}
+
+/* The sample's fields with CHANGE in place of the field of its key, or
+ * added after them when no field has that key or APPEND is set; SKIP drops
+ * a key. */
+static void put_fields(const char *name, const struct field *change, bool append,
+		       const char *skip)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	bool replaced = false;
+	size_t n = 0;
+
+	for (size_t i = 0; i < NSAMPLE; i++)
+		n += !skip || strcmp(sample_fields[i].key, skip) != 0;
+	for (size_t i = 0; change && !append && i < NSAMPLE; i++)
+		replaced |= strcmp(sample_fields[i].key, change->key) == 0;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, n + (change && !replaced));
+	for (size_t i = 0; i < NSAMPLE; i++) {
+		const struct field *f = &sample_fields[i];
+
+		if (skip && strcmp(f->key, skip) == 0)
+			continue;
+		pack_field(&pk, replaced && strcmp(f->key, change->key) == 0 ? change : f);
+	}
+	if (change && !replaced)
+		pack_field(&pk, change);
+	put("record", name, sb.data, sb.size);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+static void shaped_records(void)
+{
+	static char big[4096];
+	static const struct {
+		const char *name;
+		struct field change;
+	} cases[] = {
+		{ "valid-unknown-nested", { "future", ARRAY, 7 } },
+		{ "valid-unknown-nil", { "comment", NIL } },
+		{ "deep-nesting", { "future", ARRAY, 40 } },
+		{ "time-string", { "time", STR, 0, "1795776793892740547" } },
+		{ "time-float", { "time", F64 } },
+		{ "time-uint64-max", { "time", U64, -1 } },
+		{ "pid-negative", { "pid", I64, -1 } },
+		{ "pid-zero", { "pid", I64, 0 } },
+		{ "pid-ns-negative", { "pid_ns", I64, -1 } },
+		{ "stale-timeout-zero", { "stale_timeout", I64, 0 } },
+		{ "exclusive-int", { "exclusive", I64, 1 } },
+		{ "version-2", { "v", I64, 2 } },
+		{ "version-nil", { "v", NIL } },
+		{ "username-nul", { "username", STR, 0, "ali\0ce", 6 } },
+		{ "purpose-256", { "purpose", STR, 0, big, 256 } },
+		{ "hostname-int", { "hostname", I64, 7 } },
+	};
+	static const struct field pid = { "pid", I64, 1 };
+
+	memset(big, 'z', sizeof(big));
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		put_fields(cases[i].name, &cases[i].change, false, NULL);
+	put_fields("duplicate-pid", &pid, true, NULL);
+	put_fields("missing-boot-id", NULL, false, "boot_id");
+	put_fields("missing-version", NULL, false, "v");
+}
+
+/* Byte-exact forms: what msgpack-c's packer never writes. */
+static void raw_records(void)
+{
+	static const struct {
+		const char *name;
+		const char *bytes;
+		size_t len;
+	} cases[] = {
+#define RAW(name, s) { name, s, sizeof(s) - 1 }
+		RAW("huge-array32", "\xdd\xff\xff\xff\xff\x00"),
+		RAW("huge-array16", "\xdc\xff\xff\xc0"),
+		RAW("huge-map32", "\xdf\xff\xff\xff\xff\xa1v\x01"),
+		RAW("huge-str32", "\xdb\xff\xff\xff\xffx"),
+		RAW("huge-bin32", "\xc6\x7f\xff\xff\xffx"),
+		RAW("huge-ext32", "\xc9\x7f\xff\xff\xff\x01"),
+		RAW("huge-nested-array32", "\x82\xa1v\x01\xa1x\xdd\xff\xff\xff\xff"),
+		RAW("duplicate-v", "\x82\xa1v\x01\xa1v\x01"),
+		RAW("only-version", "\x81\xa1v\x01"),
+		RAW("not-a-map", "\x93\x01\x02\x03"),
+		RAW("int-key", "\x81\x01\x01"),
+		RAW("reserved-c1", "\xc1"),
+		RAW("nil", "\xc0"),
+		/* the version with every integer and string width */
+		RAW("wide-forms", "\x84\xd9\x01v\xd3\x00\x00\x00\x00\x00\x00\x00\x01"
+			"\xda\x00\x01x\xcd\x00\x01\xdb\x00\x00\x00\x01y\xd0\xff"
+			"\xa1z\xd4\x01\x02"),
+#undef RAW
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		put("record", cases[i].name, cases[i].bytes, cases[i].len);
+}
+
+/* A valid record grown to LEN bytes by an unknown str16 key. */
+static void sized_record(const char *name, size_t len)
+{
+	uint8_t buf[2 * LW_RECORD_MAX];
+	int n = lw__record_encode(&sample, buf, sizeof(buf));
+	size_t pad = len - (size_t)n - 7; /* "\xa3pad" and a str16 header */
+
+	buf[0]++; /* a fixmap of one more entry */
+	memcpy(buf + n, "\xa3pad\xda", 5);
+	buf[n + 5] = (uint8_t)(pad >> 8);
+	buf[n + 6] = (uint8_t)pad;
+	memset(buf + n + 7, '.', pad);
+	put("record", name, buf, len);
+}
+
+static void truncated_records(void)
+{
+	uint8_t buf[LW_RECORD_MAX];
+	int n = lw__record_encode(&sample, buf, sizeof(buf));
+
+	put("record", "truncated-half", buf, (size_t)n / 2);
+	put("record", "truncated-last-byte", buf, (size_t)n - 1);
+	buf[n] = 0xc0;
+	put("record", "trailing-nil", buf, (size_t)n + 1);
+	put("record", "empty", buf, 0);
+	sized_record("valid-4096-bytes", LW_RECORD_MAX);
+	sized_record("oversized-4097-bytes", LW_RECORD_MAX + 1);
+}
+
+/* ----------------------------------------------------------- listings */
+
+#define ID_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define ID_B "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define MTIME "\"mtime\":\"Fri, 27 Nov 2026 10:51:18 GMT\""
+
+static void listings(void)
+{
+	static const char *const cases[][2] = {
+		{ "rest-v1", "[\"" ID_A "\",\"" ID_B "\"]" },
+		{ "rest-v1-empty", "[]" },
+		{ "rest-v1-null", "null" },
+		{ "rest-v1-hostile-names",
+		  "[\"../x\", \"a/b\", \"..\", \".\", \"" ID_A "/../x\", \"/" ID_A "\", "
+		  "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\", "
+		  "\"" ID_A "a\", \"\", \".keep\", \"g" ID_B "\", \"" ID_B "\"]" },
+		{ "rest-v1-escapes",
+		  "[\"..\\/" ID_A "\", \"\\u0000" ID_A "\", \"\\u0030123456789abcdef0123456789"
+		  "abcdef0123456789abcdef0123456789abcdef\", \"\\ud83d\\ude00\", \"\\b\\f\\n\\r\\t\\\"\\\\\"]" },
+		{ "rest-v2", "[{\"name\":\"" ID_A "\",\"size\":123},{\"name\":\"" ID_B "\",\"size\":0}]" },
+		{ "rest-v2-hostile-names",
+		  "[{\"name\":\"../../etc/passwd\",\"size\":1},{\"name\":\"" ID_A "/..\",\"size\":2},"
+		  "{\"size\":3,\"name\":\"" ID_B "\"}]" },
+		{ "rest-v2-numbers",
+		  "[{\"name\":\"" ID_A "\",\"size\":-0.5e+10,\"x\":[0,-1,1E3,2.25,1e-7,null,true,false]}]" },
+		{ "autoindex",
+		  "[\n{ \"name\":\"" ID_A "\", \"type\":\"file\", " MTIME ", \"size\":5 },\n"
+		  "{ \"name\":\"" ID_B "\", \"type\":\"directory\", " MTIME " }\n]\n" },
+		{ "autoindex-hostile-names",
+		  "[{ \"name\":\"..\", \"type\":\"directory\", " MTIME " },"
+		  "{ \"name\":\"" ID_A "/../b\", \"type\":\"file\", \"size\":1 },"
+		  "{ \"name\":\"lock\\u002f" ID_B "\", \"type\":\"file\" },"
+		  "{ \"name\":\"" ID_B "\", \"type\":\"other\" },"
+		  "{ \"name\":\"" ID_B "\", \"type\":\"file\" }]" },
+		{ "nested-deep", "[{\"name\":\"" ID_A "\",\"x\":[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]}]" },
+		{ "nested-at-limit", "[{\"name\":\"" ID_A "\",\"x\":[[[[[[[[[[[[[[1]]]]]]]]]]]]]]}]" },
+		{ "escaped-nul-key", "[{\"name\\u0000\":\"" ID_A "\",\"type\":\"file\\u0000\"}]" },
+		{ "two-names", "[{\"name\":\"" ID_A "\",\"name\":\"" ID_B "\"}]" },
+		{ "two-types", "[{\"name\":\"" ID_A "\",\"type\":\"file\",\"type\":\"file\"}]" },
+		{ "name-not-string", "[{\"name\":7}]" },
+		{ "no-name", "[{\"size\":7}]" },
+		{ "html", "<html><head><title>Index of /locks/</title></head></html>" },
+		{ "truncated", "[\"" ID_A "\",{\"name\":\"" ID_B },
+		{ "lone-surrogate", "[\"\\udc00\", \"\\ud800x\"]" },
+		{ "control-character", "[\"a\tb\"]" },
+		{ "trailing-data", "[] []" },
+		{ "empty", "" },
+		{ "object-top-level", "{\"name\":\"" ID_A "\"}" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		put_text("listing", cases[i][0], cases[i][1]);
+}
+
+/* --------------------------------------------------------------- URLs */
+
+static void urls(void)
+{
+	static const char *const cases[][2] = {
+		{ "local-absolute", "/srv/repo/" },
+		{ "local-prefix", "local:/srv/repo" },
+		{ "local-relative", "repo" },
+		{ "local-looks-like-url", "local:/a://alice:s3cret@host/" },
+		{ "local-empty", "local:" },
+		{ "rest", "rest:http://backup.example:8000/repo" },
+		{ "rest-credentials", "rest:https://alice:s3cret%40x@host/repo/" },
+		{ "rest-empty-password", "rest:http://alice:@host/" },
+		{ "rest-user-only", "dav:http://bob@host/" },
+		{ "rest-no-user", "rest:http://:s3cret@host/" },
+		{ "rest-two-at", "rest:http://a:s3cret@b@host/" },
+		{ "rest-bad-escape", "rest:http://alice:s3cret%zz@host/" },
+		{ "rest-nul-escape", "rest:http://alice:s3%00cret@host/" },
+		{ "rest-bad-port", "rest:http://alice:s3cret@host:99999/" },
+		{ "rest-port-junk", "rest:http://host:80x/" },
+		{ "rest-dot-dot", "rest:http://host/a/../b" },
+		{ "rest-double-slash", "rest:http://host//b" },
+		{ "rest-two-endpoints", "rest:http://h1,http://h2/" },
+		{ "rest-ftp", "rest:ftp://host/" },
+		{ "dav-https", "dav:https://h" },
+		{ "dav-ipv6", "dav:http://[::1]:8080/a/b/" },
+		{ "dav-ipv6-credentials", "dav:http://u:p@[fe80::1]/x" },
+		{ "dav-ipv6-unclosed", "rest:http://[::1/" },
+		{ "dav-ipv6-junk", "rest:http://[::1]x/" },
+		{ "etcd", "etcd:http://10.0.0.1:2379,http://10.0.0.2:2379,https://h3:2379/backups/" },
+		{ "etcd-credentials", "etcd:https://root:s3cret@h1:2379,http://h2:2379/p" },
+		{ "etcd-late-credentials", "etcd:http://h1:2379,http://a:s3cret@h2:2379/p" },
+		{ "etcd-no-prefix", "etcd:http://127.0.0.1:2379" },
+		{ "unsupported", "s3:bucket" },
+		{ "unsupported-url", "ftp://alice:s3cret@host/repo" },
+		{ "control-character", "dav:http://host/\x1b[2J" },
+		{ "utf8", "dav:http://host/r\xc3\xa9po/\xc2\x9b" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		put_text("url", cases[i][0], cases[i][1]);
+}
+
+/* ---------------------------------------------------------- durations */
+
+static void durations(void)
+{
+	static const char *const cases[][2] = {
+		{ "zero", "0" }, { "ns", "1ns" }, { "us", "7us" }, { "micro-sign", "7\xc2\xb5s" },
+		{ "mu", "7\xce\xbcs" }, { "ms", "250ms" }, { "s", "30s" }, { "m", "5m" },
+		{ "h", "2h" }, { "compound", "1h30m15s250ms" }, { "fraction", "1.5h" },
+		{ "leading-dot", ".5s" }, { "trailing-dot", "5.s" }, { "nano", "0.000000001s" },
+		{ "long-fraction", "1.0000000000000000000000001s" }, { "repeat", "2m3m" },
+		{ "max-ns", "9223372036854775807ns" }, { "max", "2562047h47m16.854775807s" },
+		{ "over-max", "2562047h47m16.854775808s" }, { "huge", "99999999999999999999999s" },
+		{ "negative", "-1s" }, { "exponent", "1e9h" }, { "words", "5 minutes" },
+		{ "no-unit", "5" }, { "unit-only", "s" }, { "empty", "" },
+		{ "near-second", "999.6ms" }, { "near-minute", "59.96s" },
+		{ "near-hour", "59m59.6s" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		put_text("duration", cases[i][0], cases[i][1]);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: gen-corpus DIR\n");
+		return 2;
+	}
+	top = argv[1];
+	if (mkdir(top, 0777) < 0 && errno != EEXIST) {
+		perror(top);
+		return 1;
+	}
+	valid_records();
+	shaped_records();
+	raw_records();
+	truncated_records();
+	listings();
+	urls();
+	durations();
+	return 0;
+}
