@@ -15,8 +15,13 @@
  * Stall mode: once a job holds its locks, every refresh write fails or
  * hangs, so each lock is cancelled at its deadline; the latency from the
  * deadline to the end of the context is the deadline precision at scale.
- * On a local repository the library's fault hook does it; an HTTP variant
- * (a loopback listener that accepts and never answers) fits in STALLS.
+ * On a local repository the library's file-operation fault hook does it.
+ * Over HTTP (rest:, dav:) the job starts a listener on a free 127.0.0.1
+ * port that accepts and never answers (bench-listener.c), and the HTTP
+ * layer's fault hook sends the connections of refresh writes there once
+ * armed: each write is a real request on a real connection that gets no
+ * answer, so cancelling it at the deadline costs what it costs with a
+ * hung server, while deletes still reach the server and clean up.
  */
 #include "config.h"
 
@@ -33,8 +38,10 @@
 #include <unistd.h>
 
 #include "bench-job.h"
+#include "bench-listener.h"
 #include "bench-report.h"
 #include "bench-sys.h"
+#include "http.h"
 #include "protocol.h"
 #include "url.h"
 
@@ -96,8 +103,10 @@ struct run {
 	unsigned long released;
 	atomic_ulong held, lost, refreshes; /* read by the progress line */
 	const struct stall_ops *stall;
-	char *stall_prefix;      /* local: paths under the repository */
+	char *stall_prefix;      /* paths or URLs under the repository */
 	atomic_bool stall_armed;
+	struct bench_listener *listener; /* HTTP */
+	const char *stall_method;        /* HTTP: the method that writes */
 };
 
 /* ------------------------------------------------------------ stalls */
@@ -113,44 +122,89 @@ static struct run *stalls[MAX_STALLS];
 static atomic_size_t nstalls;
 static pthread_mutex_t stalls_mu = PTHREAD_MUTEX_INITIALIZER;
 
+/* The armed stall job whose repository holds TARGET (a path or URL). */
+static struct run *stalled(const char *target)
+{
+	size_t n = atomic_load_explicit(&nstalls, memory_order_acquire);
+
+	for (size_t i = 0; i < n; i++) {
+		struct run *r = stalls[i];
+
+		if (atomic_load_explicit(&r->stall_armed, memory_order_relaxed) &&
+		    strncmp(target, r->stall_prefix, strlen(r->stall_prefix)) == 0)
+			return r;
+	}
+	return NULL;
+}
+
 /* The library's fault hook: on the loop threads, for every file operation.
  * A local create opens locks/.tmp-ID with O_CREAT; failing or hanging that
  * open makes the write fail without leaving a file. */
 static int stall_fault(const struct lw__fop *op, void *userdata)
 {
-	size_t n = atomic_load_explicit(&nstalls, memory_order_acquire);
 	const char *base;
+	struct run *r;
 
 	if (op->type != LW__FOP_OPENAT || !(op->flags & O_CREAT))
 		return 0;
 	base = strrchr(op->path, '/');
-	if (!base || strncmp(base + 1, ".tmp-", 5) != 0)
+	if (!base || strncmp(base + 1, ".tmp-", 5) != 0 || !(r = stalled(op->path)))
 		return 0;
-	for (size_t i = 0; i < n; i++) {
-		struct run *r = stalls[i];
+	return r->job->stall == BENCH_STALL_FAIL ? -EIO : LW__FAULT_HANG;
+}
 
-		if (atomic_load_explicit(&r->stall_armed, memory_order_relaxed) &&
-		    strncmp(op->path, r->stall_prefix, strlen(r->stall_prefix)) == 0)
-			return r->job->stall == BENCH_STALL_FAIL ? -EIO : LW__FAULT_HANG;
+/* The HTTP layer's fault hook: on the loop threads, as each attempt
+ * starts.  Once the locks are held, every write of the repository is a
+ * refresh: its connection goes to the listener. */
+static const char *http_stall_fault(const struct lw__http_req *req, void *userdata)
+{
+	struct run *r;
+
+	if (!req->url || !(r = stalled(req->url)) || !r->listener ||
+	    strcmp(req->method, r->stall_method) != 0)
+		return NULL;
+	return bench_listener_address(r->listener);
+}
+
+static void stall_add(struct run *r)
+{
+	size_t n;
+
+	pthread_mutex_lock(&stalls_mu);
+	n = atomic_load(&nstalls);
+	if (n == 0) {
+		lw__fault_set(stall_fault, NULL);
+		lw__http_fault_set(http_stall_fault, NULL);
 	}
-	return 0;
+	stalls[n] = r;
+	atomic_store_explicit(&nstalls, n + 1, memory_order_release);
+	pthread_mutex_unlock(&stalls_mu);
 }
 
 static int local_stall_setup(struct run *r, const struct lw__url *url)
 {
-	size_t n;
-
 	if (asprintf(&r->stall_prefix, "%s/", url->path) < 0) {
 		r->stall_prefix = NULL;
 		return -ENOMEM;
 	}
-	pthread_mutex_lock(&stalls_mu);
-	n = atomic_load(&nstalls);
-	if (n == 0)
-		lw__fault_set(stall_fault, NULL);
-	stalls[n] = r;
-	atomic_store_explicit(&nstalls, n + 1, memory_order_release);
-	pthread_mutex_unlock(&stalls_mu);
+	stall_add(r);
+	return 0;
+}
+
+/* stall=fail: the listener resets each connection at once. */
+static int http_stall_setup(struct run *r, const struct lw__url *url)
+{
+	int e = bench_listener_start(r->job->stall == BENCH_STALL_FAIL, &r->listener);
+
+	if (e < 0)
+		return e;
+	/* the HTTP backend's URLs: the server, then the repository's path */
+	if (asprintf(&r->stall_prefix, "%s%s", url->ep[0].base, url->path) < 0) {
+		r->stall_prefix = NULL;
+		return -ENOMEM;
+	}
+	r->stall_method = url->kind == LW__URL_REST ? "POST" : "PUT";
+	stall_add(r);
 	return 0;
 }
 
@@ -160,6 +214,7 @@ static void stalls_clear(void)
 	pthread_mutex_lock(&stalls_mu);
 	atomic_store(&nstalls, 0);
 	lw__fault_set(NULL, NULL);
+	lw__http_fault_set(NULL, NULL);
 	pthread_mutex_unlock(&stalls_mu);
 }
 
@@ -167,11 +222,15 @@ static const struct stall_ops local_stall = {
 	.setup = local_stall_setup,
 };
 
-/* By repository kind; NULL: not possible there yet.  rest and dav will
- * take a loopback listener that accepts and never answers, put between
- * the loop and the server once the locks are held. */
+static const struct stall_ops http_stall = {
+	.setup = http_stall_setup,
+};
+
+/* By repository kind; NULL: not possible there. */
 static const struct stall_ops *const stall_by_kind[] = {
 	[LW__URL_LOCAL] = &local_stall,
+	[LW__URL_REST] = &http_stall,
+	[LW__URL_DAV] = &http_stall,
 };
 
 /* ----------------------------------------------------- observation */
@@ -371,8 +430,7 @@ static int setup_stall(struct run *r)
 	e = r->stall ? r->stall->setup(r, &url) : -EPROTONOSUPPORT;
 	lw__url_fini(&url);
 	if (e == -EPROTONOSUPPORT)
-		return setup_fail(r, e, "stall mode needs a local repository for now "
-				  "(the HTTP stall listener is not built yet)");
+		return setup_fail(r, e, "stall mode needs a local, rest: or dav: repository");
 	return e < 0 ? setup_fail(r, e, strerror(-e)) : 0;
 }
 
@@ -690,6 +748,7 @@ join:
 			pthread_join(runs[i].thread, NULL);
 		free(runs[i].blks);
 		free(runs[i].stall_prefix);
+		bench_listener_stop(runs[i].listener);
 	}
 	stalls_clear();
 	free(runs);

@@ -81,7 +81,7 @@ static int ep_fd(const struct lw__engine *e)
  * that instant changed. */
 static void arm_timer(struct epoll_engine *ep)
 {
-	struct lw__heap_node *min = lw__heap_min(&ep->base.heap);
+	struct lw__heap_node *min = lw__engine_next_timer(&ep->base);
 	int64_t when = min ? LW_MAX(min->when, 1) : 0;
 	struct itimerspec its = { 0 };
 

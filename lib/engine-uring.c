@@ -176,7 +176,7 @@ static struct io_uring_sqe *get_sqe(struct uring_engine *ue, unsigned n)
 
 static void arm_pair(struct uring_engine *ue)
 {
-	struct lw__heap_node *min = lw__heap_min(&ue->base.heap);
+	struct lw__heap_node *min = lw__engine_next_timer(&ue->base);
 	int64_t when = min ? min->when : INT64_MAX;
 	struct io_uring_sqe *sqe = get_sqe(ue, 2);
 
@@ -378,7 +378,7 @@ static void dispatch(struct uring_engine *ue, uint64_t ud, int res)
 static int ue_wait(struct lw__engine *e, int64_t timeout)
 {
 	struct uring_engine *ue = to_ue(e);
-	struct lw__heap_node *min = lw__heap_min(&e->heap);
+	struct lw__heap_node *min = lw__engine_next_timer(e);
 	struct io_uring_cqe *cqe;
 	int r;
 

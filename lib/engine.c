@@ -20,81 +20,79 @@ void lw__timer_init(struct lw__timer *t, void (*fn)(struct lw__timer *))
 	t->fn = fn;
 }
 
+static struct lw__heap *heap_of(struct lw__engine *e, const struct lw__timer *t)
+{
+	return t->node.urgent ? &e->urgent : &e->heap;
+}
+
 void lw__timer_start(struct lw__engine *e, struct lw__timer *t, int64_t when)
 {
-	lw__heap_push(&e->heap, &t->node, when);
+	lw__heap_push(heap_of(e, t), &t->node, when);
 }
 
 void lw__timer_stop(struct lw__engine *e, struct lw__timer *t)
 {
-	lw__heap_remove(&e->heap, &t->node);
+	lw__heap_remove(heap_of(e, t), &t->node);
 }
 
+/* A reserved timer may be urgent or not: room in both heaps. */
 int lw__engine_reserve(struct lw__engine *e, int delta)
 {
-	return lw__heap_reserve(&e->heap, delta);
+	int r = lw__heap_reserve(&e->heap, delta);
+
+	if (r < 0)
+		return r;
+	r = lw__heap_reserve(&e->urgent, delta);
+	if (r < 0)
+		lw__heap_reserve(&e->heap, -delta);
+	return r;
+}
+
+struct lw__heap_node *lw__engine_next_timer(const struct lw__engine *e)
+{
+	struct lw__heap_node *a = lw__heap_min(&e->heap), *b = lw__heap_min(&e->urgent);
+
+	if (!a || !b)
+		return a ? a : b;
+	return b->when <= a->when ? b : a;
 }
 
 /* Work done in one turn before the loop looks at its timers again. */
 #define TIMER_BUDGET 256
 #define DEFER_BUDGET 1024
 
-static void run_popped(struct lw__timer *t)
+/* Pops and runs the timers of H that are due, at most MAX of them, and
+ * only those queued before this call (a timer that re-arms itself at
+ * "now" waits for the next turn). */
+static void fire_heap(struct lw__heap *h, size_t max)
 {
-	/* stopped, or started again, by a timer that ran before it */
-	if (t->node.idx != LW_HEAP_POPPED)
-		return;
-	t->node.idx = LW_HEAP_NONE;
-	t->fn(t);
+	uint64_t limit = h->seq;
+	int64_t now = lw__now_boot();
+	struct lw__heap_node *n;
+
+	for (size_t ran = 0; ran < max && (n = lw__heap_min(h)) && n->when <= now &&
+			     n->seq < limit; ran++) {
+		struct lw__timer *t = LW_CONTAINER_OF(n, struct lw__timer, node);
+
+		lw__heap_remove(h, n);
+		t->fn(t);
+	}
 }
 
 /*
- * Fires the timers that are due, but only those queued before this call (a
- * timer that re-arms itself at "now" waits for the next turn), and the
- * urgent ones first: when a stalled server makes thousands of refresh
- * retries and deadlines fall due together, every deadline is cancelled
- * before any retry is tried.  Other timers run at most TIMER_BUDGET a turn;
- * the rest go back to the heap, so a backlog delays a deadline that falls
- * due meanwhile by one bounded batch at most.
+ * Fires the timers that are due, the urgent ones first: when a stalled
+ * server makes thousands of refresh retries and deadlines fall due
+ * together, every deadline is cancelled before any retry is tried.  Other
+ * timers run at most TIMER_BUDGET a turn and the rest stay in their heap,
+ * so a backlog delays a deadline that falls due meanwhile by one bounded
+ * batch at most.  Urgent timers have a heap of their own so that finding
+ * them costs nothing: popping a whole backlog to find them, and pushing
+ * back what the budget left, made a burst of 20,000 deadlines quadratic.
  */
 static void fire_timers(struct lw__engine *e)
 {
-	uint64_t limit = e->heap.seq;
-	int64_t now = lw__now_boot();
-	struct lw__heap_node *n;
-	size_t ndue = 0;
-
-	while ((n = lw__heap_min(&e->heap)) && n->when <= now && n->seq < limit) {
-		struct lw__timer *t = LW_CONTAINER_OF(n, struct lw__timer, node);
-
-		lw__heap_remove(&e->heap, n);
-		if (ndue == e->due_cap) {
-			size_t cap = e->due_cap ? 2 * e->due_cap : 64;
-			struct lw__timer **due = realloc(e->due, cap * sizeof(*due));
-
-			if (!due) {
-				t->fn(t); /* out of memory: in heap order, then */
-				continue;
-			}
-			e->due = due;
-			e->due_cap = cap;
-		}
-		n->idx = LW_HEAP_POPPED;
-		e->due[ndue++] = t;
-	}
-	for (size_t i = 0; i < ndue; i++)
-		if (e->due[i]->node.urgent)
-			run_popped(e->due[i]);
-	for (size_t i = 0, ran = 0; i < ndue; i++) {
-		struct lw__timer *t = e->due[i];
-
-		if (t->node.urgent || t->node.idx != LW_HEAP_POPPED)
-			continue;
-		if (ran++ < TIMER_BUDGET)
-			run_popped(t);
-		else
-			lw__heap_push(&e->heap, &t->node, t->node.when); /* next turn */
-	}
+	fire_heap(&e->urgent, SIZE_MAX);
+	fire_heap(&e->heap, TIMER_BUDGET);
 }
 
 /* ---------------------------------------------------------- deferred */
@@ -353,6 +351,7 @@ static int engine_create(const struct lw__engine_ops *ops,
 	e->wake_userdata = userdata;
 	e->defer_tail = &e->defer_head;
 	lw__heap_init(&e->heap);
+	lw__heap_init(&e->urgent);
 	atomic_init(&e->wake_pending, false);
 	e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (e->wake_fd < 0) {
@@ -360,12 +359,13 @@ static int engine_create(const struct lw__engine_ops *ops,
 		free(e);
 		return r;
 	}
-	r = lw__heap_reserve(&e->heap, 16);
+	r = lw__engine_reserve(e, 16);
 	if (r == 0)
 		r = ops->init(e);
 	if (r < 0) {
 		close(e->wake_fd);
 		lw__heap_fini(&e->heap);
+		lw__heap_fini(&e->urgent);
 		free(e);
 		return r;
 	}
@@ -404,7 +404,7 @@ void lw__engine_free(struct lw__engine *e)
 	e->ops->fini(e);
 	close(e->wake_fd);
 	lw__heap_fini(&e->heap);
-	free(e->due);
+	lw__heap_fini(&e->urgent);
 	free(e->slots);
 	free(e);
 }
@@ -417,7 +417,7 @@ int lw__engine_run_once(struct lw__engine *e, int timeout_ms)
 
 	fire_timers(e);
 	run_deferred(e);
-	min = lw__heap_min(&e->heap);
+	min = lw__engine_next_timer(e);
 	if (e->defer_head || (min && min->when <= lw__now_boot()))
 		timeout = 0;
 	r = e->ops->wait(e, timeout);

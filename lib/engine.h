@@ -29,7 +29,8 @@ struct lw__timer {
 
 void lw__timer_init(struct lw__timer *t, void (*fn)(struct lw__timer *));
 /* An urgent timer (a lock deadline) fires before the other timers that are
- * due in the same turn, and before the completions of that turn. */
+ * due in the same turn, and before the completions of that turn.  Set it
+ * while the timer is stopped. */
 static inline void lw__timer_set_urgent(struct lw__timer *t)
 {
 	t->node.urgent = true;
@@ -44,6 +45,8 @@ static inline bool lw__timer_active(const struct lw__timer *t)
 }
 /* Makes room for DELTA more active timers; negative gives it back. */
 int lw__engine_reserve(struct lw__engine *e, int delta);
+/* The earliest active timer's node, or NULL: where the engine's wait ends. */
+struct lw__heap_node *lw__engine_next_timer(const struct lw__engine *e);
 
 /* ---------------------------------------------------------- deferred */
 
@@ -169,9 +172,8 @@ struct lw__watch_slot {
 struct lw__engine {
 	const struct lw__engine_ops *ops;
 	const struct lw__log *log;
-	struct lw__heap heap;
-	struct lw__timer **due; /* fire_timers' list of popped timers */
-	size_t due_cap;
+	struct lw__heap heap;   /* timers */
+	struct lw__heap urgent; /* urgent timers, kept apart: see fire_timers */
 	struct lw__defer *defer_head;
 	struct lw__defer **defer_tail;
 	struct lw__watch_slot *slots;

@@ -56,6 +56,9 @@ struct lw__http {
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static CURLcode global_res;
+static pthread_mutex_t fault_mu = PTHREAD_MUTEX_INITIALIZER;
+static lw__http_fault_fn fault_fn;
+static void *fault_userdata;
 
 static void global_init(void)
 {
@@ -210,6 +213,44 @@ void lw__http_free(struct lw__http *h)
 	free(h);
 }
 
+void lw__http_fault_set(lw__http_fault_fn fn, void *userdata)
+{
+	pthread_mutex_lock(&fault_mu);
+	fault_fn = fn;
+	fault_userdata = userdata;
+	pthread_mutex_unlock(&fault_mu);
+}
+
+/* The fault hook's connection for R, as curl takes it ("::HOST:PORT":
+ * any host and port of the URL), or NULL. */
+static struct curl_slist *fault_connect_to(const struct lw__http_req *r)
+{
+	struct curl_slist *to = NULL;
+	const char *where = NULL;
+	char entry[300];
+
+	pthread_mutex_lock(&fault_mu);
+	if (fault_fn)
+		where = fault_fn(r, fault_userdata);
+	if (where) {
+		snprintf(entry, sizeof(entry), "::%s", where);
+		to = curl_slist_append(NULL, entry);
+	}
+	pthread_mutex_unlock(&fault_mu);
+	return to;
+}
+
+/* Frees the attempt's handle and what it uses; out of curl already. */
+static void easy_free(struct lw__http_req *r)
+{
+	curl_easy_cleanup(r->easy);
+	r->easy = NULL;
+	curl_slist_free_all(r->headers);
+	r->headers = NULL;
+	curl_slist_free_all(r->connect_to);
+	r->connect_to = NULL;
+}
+
 /* ---------------------------------------------------------------- pools */
 
 /* Connections curl may have, open and idle: the pools' caps added up.
@@ -279,8 +320,7 @@ static void drop_all(struct lw__http_pool *p, struct lw__list *list)
 		lw__timer_stop(h->engine, &r->timer);
 		if (r->easy) {
 			curl_multi_remove_handle(h->multi, r->easy);
-			curl_easy_cleanup(r->easy);
-			r->easy = NULL;
+			easy_free(r);
 		}
 		unreserve(r);
 		r->state = LW__HTTP_DONE;
@@ -461,6 +501,9 @@ static CURL *make_easy(struct lw__http_req *r, int64_t left)
 		curl_easy_cleanup(e);
 		return NULL;
 	}
+	r->connect_to = fault_connect_to(r);
+	if (r->connect_to)
+		curl_easy_setopt(e, CURLOPT_CONNECT_TO, r->connect_to);
 	return e;
 }
 
@@ -489,10 +532,7 @@ static void begin(struct lw__http_req *r)
 		return;
 	}
 	if (curl_multi_add_handle(p->http->multi, r->easy) != CURLM_OK) {
-		curl_easy_cleanup(r->easy);
-		r->easy = NULL;
-		curl_slist_free_all(r->headers);
-		r->headers = NULL;
+		easy_free(r);
 		set_result(r, -ENOMEM, "cannot start a transfer");
 		finish_later(r);
 		return;
@@ -516,10 +556,7 @@ static bool end_attempt(struct lw__http_req *r)
 	curl_easy_getinfo(r->easy, CURLINFO_REQUEST_SIZE, &sent);
 	r->status = status;
 	curl_multi_remove_handle(p->http->multi, r->easy);
-	curl_easy_cleanup(r->easy);
-	r->easy = NULL;
-	curl_slist_free_all(r->headers);
-	r->headers = NULL;
+	easy_free(r);
 	lw__list_del(&r->link);
 	p->active--;
 	return status > 0 || pretransfer > 0 || sent > 0;

@@ -114,6 +114,7 @@ struct lw__http_req {
 	struct lw__defer defer;
 	void *easy;
 	void *headers;
+	void *connect_to;       /* the fault hook's, for this attempt */
 	int64_t backoff;
 	size_t resp_cap;
 	size_t dropped;         /* bytes of a body not kept */
@@ -126,3 +127,14 @@ void lw__http_start(struct lw__http_req *r);
 void lw__http_cancel(struct lw__http_req *r);
 /* Frees what the request owns (URL, body).  Not while it runs. */
 void lw__http_req_fini(struct lw__http_req *r);
+
+/*
+ * Fault injection for lockwatch-bench's HTTP stall mode, process-wide:
+ * FN is asked as each attempt starts; it returns "HOST:PORT" to connect to
+ * instead of the server (a listener that never answers), or NULL.  Only
+ * the connection goes elsewhere: the request (URL, Host, TLS name) is
+ * unchanged, and curl never reuses such a connection for other requests
+ * or the server's connections for such a request.  NULL turns it off.
+ */
+typedef const char *(*lw__http_fault_fn)(const struct lw__http_req *r, void *userdata);
+void lw__http_fault_set(lw__http_fault_fn fn, void *userdata);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * lockwatch-bench: the job-file parser and the latency statistics on their
- * own, then short runs of the built binary on a local repository, on both
- * engines, whose JSON output json-c reads back.
+ * own, then short runs of the built binary on a local repository and on a
+ * real nginx, on both engines, whose JSON output json-c reads back.
  */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
@@ -19,6 +19,7 @@
 
 #include "bench-job.h"
 #include "bench-stats.h"
+#include "nginx.h"
 
 #define NS_PER_MS 1000000LL
 #define NS_PER_S 1000000000LL
@@ -371,6 +372,26 @@ static json_object *job_named(json_object *root, const char *name)
 	return NULL;
 }
 
+/* Every one of the LOCKS locks of stall job NAME was cancelled at its
+ * deadline; returns the job. */
+static json_object *assert_stalled(json_object *root, const char *name, int64_t locks)
+{
+	json_object *j = job_named(root, name);
+
+	cr_assert_eq(num(j, "error"), 0, "%s", name);
+	cr_assert_eq(num(j, "locks/lost"), locks,
+		     "%s: every lock is lost (lost %lld, failed %lld: %s)", name,
+		     (long long)num(j, "locks/lost"), (long long)num(j, "locks/failed"),
+		     json_object_get_string(get(j, "errmsg")));
+	cr_assert_eq(num(j, "locks/held"), 0, "%s", name);
+	cr_assert_eq(num(j, "cancel/missed"), 0, "%s", name);
+	cr_assert_eq(num(j, "cancel/lat_ns/N"), locks, "%s: each at its deadline", name);
+	cr_assert_geq(num(j, "cancel/lat_ns/min"), 0);
+	/* cancelled within a second of the deadline, on a busy machine */
+	cr_assert_lt(num(j, "cancel/lat_ns/percentile/99.000000"), NS_PER_S, "%s", name);
+	return j;
+}
+
 /* By value: the test runs in another process, where pointers into this
  * one mean nothing. */
 struct engine {
@@ -438,22 +459,8 @@ ParameterizedTest(struct engine *engine, bench, runs, .timeout = 120)
 	cr_assert_gt(json_object_get_double(get(j, "mem/bytes_per_lock")), 0);
 	cr_assert_geq(json_object_get_double(get(j, "mem/heap_bytes_per_lock")), 0);
 
-	for (int k = 0; k < 2; k++) {
-		const char *name = k ? "fail" : "hang";
-
-		j = job_named(root, name);
-		cr_assert_eq(num(j, "error"), 0, "%s", name);
-		cr_assert_eq(num(j, "locks/lost"), 100,
-			     "%s: every lock is lost (lost %lld, failed %lld: %s)", name,
-			     (long long)num(j, "locks/lost"), (long long)num(j, "locks/failed"),
-			     json_object_get_string(get(j, "errmsg")));
-		cr_assert_eq(num(j, "locks/held"), 0, "%s", name);
-		cr_assert_eq(num(j, "cancel/missed"), 0, "%s", name);
-		cr_assert_eq(num(j, "cancel/lat_ns/N"), 100, "%s: each at its deadline", name);
-		cr_assert_geq(num(j, "cancel/lat_ns/min"), 0);
-		/* cancelled within a second of the deadline, on a busy machine */
-		cr_assert_lt(num(j, "cancel/lat_ns/percentile/99.000000"), NS_PER_S, "%s", name);
-	}
+	assert_stalled(root, "hang", 100);
+	assert_stalled(root, "fail", 100);
 	cr_assert_gt(num(job_named(root, "fail"), "refresh/errors"), 0);
 
 	/* nothing left behind */
@@ -479,16 +486,63 @@ Test(bench, bad_option_is_one_line, .timeout = 30)
 	free(err);
 }
 
-Test(bench, http_stall_not_yet, .timeout = 30)
+/*
+ * Stall mode over HTTP, on a real nginx: 100 dav: locks whose refresh
+ * writes go to a listener that never answers, then 100 rest: locks whose
+ * refresh writes are reset.  Each lock is cancelled at its deadline; no
+ * refresh write reaches nginx (its log holds only the acquires' creates);
+ * the deletes do, and nothing is left behind.  The first refresh is due
+ * 3 s after a lock is taken: the acquires are over long before, even on a
+ * busy machine, so that no refresh runs unarmed.
+ */
+ParameterizedTestParameters(bench, http_stall)
 {
-	char *out, *err;
-	int st = run_bench("--output-format=json --name=x --repo=dav:http://127.0.0.1:9/r/ "
-			   "--stall=hang", &out, &err);
+	static struct engine engines[] = { { "uring" }, { "epoll" } };
 
-	/* the dav backend or the stall listener is missing: a clear error,
-	 * reported for the job, never a crash */
-	cr_assert_eq(st, 1, "%s", err);
-	cr_assert(strstr(err, "lockwatch-bench: job 'x': "), "%s", err);
+	return cr_make_param_array(struct engine, engines, 2);
+}
+
+ParameterizedTest(struct engine *engine, bench, http_stall, .timeout = 120)
+{
+	struct lwt_nginx *ng = lwt_nginx_start();
+	char args[2000], dav[300], rest[300], needle[64];
+	json_object *root, *j;
+	char *out;
+	size_t n;
+	int st;
+
+	cr_assert(ng, "nginx did not start");
+	snprintf(dav, sizeof(dav), "%s", lwt_nginx_url(ng, LWT_DAV, "/bhang/"));
+	snprintf(rest, sizeof(rest), "%s", lwt_nginx_url(ng, LWT_REST, "/bfail/"));
+	/* refreshability: 9 s - 1.5 x 3 s = 4.5 s */
+	snprintf(args, sizeof(args),
+		 "--output-format=json --engine=%s --refresh_interval=3s --stale_timeout=9s "
+		 "--locks=100 --runtime=30s "
+		 "--name=hang --repo=%s --stall=hang "
+		 "--name=fail --stonewall --repo=%s --stall=fail",
+		 engine->name, dav, rest);
+	st = run_bench(args, &out, NULL);
+	cr_assert_eq(st, 0, "exit status %d; output:\n%s", st, out);
+	root = json_tokener_parse(out);
+	cr_assert(root, "the JSON output does not parse:\n%s", out);
+
+	for (int k = 0; k < 2; k++) {
+		const char *name = k ? "fail" : "hang";
+
+		j = assert_stalled(root, name, 100);
+		cr_assert_eq(num(j, "refresh/total_ios"), 0, "%s: no refresh succeeded", name);
+		cr_assert_gt(num(j, "refresh/errors"), 0, "%s", name);
+	}
+	/* the creates nginx saw are the acquires' (and dav: init's locks/.keep) */
+	snprintf(needle, sizeof(needle), "%d PUT /bhang/locks/", lwt_nginx_port(ng, LWT_DAV));
+	n = lwt_nginx_log_count(ng, needle);
+	cr_assert_eq(n, 101, "dav: %zu PUTs", n);
+	snprintf(needle, sizeof(needle), "%d POST /bfail/locks/", lwt_nginx_port(ng, LWT_REST));
+	n = lwt_nginx_log_count(ng, needle);
+	cr_assert_eq(n, 100, "rest: %zu POSTs", n);
+	cr_assert_eq(lwt_nginx_count_locks(ng, "/bhang/"), 0, "dav: lock files left");
+	cr_assert_eq(lwt_nginx_count_locks(ng, "/bfail/"), 0, "rest: lock files left");
+	json_object_put(root);
 	free(out);
-	free(err);
+	lwt_nginx_stop(ng);
 }
