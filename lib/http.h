@@ -113,7 +113,7 @@ struct lw__http_req {
 	struct lw__timer timer; /* deadline while queued, retry while backing off */
 	struct lw__defer defer;
 	void *easy;
-	void *headers;
+	void *headers;          /* its own, with an Accept header */
 	void *connect_to;       /* the fault hook's, for this attempt */
 	int64_t backoff;
 	size_t resp_cap;

@@ -177,6 +177,9 @@ ParameterizedTest(struct lwt_case *c, http, auth, .init = lwt_nginx_setup,
 	lock = lwt_acquire(right, SHARED);
 	lwt_sleep(LW_MSEC(1200)); /* a refresh, with its log lines */
 	lwt_release(lock);
+	/* the loop reuses the easy handles that carried the password */
+	cr_assert_eq(lwt_try_acquire(none, SHARED, &lock), -LW_EBACKEND);
+	cr_assert(strstr(lw_errmsg(), "401 Unauthorized"), "%s", lw_errmsg());
 
 	setenv("LOCKWATCH_USER", LWT_AUTH_USER, 1);
 	setenv("LOCKWATCH_PASSWORD", LWT_AUTH_PASSWORD, 1);
