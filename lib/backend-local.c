@@ -149,15 +149,8 @@ static int parse_names(struct local_req *lr, const char *names, size_t len)
 		off += nlen + 1;
 		if (nlen != LW_ID_HEX)
 			continue;
-		if (n == cap) {
-			size_t ncap = cap ? 2 * cap : 64;
-			struct lw__id *ids = realloc(lr->base.ids, ncap * sizeof(*ids));
-
-			if (!ids)
-				return -ENOMEM;
-			lr->base.ids = ids;
-			cap = ncap;
-		}
+		if (lw__grow(&lr->base.ids, &cap, n, sizeof(*lr->base.ids), 64) < 0)
+			return -ENOMEM;
 		if (lw__id_parse(name, nlen, &lr->base.ids[n]))
 			n++;
 	}

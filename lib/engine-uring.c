@@ -142,15 +142,8 @@ static int stash_cqes(struct uring_engine *ue)
 	unsigned head, n = 0;
 
 	io_uring_for_each_cqe(&ue->ring, head, cqe) {
-		if (ue->nstash == ue->stash_cap) {
-			size_t cap = ue->stash_cap ? 2 * ue->stash_cap : 1024;
-			struct cqe_copy *s = realloc(ue->stash, cap * sizeof(*s));
-
-			if (!s)
-				break;
-			ue->stash = s;
-			ue->stash_cap = cap;
-		}
+		if (lw__grow(&ue->stash, &ue->stash_cap, ue->nstash, sizeof(*ue->stash), 1024) < 0)
+			break;
 		ue->stash[ue->nstash++] = (struct cqe_copy){ cqe->user_data, cqe->res };
 		n++;
 	}

@@ -39,16 +39,9 @@ static int add_kv(struct lw__json *c, struct parse *p, const struct lw__etcd_kv 
 {
 	struct lw__etcd_reply *r = p->r;
 
-	if (r->nkvs == p->kvs_cap) {
-		size_t cap = p->kvs_cap ? 2 * p->kvs_cap : 16;
-		struct lw__etcd_kv *v = realloc(r->kvs, cap * sizeof(*v));
-
-		if (!v) {
-			snprintf(c->why, c->whysize, "out of memory");
-			return c->err = -ENOMEM;
-		}
-		r->kvs = v;
-		p->kvs_cap = cap;
+	if (lw__grow(&r->kvs, &p->kvs_cap, r->nkvs, sizeof(*r->kvs), 16) < 0) {
+		snprintf(c->why, c->whysize, "out of memory");
+		return c->err = -ENOMEM;
 	}
 	r->kvs[r->nkvs++] = *kv;
 	return 0;

@@ -70,16 +70,9 @@ static int add_id(struct lw__json *c, struct ids *ids, const struct name *name)
 
 	if (name->str.over || !lw__id_parse(name->s, name->str.len, &id))
 		return 0;
-	if (ids->n == ids->cap) {
-		size_t cap = ids->cap ? 2 * ids->cap : 64;
-		struct lw__id *v = realloc(ids->v, cap * sizeof(*v));
-
-		if (!v) {
-			snprintf(c->why, c->whysize, "out of memory");
-			return c->err = -ENOMEM;
-		}
-		ids->v = v;
-		ids->cap = cap;
+	if (lw__grow(&ids->v, &ids->cap, ids->n, sizeof(*ids->v), 64) < 0) {
+		snprintf(c->why, c->whysize, "out of memory");
+		return c->err = -ENOMEM;
 	}
 	ids->v[ids->n++] = id;
 	return 0;

@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <syslog.h>
 
 #include "lockwatch.h"
@@ -19,6 +21,27 @@
 	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 #define LW_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define LW_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Makes room for one more element after N in the array at *ARRAYP (a
+ * pointer to the array's pointer) of *CAP elements of SIZE bytes: doubles
+ * it, from FIRST.  0, or -ENOMEM with the array as it was. */
+static inline int lw__grow(void *arrayp, size_t *cap, size_t n, size_t size, size_t first)
+{
+	size_t ncap = *cap ? 2 * *cap : first;
+	void *v;
+
+	if (n < *cap)
+		return 0;
+	if (ncap > SIZE_MAX / size)
+		return -ENOMEM;
+	memcpy(&v, arrayp, sizeof(v));
+	v = realloc(v, ncap * size);
+	if (!v)
+		return -ENOMEM;
+	memcpy(arrayp, &v, sizeof(v));
+	*cap = ncap;
+	return 0;
+}
 
 /* ------------------------------------------------------------- time */
 
