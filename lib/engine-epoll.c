@@ -134,6 +134,7 @@ static void ep_dispatch(struct lw__engine *e)
 		} else if ((w = lw__engine_watch(e, (uint32_t)tag, (uint32_t)(tag >> 32)))) {
 			w->fn(w, to_revents(ev->events));
 		}
+		lw__engine_urgent(e);
 	}
 }
 

@@ -410,6 +410,7 @@ static void ue_dispatch(struct lw__engine *e)
 		struct cqe_copy c = ue->stash[i];
 
 		dispatch(ue, c.ud, c.res);
+		lw__engine_urgent(e);
 	}
 	ue->nstash = 0;
 
@@ -428,8 +429,10 @@ static void ue_dispatch(struct lw__engine *e)
 			break;
 		io_uring_cq_advance(&ue->ring, n);
 		total += n;
-		for (unsigned i = 0; i < n; i++)
+		for (unsigned i = 0; i < n; i++) {
 			dispatch(ue, batch[i].ud, batch[i].res);
+			lw__engine_urgent(e);
+		}
 		if (n < LW_ARRAY_SIZE(batch))
 			break;
 	}

@@ -47,6 +47,9 @@ static inline bool lw__timer_active(const struct lw__timer *t)
 int lw__engine_reserve(struct lw__engine *e, int delta);
 /* The earliest active timer's node, or NULL: where the engine's wait ends. */
 struct lw__heap_node *lw__engine_next_timer(const struct lw__engine *e);
+/* Fires the urgent timers that are due; called between the callbacks of a
+ * batch, so that a deadline never waits for a whole turn. */
+void lw__engine_urgent(struct lw__engine *e);
 
 /* ---------------------------------------------------------- deferred */
 

@@ -41,6 +41,21 @@ static int run(struct lw_loop *loop, int timeout_ms)
 	return r;
 }
 
+/* Runs the calls of list C, signalling the synchronous ones done. */
+static void run_call_list(struct lw_loop *loop, struct lw__call *c)
+{
+	while (c) {
+		struct lw__call *next = c->next;
+		bool sync = c->sync;
+
+		c->fn(c); /* may free an asynchronous call */
+		if (sync)
+			lw__loop_signal(loop, &c->done);
+		lw__engine_urgent(loop->engine);
+		c = next;
+	}
+}
+
 /* ON_WAKE of the engine: run the calls posted since the last turn. */
 static void run_calls(void *userdata)
 {
@@ -52,15 +67,7 @@ static void run_calls(void *userdata)
 	loop->calls = NULL;
 	loop->calls_tail = &loop->calls;
 	pthread_mutex_unlock(&loop->mu);
-	while (c) {
-		struct lw__call *next = c->next;
-		bool sync = c->sync;
-
-		c->fn(c); /* may free an asynchronous call */
-		if (sync)
-			lw__loop_signal(loop, &c->done);
-		c = next;
-	}
+	run_call_list(loop, c);
 }
 
 int lw__post(struct lw_loop *loop, struct lw__call *c)
@@ -243,15 +250,7 @@ static void shutdown_loop(struct lw_loop *loop)
 	pthread_mutex_unlock(&loop->mu);
 	/* calls that arrived too late still run, so their callers return */
 	running = loop;
-	while (c) {
-		struct lw__call *next = c->next;
-		bool sync = c->sync;
-
-		c->fn(c);
-		if (sync)
-			lw__loop_signal(loop, &c->done);
-		c = next;
-	}
+	run_call_list(loop, c);
 	while (!lw__list_empty(&loop->repos))
 		lw__repo_shutdown(LW_CONTAINER_OF(loop->repos.next, struct lw_repo, link));
 	lw__backend_env_fini(&loop->backends);

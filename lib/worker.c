@@ -337,6 +337,7 @@ void lw__worker_reap(struct lw__worker *w)
 		}
 		op->done(op, j->res);
 		job_free(j);
+		lw__engine_urgent(w->e);
 		j = next;
 	}
 }
