@@ -46,7 +46,8 @@ const char *bench_stall_name(enum bench_stall s)
 	return names[s];
 }
 
-static int parse_count(const char *s, unsigned long max, unsigned long *out)
+static int parse_count(const char *s, unsigned long max, bool zero_ok,
+		       unsigned long *out)
 {
 	unsigned long long v;
 	char *end;
@@ -55,7 +56,7 @@ static int parse_count(const char *s, unsigned long max, unsigned long *out)
 		return -EINVAL;
 	errno = 0;
 	v = strtoull(s, &end, 10);
-	if (errno || *end || v < 1 || v > max)
+	if (errno || *end || v < (zero_ok ? 0 : 1) || v > max)
 		return -EINVAL;
 	*out = (unsigned long)v;
 	return 0;
@@ -84,7 +85,7 @@ struct key {
 	enum kind kind;
 	size_t off;
 	unsigned long max;  /* K_COUNT */
-	bool zero_ok;       /* K_DURATION */
+	bool zero_ok;       /* K_COUNT, K_DURATION */
 	const char *expect; /* for the error message */
 };
 
@@ -102,6 +103,7 @@ static const struct key keys[] = {
 	{ "ramp_time", K_DURATION, F(ramp_time), 0, true, NULL },
 	{ "numjobs", K_COUNT, F(numjobs), MAX_NUMJOBS, false, "a count from 1 to 256" },
 	{ "acquire_depth", K_COUNT, F(acquire_depth), MAX_LOCKS, false, "a count >= 1" },
+	{ "acquire_rate", K_COUNT, F(acquire_rate), MAX_LOCKS, true, "a count, or 0" },
 	{ "stall", K_STALL, F(stall), 0, false, "none, fail or hang" },
 	{ "stonewall", K_BOOL, F(stonewall), 0, false, "0 or 1" },
 };
@@ -158,7 +160,7 @@ static int job_set(struct bench_job *j, const char *name, const char *value,
 		r = lw_engine_parse(value, field);
 		break;
 	case K_COUNT:
-		r = parse_count(value, k->max, field);
+		r = parse_count(value, k->max, k->zero_ok, field);
 		break;
 	case K_BOOL:
 		r = parse_bool(value, field);

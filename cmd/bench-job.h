@@ -42,6 +42,7 @@ struct bench_job {
 	int64_t ramp_time;
 	unsigned long numjobs;
 	unsigned long acquire_depth; /* acquires in flight at once */
+	unsigned long acquire_rate;  /* acquires started per second; 0: no limit */
 	enum bench_stall stall;
 	bool stonewall;
 	/* set by bench_parse_finish */

@@ -98,6 +98,7 @@ struct run {
 	size_t nrepos;
 	struct blk *blks;
 	unsigned long next;      /* next lock to acquire */
+	int64_t acquire_start;   /* for acquire_rate */
 	unsigned long inflight;  /* acquires */
 	unsigned long settled;   /* acquires that ended, either way */
 	unsigned long released;
@@ -355,13 +356,28 @@ static void on_acquired(struct lw_lock *lock, int err, const char *msg, void *us
 	acquire_more(r);
 }
 
-/* Keeps acquire_depth acquires in flight; from the job thread and from
- * the acquire callbacks. */
+/* How many acquires may have started by now: with acquire_rate, the
+ * locks' deadlines are spread over time as a server taking work over time
+ * spreads them, rather than falling due together. */
+static unsigned long acquire_allowed(const struct run *r)
+{
+	const struct bench_job *j = r->job;
+	int64_t since = bench_now() - r->acquire_start;
+
+	if (!j->acquire_rate)
+		return j->locks;
+	return LW_MIN(j->locks, (unsigned long)(since / 1000 * (int64_t)j->acquire_rate /
+						1000000) + 1);
+}
+
+/* Keeps acquire_depth acquires in flight, at most acquire_rate started a
+ * second; from the job thread and from the acquire callbacks. */
 static void acquire_more(struct run *r)
 {
 	const struct bench_job *j = r->job;
+	unsigned long allowed = acquire_allowed(r);
 
-	while (r->inflight < j->acquire_depth && r->next < j->locks) {
+	while (r->inflight < j->acquire_depth && r->next < allowed) {
 		struct blk *b = &r->blks[r->next];
 		int e;
 
@@ -564,9 +580,14 @@ static void *run_main(void *arg)
 
 	t = bench_now();
 	atomic_store(&r->phase, PH_ACQUIRE);
+	r->acquire_start = t;
 	acquire_more(r);
-	while (r->settled < r->job->locks)
-		run_for(r, LW_MSEC(POLL_MS));
+	while (r->settled < r->job->locks) {
+		/* paced: wake up for the next acquire, a millisecond at least */
+		run_for(r, r->job->acquire_rate && r->next < r->job->locks ?
+				   LW_MSEC(1) : LW_MSEC(POLL_MS));
+		acquire_more(r);
+	}
 	for (int op = 0; op < BENCH_NOPS; op++)
 		if (recording(PH_ACQUIRE, op))
 			r->res->ops[op].window = bench_now() - t;
@@ -761,7 +782,7 @@ static void usage(FILE *f)
 		"                       [--KEY=VALUE...] [--name=JOB --KEY=VALUE...] [JOBFILE...]\n"
 		"Job keys: repo, engine, locks, repos, exclusive, refresh_interval,\n"
 		"  stale_timeout, recheck_delay, runtime, ramp_time, numjobs, acquire_depth,\n"
-		"  stall=none|fail|hang, stonewall.  See lockwatch-bench(1).\n");
+		"  acquire_rate, stall=none|fail|hang, stonewall.  See lockwatch-bench(1).\n");
 }
 
 struct cli {
