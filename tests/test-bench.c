@@ -105,9 +105,11 @@ Test(jobfile, globals_jobs_comments_clones_groups)
 		"\n"
 		"[a]\n"
 		"engine=epoll\n"
+		"acquire_rate=2500\n"
 		"numjobs=2\n"
 		"[b]\n"
 		"stonewall\n"
+		"acquire_rate=0\n"
 		"locks=5\n"
 		"repos=5\n"
 		"exclusive\n"
@@ -134,6 +136,7 @@ Test(jobfile, globals_jobs_comments_clones_groups)
 		cr_assert_eq(j->stale_timeout, 60 * NS_PER_S);
 		cr_assert_eq(j->runtime, 3 * NS_PER_S, "the command line sets a global");
 		cr_assert_eq(j->stall, BENCH_STALL_NONE);
+		cr_assert_eq(j->acquire_rate, 2500);
 		cr_assert_str_eq(opt(j, "engine"), "epoll");
 	}
 	cr_assert_str_eq(ps.cfg.jobs[2].name, "b");
@@ -141,6 +144,7 @@ Test(jobfile, globals_jobs_comments_clones_groups)
 	cr_assert_eq(ps.cfg.jobs[2].locks, 5, "a job's own key wins");
 	cr_assert(ps.cfg.jobs[2].exclusive, "a bare key is true");
 	cr_assert_eq(ps.cfg.jobs[2].stall, BENCH_STALL_HANG);
+	cr_assert_eq(ps.cfg.jobs[2].acquire_rate, 0, "0: no limit");
 	cr_assert_eq(ps.cfg.jobs[2].engine, LW_ENGINE_AUTO, "the default engine");
 	cr_assert_eq(ps.cfg.nglobal, 1);
 	cr_assert_str_eq(ps.cfg.global[0].key, "runtime");
@@ -195,6 +199,7 @@ Test(jobfile, bad_input)
 	expect_error("[j]\nengine=kqueue\n", NULL, "engine: bad value 'kqueue'");
 	expect_error("[j]\nexclusive=maybe\n", NULL, "exclusive: bad value 'maybe'");
 	expect_error("[j]\nstall=sometimes\n", NULL, "stall: bad value 'sometimes'");
+	expect_error("[j]\nacquire_rate=-1\n", NULL, "acquire_rate: bad value '-1'");
 	expect_error("[j]\nlocks=3\n", NULL, "job 'j': no repo given");
 	expect_error("[j]\nrepo=/tmp/x\nrefresh_interval=10s\nstale_timeout=15s\n", NULL,
 		     "must be longer than 1.5 x refresh_interval");
@@ -426,7 +431,7 @@ ParameterizedTest(struct engine *engine, bench, runs, .timeout = 120)
 		 "--output-format=json --engine=%s --refresh_interval=200ms "
 		 "--name=normal --repo=%s/normal --locks=200 --stale_timeout=5s --runtime=1s "
 		 "--name=hang --stonewall --repo=%s/hang --locks=100 --stale_timeout=5s "
-		 "--runtime=20s --stall=hang "
+		 "--runtime=20s --stall=hang --acquire_rate=100 "
 		 "--name=fail --stonewall --repo=%s/fail --locks=100 --stale_timeout=5s "
 		 "--runtime=20s --stall=fail",
 		 engine->name, dir, dir, dir);
@@ -460,6 +465,9 @@ ParameterizedTest(struct engine *engine, bench, runs, .timeout = 120)
 	cr_assert_geq(json_object_get_double(get(j, "mem/heap_bytes_per_lock")), 0);
 
 	assert_stalled(root, "hang", 100);
+	/* 100 acquires at 100 a second: the first at once, the last after 0.99 s */
+	cr_assert_geq(num(job_named(root, "hang"), "create/runtime"), 990,
+		      "acquire_rate paces the acquires");
 	assert_stalled(root, "fail", 100);
 	cr_assert_gt(num(job_named(root, "fail"), "refresh/errors"), 0);
 
