@@ -240,7 +240,7 @@ static void on_fop(struct lw__fop *f, int res)
 		return;
 	case S_READDIR:
 		res = parse_names(lr, f->names, f->names_len);
-		free(f->names);
+		lw__names_free(f->names, f->names_len);
 		f->names = NULL;
 		if (res < 0)
 			fail(lr, res);

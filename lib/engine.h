@@ -101,7 +101,7 @@ enum lw__fop_type {
 	LW__FOP_RENAMEAT, /* path -> path2, flags (renameat2) */
 	LW__FOP_UNLINKAT, /* path, flags */
 	LW__FOP_MKDIRAT,  /* path, mode */
-	LW__FOP_READDIR,  /* path -> names: NUL-separated, caller frees */
+	LW__FOP_READDIR,  /* path -> names: NUL-separated, lw__names_free */
 };
 
 /*
@@ -134,6 +134,8 @@ struct lw__fop {
 };
 
 void lw__fop_submit(struct lw__engine *e, struct lw__fop *op);
+/* Frees a READDIR result (NAMES, NAMES_LEN); accepts NULL. */
+void lw__names_free(char *names, size_t len);
 
 /* Fault injection for tests: called for every submitted operation.  Return
  * 0 to run it, a negative errno to fail it with that, or LW__FAULT_HANG to

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,7 +60,7 @@ static void job_free(struct job *j)
 	free(j->path);
 	free(j->path2);
 	free(j->data);
-	free(j->names);
+	lw__names_free(j->names, j->names_len);
 	free(j);
 }
 
@@ -69,6 +70,47 @@ static void job_discard(struct job *j)
 	if (j->type == LW__FOP_OPENAT && j->res >= 0)
 		close(j->res);
 	job_free(j);
+}
+
+/*
+ * A listing's names live in a mapping of their own rather than in malloc:
+ * they are read on a worker thread, and the thread's malloc arena would keep
+ * the pages of the largest listing after it is freed (a listing of 100,000
+ * locks is 6.5 MB, and the epoll engine's four workers each kept one: 21 MB
+ * of RSS at 100,000 locks).  An unmapped listing goes back to the kernel.
+ */
+static size_t names_map_len(size_t len)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
+	return (len + page - 1) / page * page;
+}
+
+void lw__names_free(char *names, size_t len)
+{
+	if (names)
+		munmap(names, names_map_len(len));
+}
+
+/* Grows the mapping BUF of CAP bytes to hold at least NEED. */
+static int names_grow(char **buf, size_t *cap, size_t need)
+{
+	size_t ncap = *cap ? 2 * *cap : 64u << 10;
+	void *p;
+
+	while (ncap < need)
+		ncap *= 2;
+	if (ncap > MAX_NAMES_BYTES)
+		return -EFBIG;
+	if (*buf)
+		p = mremap(*buf, *cap, ncap, MREMAP_MAYMOVE);
+	else
+		p = mmap(NULL, ncap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return -ENOMEM;
+	*buf = p;
+	*cap = ncap;
+	return 0;
 }
 
 static int read_names(const char *path, char **namesp, size_t *lenp)
@@ -86,34 +128,25 @@ static int read_names(const char *path, char **namesp, size_t *lenp)
 
 		if (de->d_name[0] == '.' && (n == 2 || (n == 3 && de->d_name[1] == '.')))
 			continue;
-		if (len + n > cap) {
-			size_t ncap = cap ? 2 * cap : 4096;
-			char *nbuf;
-
-			while (ncap < len + n)
-				ncap *= 2;
-			if (ncap > MAX_NAMES_BYTES) {
-				r = -EFBIG;
-				break;
-			}
-			nbuf = realloc(buf, ncap);
-			if (!nbuf) {
-				r = -ENOMEM;
-				break;
-			}
-			buf = nbuf;
-			cap = ncap;
-		}
+		if (len + n > cap && (r = names_grow(&buf, &cap, len + n)) < 0)
+			break;
 		memcpy(buf + len, de->d_name, n);
 		len += n;
 	}
 	if (!r && errno)
 		r = -errno;
 	closedir(d);
-	if (r < 0) {
-		free(buf);
-		return r;
+	if (r < 0 || len == 0) {
+		if (buf)
+			munmap(buf, cap);
+		buf = NULL;
+		len = 0;
+	} else if (names_map_len(len) < cap) {
+		/* to the size lw__names_free unmaps; shrinking stays in place */
+		munmap(buf + names_map_len(len), cap - names_map_len(len));
 	}
+	if (r < 0)
+		return r;
 	*namesp = buf;
 	*lenp = len;
 	return 0;
