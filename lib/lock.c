@@ -288,6 +288,7 @@ void lw__lock_end(struct lw_lock *lock, int result, enum lw_cause cause,
 	lw__timer_stop(lock->loop->engine, &lock->deadline_timer);
 	lw__timer_stop(lock->loop->engine, &lock->step_timer);
 	lw__listing_cancel(lock->repo, &lock->waiter);
+	lw__acquire_create_over(lock);
 	atomic_store(&lock->deadline, 0);
 	if (lock->has_id)
 		lw__lock_doom(lock, &lock->id);

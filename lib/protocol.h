@@ -149,6 +149,11 @@ struct lw_repo {
 	struct lw__timing *timing;
 	struct lw__listing listing;
 	struct lw__list link;     /* loop->repos */
+	/* acquires waiting for their turn to create, and creates in flight
+	 * (acquire.c) */
+	struct lw__list create_queue;
+	unsigned creating;
+	struct lw__defer admit;
 };
 
 int64_t lw__refreshability(const struct lw__timing *t);
@@ -281,6 +286,8 @@ struct lw_lock {
 	int64_t created_mono;     /* CREATED_AT on CLOCK_MONOTONIC */
 	char *last_error;         /* of the last failed refresh, for messages */
 	struct lw__list_waiter waiter;
+	struct lw__list create_link; /* repo->create_queue while it waits */
+	bool create_slot;         /* holds one of the repository's creates */
 	lw_lock_fn acquire_fn;
 	void *acquire_data;
 	lw_lock_fn release_fn;    /* loop thread only: set by release_on_loop */
@@ -322,6 +329,9 @@ void lw__acquire_start(struct lw_lock *lock);
 /* After a suspend: acquire again in place, keeping the old file until the
  * new one passed the double check; then lw__refresh_resume. */
 void lw__acquire_recover(struct lw_lock *lock, int64_t slept);
+/* LOCK's create is over, or its wait for one (the lock ended): the next
+ * acquire in its repository's line may create. */
+void lw__acquire_create_over(struct lw_lock *lock);
 
 /* refresh.c */
 /* The lock was confirmed: its deadline runs from CREATED_AT. */

@@ -142,6 +142,7 @@ LW_EXPORT int lw_repo_new(struct lw_loop *loop, const char *url,
 	lw__list_init(&repo->listing.now);
 	lw__list_init(&repo->listing.next);
 	lw__list_init(&repo->link);
+	lw__list_init(&repo->create_queue);
 	oc.repo = repo;
 	r = lw__call_sync(loop, &oc.c);
 	if (r == 0)
@@ -171,6 +172,7 @@ static void close_on_loop(struct lw__call *c)
 	struct lw_repo *repo = oc->repo;
 
 	lw__list_del(&repo->link);
+	lw__defer_cancel(repo->loop->engine, &repo->admit);
 	lw__listing_fini(repo);
 	lw__backend_close(repo->backend);
 	repo->backend = NULL;

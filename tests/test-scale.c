@@ -99,3 +99,54 @@ LWT_ENGINE_TEST(scale, ten_thousand_locks, .timeout = 60)
 	free(per);
 	free(locks);
 }
+
+/* Beyond the creates a repository runs at once, acquires wait in line with
+ * nothing built yet (lib/acquire.c).  Freeing locks that wait there, or
+ * freeing the loop under them, leaves no file behind; the others in line
+ * still get their locks. */
+#define QUEUED 1000
+
+LWT_FILES_TEST(scale, acquires_in_line_end_cleanly, .timeout = 60)
+{
+	struct counts kept = { 0 }, freed = { 0 };
+	struct per_lock *per = calloc(QUEUED, sizeof(*per));
+	struct lw_lock **locks = calloc(QUEUED, sizeof(*locks));
+	struct lwt t;
+
+	cr_assert(per && locks);
+	lwt_start(&t, p, "/dev/shm", LW_SEC(10), LW_SEC(60));
+	for (int i = 0; i < QUEUED; i++) {
+		per[i].all = i < QUEUED / 2 ? &kept : &freed;
+		cr_assert_eq(lw_lock_new(t.repo, 0, NULL, &locks[i]), 0);
+		cr_assert_eq(lw_lock_acquire_async(locks[i], on_acquired, &per[i]), 0);
+	}
+	/* the last ones are in line, most of them: each free waits for a
+	 * turn of the busy loop, and a few may be held by then */
+	for (int i = QUEUED / 2; i < QUEUED; i++) {
+		lw_lock_free(locks[i]);
+		locks[i] = NULL;
+	}
+	cr_assert(lwt_wait_for(atomic_load(&kept.acquired) + atomic_load(&kept.failed) ==
+				       QUEUED / 2,
+			       30000),
+		  "%d acquired, %d failed", atomic_load(&kept.acquired),
+		  atomic_load(&kept.failed));
+	cr_expect_eq(atomic_load(&kept.failed), 0);
+	cr_expect(lwt_wait_for(lwt_count(&t) == QUEUED / 2, 5000), "%d files", lwt_count(&t));
+
+	/* and a loop freed while acquires wait in line */
+	for (int i = QUEUED / 2; i < QUEUED; i++) {
+		cr_assert_eq(lw_lock_new(t.repo, 0, NULL, &locks[i]), 0);
+		cr_assert_eq(lw_lock_acquire_async(locks[i], on_acquired, &per[i]), 0);
+	}
+	while (lwt_count(&t) == QUEUED / 2)
+		usleep(1000);
+	lw_loop_free(t.loop);
+	t.loop = NULL;
+	cr_expect_eq(lwt_count(&t), 0, "nothing left behind");
+	for (int i = 0; i < QUEUED; i++)
+		lw_lock_free(locks[i]);
+	lwt_stop(&t);
+	free(per);
+	free(locks);
+}
