@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /* 10,000 locks held by one loop on a local repository with a short interval:
- * all acquired, all refreshed, none lost, none left behind. */
+ * all acquired, all refreshed, none lost, none left behind.  And acquires
+ * that end while they wait in line to create. */
 #include "config.h"
 
 #include <stdio.h>
