@@ -601,17 +601,24 @@ static char *output(const struct proc *pr, bool err)
  * exclusive run is refused with 11; nothing is left afterwards. */
 ETCD_TEST(command_run_list, .timeout = 60)
 {
+	char script[600];
 	const char *job[] = { "run", "--exclusive", "--refresh-interval", "1s", "--stale-timeout",
-			      "3s", "--purpose", "etcd job", "--", "sh", "-c",
-			      "echo $LOCKWATCH_FENCING_TOKEN $LOCKWATCH_LOCK_ID; sleep 3", NULL };
+			      "3s", "--purpose", "etcd job", "--", "sh", "-c", script, NULL };
 	const char *second[] = { "run", "--exclusive", "--", "true", NULL };
 	const char *list[] = { "list", NULL }, *json[] = { "list", "--json", NULL };
 	struct cli_etcd c;
 	struct proc holder, pr;
 	int64_t token = 0, revision = 0;
 	char id[65] = "", *s;
+	const char *line2;
 
 	cli_start(&c, p);
+	/* the job holds the lock until the test is done with it (30 s at
+	 * most): under valgrind each command below takes seconds */
+	snprintf(script, sizeof(script),
+		 "echo $LOCKWATCH_FENCING_TOKEN $LOCKWATCH_LOCK_ID; i=0; "
+		 "while [ ! -e %s/go ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done",
+		 c.r.tmp);
 	clitest_start(&holder, c.r.tmp, &c.r, &c.prm, NULL, job);
 	cr_assert(clitest_wait_file(holder.out, 10000), "the job started");
 	s = output(&holder, false);
@@ -626,13 +633,15 @@ ETCD_TEST(command_run_list, .timeout = 60)
 	cr_expect_eq(clitest_run(&pr, c.r.tmp, &c.r, &c.prm, list), 0);
 	s = output(&pr, false);
 	cr_expect(strstr(s, "exclusive") && strstr(s, "etcd job"), "%s", s);
-	cr_expect(strncmp(strstr(s, "\n") + 1, id, 12) == 0, "%s", s);
+	line2 = strchr(s, '\n');
+	cr_expect(line2 && strncmp(line2 + 1, id, 12) == 0, "%s", s);
 	free(s);
 	cr_expect_eq(clitest_run(&pr, c.r.tmp, &c.r, &c.prm, json), 0);
 	s = output(&pr, false);
 	cr_expect(clitest_json_valid(s), "%s", s);
 	cr_expect(strstr(s, id), "%s", s);
 	free(s);
+	clitest_let_job_end(c.r.tmp);
 	cr_expect_eq(clitest_wait(&holder, 20000), 0);
 	cr_expect_eq(lwt_count(&c.t), 0, "the job's lock was released");
 	cli_stop(&c);
@@ -668,8 +677,9 @@ ETCD_TEST(command_unlock, .timeout = 60)
 	cr_expect_eq(clitest_run(&pr, c.r.tmp, &c.r, &c.prm, unlock), 0);
 	cr_expect(!lwt_exists(&c.t, dead), "the dead process's lock is gone");
 	cr_expect_eq(lwt_count(&c.t), 1, "the live one is not");
-	start = clitest_now();
 	cr_expect_eq(clitest_run(&pr, c.r.tmp, &c.r, &c.prm, all), 0);
+	/* from when unlock is done: it runs for seconds under valgrind */
+	start = clitest_now();
 	cr_expect_eq(clitest_wait(&holder, 10000), 12, "run says the lock was lost");
 	cr_expect_lt(clitest_now() - start, LW_MSEC(2500), "within about one interval");
 	s = output(&holder, true);
