@@ -228,7 +228,8 @@ static void on_created(struct lw__breq *req)
 			lw__now_boot() + lock->timing->recheck_delay);
 }
 
-/* Starts LOCK's create; on failure, gives its slot back and fails it. */
+/* Starts LOCK's create; on failure, fails it (ending it gives its slot
+ * back). */
 static void start_create(struct lw_lock *lock)
 {
 	uint8_t buf[LW_RECORD_MAX];
@@ -249,7 +250,6 @@ static void start_create(struct lw_lock *lock)
 		r = -ENOMEM;
 		msg = "out of memory";
 	}
-	lw__acquire_create_over(lock);
 	fail(lock, r, msg);
 }
 
