@@ -12,8 +12,8 @@
 #include <inttypes.h>
 #include <stdbool.h>
 
-#include "base64.h"
-#include "etcd-reply.h"
+#include "util/base64.h"
+#include "backend/etcd-reply.h"
 #include "fuzz.h"
 
 #define PREFIX "backups/locks/"

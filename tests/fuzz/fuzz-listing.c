@@ -13,7 +13,7 @@
 #include <stdbool.h>
 
 #include "fuzz.h"
-#include "json-listing.h"
+#include "backend/json-listing.h"
 
 enum format { REST_V1, REST_V2, AUTOINDEX, FORMATS };
 

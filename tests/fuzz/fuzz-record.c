@@ -14,7 +14,7 @@
 
 #include "fuzz.h"
 #include "lockwatch.h"
-#include "record.h"
+#include "format/record.h"
 
 static bool str_eq(const char *a, const char *b)
 {

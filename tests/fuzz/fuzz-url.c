@@ -17,8 +17,8 @@
 #include <stdbool.h>
 
 #include "fuzz.h"
-#include "lockwatch-internal.h"
-#include "url.h"
+#include "util/internal.h"
+#include "util/url.h"
 
 #define URL_MAX 4096 /* url.c refuses longer ones */
 

@@ -16,10 +16,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../record-sample.h"
-#include "base64.h"
+#include "record-sample.h"
+#include "util/base64.h"
 #include "lockwatch.h"
-#include "record.h"
+#include "format/record.h"
 
 static const char *top;
 

@@ -1,0 +1,347 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The rest: and dav: backends.  Both keep a lock as one file under locks/
+ * on an HTTP server; they differ only in a few verbs and answers, which the
+ * flavour table below holds (DESIGN.md's URL table):
+ *
+ *   rest: restic's REST server protocol.  POST creates (403: it exists);
+ *         the listing is asked for in v2 form; DELETE of a missing file
+ *         answers 200, so a refresh checks the old file with HEAD first;
+ *         init is POST /?create=true.
+ *   dav:  a plain HTTP store (nginx dav_methods PUT DELETE, autoindex in
+ *         JSON).  PUT creates; DELETE of a missing file answers 404; init
+ *         PUTs locks/.keep: create_full_put_path makes the folder (the
+ *         configuration DESIGN.md gives has no MKCOL) and autoindex hides
+ *         dot files.
+ *
+ * Every request is one HTTP request, retried by the HTTP layer when the
+ * failure may be transient.  A retry can meet the effect of an attempt
+ * whose answer was lost: a create then finds its own file (rest: 403) and
+ * a delete finds nothing (404).  With 256-bit random names neither can be
+ * anyone else's doing, so both count as success, and only a 404 on the
+ * first attempt is evidence that a lock file vanished.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "http/http.h"
+#include "backend/json-listing.h"
+#include "format/record.h"
+
+/* 100,000 locks in nginx's autoindex form take about 15 MB. */
+#define LISTING_MAX (32u << 20)
+
+struct flavour {
+	const char *create;      /* the method that writes locks/ID */
+	bool exists_is_403;      /* CREATE answers 403 when the file exists */
+	const char *list_accept; /* the listing's Accept header */
+	const char *init_method;
+	const char *init_path;   /* after the repository's path */
+};
+
+static const struct flavour rest = {
+	.create = "POST",
+	.exists_is_403 = true,
+	.list_accept = "application/vnd.x.restic.rest.v2",
+	.init_method = "POST",
+	.init_path = "?create=true",
+};
+
+static const struct flavour dav = {
+	.create = "PUT",
+	.init_method = "PUT",
+	.init_path = "locks/.keep",
+};
+
+struct http_backend {
+	const struct flavour *fl;
+	struct lw__http_pool pool;
+	char *base;     /* "http://host:port/path/", no credentials */
+	char *user;
+	char *password;
+	char where[300]; /* "host:port" */
+};
+
+struct http_breq {
+	struct lw__breq base;
+	struct lw__http_req http;
+};
+
+static struct http_backend *priv(struct lw__backend *be)
+{
+	return be->priv;
+}
+
+static const char *status_text(long status)
+{
+	switch (status) {
+	case 301: return " Moved Permanently";
+	case 302: return " Found";
+	case 303: return " See Other";
+	case 307: return " Temporary Redirect";
+	case 308: return " Permanent Redirect";
+	case 400: return " Bad Request";
+	case 401: return " Unauthorized";
+	case 403: return " Forbidden";
+	case 404: return " Not Found";
+	case 405: return " Method Not Allowed";
+	case 408: return " Request Timeout";
+	case 409: return " Conflict";
+	case 413: return " Content Too Large";
+	case 429: return " Too Many Requests";
+	case 500: return " Internal Server Error";
+	case 501: return " Not Implemented";
+	case 502: return " Bad Gateway";
+	case 503: return " Service Unavailable";
+	case 504: return " Gateway Timeout";
+	case 507: return " Insufficient Storage";
+	default: return "";
+	}
+}
+
+/* Fails REQ with RES and "METHOD locks/0123456789ab on host:port: WHAT". */
+static void fail(struct http_breq *hr, int res, const char *fmt, ...) LW_PRINTF(3, 4);
+
+static void fail(struct http_breq *hr, int res, const char *fmt, ...)
+{
+	struct lw__breq *req = &hr->base;
+	const struct lw__http_req *r = &hr->http;
+	char what[200], target[32], hex[LW_ID_HEX + 1], attempts[32] = "";
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	lw__id_hex(&req->id, hex);
+	if (req->op == LW__BOP_LIST)
+		snprintf(target, sizeof(target), "locks/");
+	else if (req->op == LW__BOP_INIT)
+		snprintf(target, sizeof(target), "%s", priv(req->be)->fl->init_path);
+	else
+		snprintf(target, sizeof(target), "locks/%.12s", hex);
+	if (r->attempts > 1)
+		snprintf(attempts, sizeof(attempts), " (%u attempts)", r->attempts);
+	lw__breq_fail(req, res, "%s %s on %s: %s%s", r->method, target,
+		      req->be->where, what, attempts);
+	lw__sanitize(req->msg);
+}
+
+static void conclude_ok(struct http_breq *hr)
+{
+	struct lw__breq *req = &hr->base;
+	struct lw__http_req *r = &hr->http;
+	char why[160];
+	int res;
+
+	switch (req->op) {
+	case LW__BOP_LIST:
+		res = lw__json_listing_parse(r->resp, r->resp_len, &req->ids, &req->nids,
+					     why, sizeof(why));
+		if (res == -ENOMEM)
+			fail(hr, res, "out of memory");
+		else if (res < 0)
+			fail(hr, -LW_EBACKEND, "%s", why);
+		return;
+	case LW__BOP_READ:
+		/* a record over LW_RECORD_MAX arrives cut: the decoder rejects it */
+		req->buf = (uint8_t *)r->resp;
+		req->buflen = r->resp_len;
+		r->resp = NULL;
+		return;
+	default:
+		req->res = 0;
+		return;
+	}
+}
+
+/* Maps the HTTP layer's result to the backend's (DESIGN.md's table). */
+static void conclude(struct http_breq *hr)
+{
+	struct lw__breq *req = &hr->base;
+	const struct lw__http_req *r = &hr->http;
+	const struct flavour *fl = priv(req->be)->fl;
+	long st = r->status;
+
+	req->res = 0;
+	if (r->res < 0) {
+		fail(hr, r->res == -EIO ? -LW_EBACKEND : r->res, "%s", r->err);
+	} else if (st >= 200 && st <= 299) {
+		conclude_ok(hr);
+	} else if (st == 404 && (req->op == LW__BOP_READ || req->op == LW__BOP_EXISTS)) {
+		fail(hr, -ENOENT, "not found");
+	} else if (st == 404 && req->op == LW__BOP_REMOVE) {
+		/* after a lost answer, our own first try deleted it */
+		if (!r->earlier_reached)
+			fail(hr, -ENOENT, "not found");
+	} else if (st == 404 && req->op == LW__BOP_LIST) {
+		fail(hr, -ENOENT, "404 Not Found: the repository has no locks/ folder "
+		     "(run init)");
+	} else if (st == 403 && req->op == LW__BOP_CREATE && fl->exists_is_403) {
+		/* after a lost answer, it is the file our own first try wrote */
+		if (!r->earlier_reached)
+			fail(hr, -EEXIST, "403: the lock file exists already");
+	} else if (st == 401 || st == 403) {
+		fail(hr, -EACCES, "%ld%s: permission denied%s", st, status_text(st),
+		     st == 401 ? " (check the user name and password)" : "");
+	} else if (st >= 300 && st <= 399) {
+		fail(hr, -LW_EBACKEND, "%ld%s: redirects are not followed", st,
+		     status_text(st));
+	} else {
+		fail(hr, -LW_EBACKEND, "%ld%s", st, status_text(st));
+	}
+	/* a create that failed may still have written its file */
+	req->ambiguous = req->op == LW__BOP_CREATE && req->res < 0 && r->reached;
+}
+
+static void on_http_done(struct lw__http_req *r)
+{
+	struct http_breq *hr = LW_CONTAINER_OF(r, struct http_breq, http);
+
+	conclude(hr);
+	lw__breq_complete(&hr->base);
+}
+
+static void hb_start(struct lw__backend *be, struct lw__breq *req)
+{
+	struct http_backend *hb = priv(be);
+	struct http_breq *hr = LW_CONTAINER_OF(req, struct http_breq, base);
+	struct lw__http_req *r = &hr->http;
+	char hex[LW_ID_HEX + 1], path[LW_ID_HEX + 16];
+
+	lw__id_hex(&req->id, hex);
+	snprintf(path, sizeof(path), "locks/%s", hex);
+	r->pool = &hb->pool;
+	r->deadline = req->deadline;
+	r->done = on_http_done;
+	switch (req->op) {
+	case LW__BOP_CREATE:
+		r->method = hb->fl->create;
+		r->body = req->data;
+		r->body_len = req->len;
+		break;
+	case LW__BOP_LIST:
+		r->method = "GET";
+		r->accept = hb->fl->list_accept;
+		r->max_body = LISTING_MAX;
+		snprintf(path, sizeof(path), "locks/");
+		break;
+	case LW__BOP_READ:
+		r->method = "GET";
+		r->max_body = LW_RECORD_MAX + 1;
+		r->cut_ok = true;
+		break;
+	case LW__BOP_REMOVE:
+		r->method = "DELETE";
+		break;
+	case LW__BOP_EXISTS:
+	case LW__BOP_KEEPALIVE: /* files have no lease: is it still there? */
+		r->method = "HEAD";
+		break;
+	case LW__BOP_INIT:
+		r->method = hb->fl->init_method;
+		snprintf(path, sizeof(path), "%s", hb->fl->init_path);
+		break;
+	}
+	/* out of memory: the HTTP layer fails a request without a URL */
+	if (asprintf(&r->url, "%s%s", hb->base, path) < 0)
+		r->url = NULL;
+	lw__http_start(r);
+}
+
+static void hb_cancel(struct lw__backend *be, struct lw__breq *req)
+{
+	lw__http_cancel(&LW_CONTAINER_OF(req, struct http_breq, base)->http);
+}
+
+static void hb_req_fini(struct lw__breq *req)
+{
+	lw__http_req_fini(&LW_CONTAINER_OF(req, struct http_breq, base)->http);
+}
+
+static void hb_configure(struct lw__backend *be)
+{
+	lw__backend_configure_pool(be, &priv(be)->pool);
+}
+
+static void hb_close(struct lw__backend *be)
+{
+	struct http_backend *hb = priv(be);
+
+	lw__http_pool_fini(&hb->pool);
+	if (hb->password)
+		explicit_bzero(hb->password, strlen(hb->password));
+	free(hb->password);
+	free(hb->user);
+	free(hb->base);
+	free(hb);
+}
+
+/* Credentials from the URL, else from the environment. */
+static int credentials(struct http_backend *hb, const struct lw__url *url)
+{
+	const char *user = url->user, *password = url->password;
+
+	if (!user || !*user)
+		user = getenv("LOCKWATCH_USER");
+	if (!user || !*user)
+		return 0;
+	if (!password)
+		password = getenv("LOCKWATCH_PASSWORD");
+	hb->user = strdup(user);
+	hb->password = lw__strdup0(password);
+	return hb->user && (hb->password || !password) ? 0 : -ENOMEM;
+}
+
+static int hb_open(struct lw__backend *be, const struct lw__url *url)
+{
+	const struct lw__endpoint *ep = &url->ep[0];
+	bool v6 = strchr(ep->host, ':') != NULL;
+	struct http_backend *hb;
+	int r;
+
+	r = lw__http_get(&be->env->http, be->engine, be->log);
+	if (r < 0)
+		return r;
+	hb = calloc(1, sizeof(*hb));
+	if (!hb)
+		return -ENOMEM;
+	hb->fl = url->kind == LW__URL_REST ? &rest : &dav;
+	r = credentials(hb, url);
+	if (r == 0 && asprintf(&hb->base, "%s%s", ep->base, url->path) < 0) {
+		hb->base = NULL;
+		r = -ENOMEM;
+	}
+	snprintf(hb->where, sizeof(hb->where), "%s%s%s:%d", v6 ? "[" : "", ep->host,
+		 v6 ? "]" : "", ep->port);
+	lw__http_pool_init(&hb->pool, be->env->http);
+	hb->pool.user = hb->user;
+	hb->pool.password = hb->password;
+	be->priv = hb;
+	be->where = hb->where;
+	if (r < 0) {
+		hb_close(be);
+		return r;
+	}
+	hb_configure(be);
+	return 0;
+}
+
+#define HTTP_BACKEND(NAME, HIDES_MISSING)               \
+	{                                               \
+		.name = NAME,                           \
+		.req_size = sizeof(struct http_breq),   \
+		.remove_hides_missing = HIDES_MISSING,  \
+		.open = hb_open,                        \
+		.close = hb_close,                      \
+		.start = hb_start,                      \
+		.cancel = hb_cancel,                    \
+		.req_fini = hb_req_fini,                \
+		.configure = hb_configure,              \
+	}
+
+const struct lw__backend_ops lw__backend_rest = HTTP_BACKEND("rest", true);
+const struct lw__backend_ops lw__backend_dav = HTTP_BACKEND("dav", false);

@@ -1,0 +1,496 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The repository's listing, shared by every lock that checks for conflicts.
+ *
+ * restic reads every lock file at every check.  A process that acquires
+ * thousands of locks on one repository cannot: that is quadratic.  Here a
+ * listing serves every lock that asked for one before it started, lock files
+ * are read once (their content never changes: a refresh writes a new file),
+ * and locks of this process are known without reading.  Each listing counts
+ * the entries that block a shared and an exclusive lock, so a check is O(1).
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/protocol.h"
+
+/* Lock files read at once while a listing is built. */
+#define READS_IN_FLIGHT 64
+
+static void start(struct lw_repo *repo);
+
+static int64_t op_deadline(struct lw_repo *repo)
+{
+	int64_t timeout;
+
+	pthread_mutex_lock(&repo->mu);
+	timeout = repo->timing->op_timeout;
+	pthread_mutex_unlock(&repo->mu);
+	return lw__now_boot() + timeout;
+}
+
+static void entry_free(struct lw__entry *e)
+{
+	if (e->state == LW__ENTRY_RECORD)
+		free(e->rec);
+	free(e);
+}
+
+static void set_state(struct lw__entry *e, enum lw__entry_state state)
+{
+	if (e->state == LW__ENTRY_RECORD)
+		free(e->rec);
+	e->state = (uint8_t)state;
+	e->rec = NULL;
+}
+
+/* Hands the finished listing (or its error) to the locks that waited. */
+static void deliver(struct lw_repo *repo)
+{
+	struct lw__listing *l = &repo->listing;
+	struct lw__list now;
+
+	lw__list_init(&now);
+	lw__list_splice(&now, &l->now);
+	l->running = false;
+	while (!lw__list_empty(&now)) {
+		struct lw__list_waiter *w =
+			LW_CONTAINER_OF(now.next, struct lw__list_waiter, link);
+
+		lw__list_del(&w->link);
+		w->fn(w, l->err, l->msg);
+	}
+	if (!l->running && !lw__list_empty(&l->next))
+		start(repo);
+}
+
+static void on_stale_removed(struct lw__breq *req)
+{
+	struct lw_repo *repo = req->userdata;
+	struct lw__entry *e = lw__idmap_get(&repo->listing.map, &req->id);
+	char hex[LW_ID_HEX + 1];
+
+	lw__id_hex(&req->id, hex);
+	if (req->res == 0 || req->res == -ENOENT)
+		lw__notice(&repo->loop->log, "removed stale lock %.12s from %s", hex,
+			   repo->url.display);
+	else
+		lw__warn(&repo->loop->log, "cannot remove stale lock %.12s: %s", hex,
+			 req->msg[0] ? req->msg : lw_strerror(req->res));
+	if (e)
+		e->removing = false;
+	lw__breq_free(req);
+	lw_repo_unref(repo);
+}
+
+static void remove_stale(struct lw_repo *repo, struct lw__entry *e)
+{
+	char desc[512];
+	struct lw__breq *req;
+
+	if (e->removing)
+		return;
+	lw__notice(&repo->loop->log, "removing stale %s",
+		   lw__entry_describe(e, desc, sizeof(desc)));
+	req = lw__breq_new(repo->backend, LW__BOP_REMOVE, &e->id, NULL, 0,
+			   op_deadline(repo), on_stale_removed, lw_repo_ref(repo));
+	if (!req) {
+		lw_repo_unref(repo);
+		return;
+	}
+	e->removing = true;
+	lw__breq_start(req);
+}
+
+/* Classifies every entry of this generation and counts what blocks. */
+static void classify(struct lw_repo *repo)
+{
+	struct lw__listing *l = &repo->listing;
+	const struct lw__self *self = lw__self();
+	int64_t now = lw__now_real();
+	bool leased = repo->backend->ops->leased;
+	bool remove;
+
+	pthread_mutex_lock(&repo->mu);
+	remove = repo->timing->remove_stale;
+	pthread_mutex_unlock(&repo->mu);
+	l->n_blocks_shared = l->n_blocks_all = 0;
+	l->stale = NULL;
+	for (size_t i = 0; i < l->map.cap; i++) {
+		struct lw__entry *e = l->map.slots[i];
+		bool excl = true;
+
+		if (!e || e->seen != l->gen)
+			continue;
+		e->stale = false;
+		switch (e->state) {
+		case LW__ENTRY_OWN:
+			excl = e->own->exclusive;
+			break;
+		case LW__ENTRY_RECORD:
+			excl = e->rec->exclusive;
+			e->stale = leased ? lw__record_orphaned(e->rec, self) :
+					    lw__record_stale(e->rec, now, self);
+			break;
+		case LW__ENTRY_FOREIGN:
+			break;
+		default:
+			e->blocks = LW__BLOCKS_NONE;
+			continue;
+		}
+		if (e->stale && remove) {
+			/* it stops blocking once it is gone (acquire.c) */
+			e->blocks = LW__BLOCKS_NONE;
+			if (e->state == LW__ENTRY_RECORD)
+				l->stale = e;
+			continue;
+		}
+		e->blocks = excl ? LW__BLOCKS_ALL : LW__BLOCKS_SHARED;
+		l->n_blocks_all++;
+		if (excl)
+			l->n_blocks_shared++;
+	}
+}
+
+static void finish(struct lw_repo *repo)
+{
+	struct lw__listing *l = &repo->listing;
+
+	free(l->unread);
+	l->unread = NULL;
+	l->nunread = l->next_read = 0;
+	if (!l->err)
+		classify(repo);
+	lw__dbg(&repo->loop->log, "listing of %s: %zu files, %zu block shared, %zu block exclusive locks",
+		repo->url.display, l->map.n, l->n_blocks_shared, l->n_blocks_all);
+	deliver(repo);
+}
+
+static void read_more(struct lw_repo *repo);
+
+static void on_read(struct lw__breq *req)
+{
+	struct lw_repo *repo = req->userdata;
+	struct lw__listing *l = &repo->listing;
+	struct lw__entry *e = lw__idmap_get(&l->map, &req->id);
+	struct lw__record *rec;
+	const char *why;
+	int r;
+
+	l->reads_in_flight--;
+	if (!e || e->state != LW__ENTRY_UNREAD) {
+		/* gone meanwhile, or one of ours now: nothing to learn */
+	} else if (req->res == -ENOENT) {
+		e->seen = 0; /* deleted since the listing: it is gone */
+	} else if (req->res < 0) {
+		if (!l->err) {
+			l->err = req->res;
+			snprintf(l->msg, sizeof(l->msg), "reading a lock file: %s",
+				 req->msg[0] ? req->msg : lw_strerror(req->res));
+		}
+	} else if (req->buflen == 0) {
+		set_state(e, LW__ENTRY_EMPTY);
+	} else if ((r = lw__record_decode(req->buf, req->buflen, &rec, &why)) == 0) {
+		set_state(e, LW__ENTRY_RECORD);
+		e->rec = rec;
+	} else if (r == -ENOMEM) {
+		if (!l->err) {
+			l->err = r;
+			snprintf(l->msg, sizeof(l->msg), "out of memory");
+		}
+	} else {
+		set_state(e, LW__ENTRY_FOREIGN);
+		e->why = why;
+		e->invalid = r == -LW_EINVALID;
+	}
+	lw__breq_free(req);
+	read_more(repo);
+	lw_repo_unref(repo);
+}
+
+static void read_more(struct lw_repo *repo)
+{
+	struct lw__listing *l = &repo->listing;
+
+	while (!l->err && l->next_read < l->nunread &&
+	       l->reads_in_flight < READS_IN_FLIGHT) {
+		struct lw__entry *e = l->unread[l->next_read++];
+		struct lw__breq *req;
+
+		if (e->state != LW__ENTRY_UNREAD)
+			continue; /* became ours since the listing */
+		req = lw__breq_new(repo->backend, LW__BOP_READ, &e->id, NULL, 0,
+				   op_deadline(repo), on_read, lw_repo_ref(repo));
+		if (!req) {
+			lw_repo_unref(repo);
+			l->err = -ENOMEM;
+			snprintf(l->msg, sizeof(l->msg), "out of memory");
+			break;
+		}
+		l->reads_in_flight++;
+		lw__breq_start(req);
+	}
+	if (l->reads_in_flight == 0)
+		finish(repo);
+}
+
+/* Drops entries the listing no longer shows; lock files of this process
+ * stay known until their lock forgets them. */
+static void evict(struct lw__listing *l)
+{
+	for (size_t i = 0; i < l->map.cap; i++) {
+		struct lw__entry *e = l->map.slots[i];
+
+		while (e && e->seen != l->gen && e->state != LW__ENTRY_OWN &&
+		       !e->removing) {
+			int again = lw__idmap_del_at(&l->map, i);
+
+			entry_free(e);
+			e = again ? l->map.slots[i] : NULL;
+		}
+	}
+}
+
+static void forget_forgotten(struct lw__listing *l)
+{
+	for (size_t i = 0; i < l->forgotten.cap; i++)
+		free(l->forgotten.slots[i]);
+	lw__idmap_fini(&l->forgotten);
+	lw__idmap_init(&l->forgotten);
+}
+
+static void on_list(struct lw__breq *req)
+{
+	struct lw_repo *repo = req->userdata;
+	struct lw__listing *l = &repo->listing;
+
+	l->req = NULL;
+	if (req->res < 0) {
+		l->err = req->res;
+		snprintf(l->msg, sizeof(l->msg), "listing locks of %s: %s",
+			 repo->url.display, req->msg[0] ? req->msg : lw_strerror(req->res));
+		lw__breq_free(req);
+		deliver(repo);
+		lw_repo_unref(repo);
+		return;
+	}
+	if (++l->gen == 0)
+		l->gen = 1;
+	l->unread = calloc(req->nids ? req->nids : 1, sizeof(*l->unread));
+	if (!l->unread)
+		l->err = -ENOMEM;
+	for (size_t i = 0; !l->err && i < req->nids; i++) {
+		struct lw__entry *e = lw__idmap_get(&l->map, &req->ids[i]);
+
+		if (!e && lw__idmap_get(&l->forgotten, &req->ids[i]))
+			continue; /* deleted by us after the snapshot was taken */
+		if (!e) {
+			e = calloc(1, sizeof(*e));
+			if (e)
+				e->id = req->ids[i]; /* the key, before insertion */
+			if (!e || lw__idmap_put(&l->map, e) < 0) {
+				free(e);
+				l->err = -ENOMEM;
+				break;
+			}
+		}
+		e->seen = l->gen;
+		if (e->state == LW__ENTRY_UNREAD)
+			l->unread[l->nunread++] = e;
+	}
+	if (l->err)
+		snprintf(l->msg, sizeof(l->msg), "out of memory");
+	lw__breq_free(req);
+	forget_forgotten(l);
+	evict(l);
+	read_more(repo);
+	lw_repo_unref(repo);
+}
+
+static void start(struct lw_repo *repo)
+{
+	struct lw__listing *l = &repo->listing;
+	struct lw__breq *req;
+
+	l->running = true;
+	l->err = 0;
+	l->msg[0] = '\0';
+	lw__list_splice(&l->now, &l->next);
+	req = lw__breq_new(repo->backend, LW__BOP_LIST, NULL, NULL, 0,
+			   op_deadline(repo), on_list, lw_repo_ref(repo));
+	if (!req) {
+		lw_repo_unref(repo);
+		l->err = -ENOMEM;
+		snprintf(l->msg, sizeof(l->msg), "out of memory");
+		deliver(repo);
+		return;
+	}
+	l->req = req;
+	lw__breq_start(req);
+}
+
+void lw__listing_request(struct lw_repo *repo, struct lw__list_waiter *w)
+{
+	struct lw__listing *l = &repo->listing;
+
+	lw__list_add_tail(&l->next, &w->link);
+	if (!l->running)
+		start(repo);
+}
+
+void lw__listing_cancel(struct lw_repo *repo, struct lw__list_waiter *w)
+{
+	lw__list_del(&w->link);
+}
+
+const struct lw__entry *lw__listing_remove_stale(struct lw_repo *repo)
+{
+	struct lw__listing *l = &repo->listing;
+
+	/* once per listing: its stale entries were counted by classify */
+	if (l->stale && l->stale_removed_gen != l->gen) {
+		l->stale_removed_gen = l->gen;
+		for (size_t i = 0; i < l->map.cap; i++) {
+			struct lw__entry *e = l->map.slots[i];
+
+			if (e && e->seen == l->gen && e->stale && e->state == LW__ENTRY_RECORD)
+				remove_stale(repo, e);
+		}
+	}
+	return l->stale;
+}
+
+bool lw__listing_has(struct lw_repo *repo, const struct lw__id *id)
+{
+	const struct lw__entry *e = lw__idmap_get(&repo->listing.map, id);
+
+	return e && e->seen == repo->listing.gen;
+}
+
+/* Whether E is one of SELF's own files (the current one, the old one, one
+ * it may have written). */
+static bool of(const struct lw__entry *e, const struct lw_lock *self)
+{
+	return self && e->state == LW__ENTRY_OWN && e->own == self;
+}
+
+const struct lw__entry *lw__listing_conflict(struct lw_repo *repo,
+					     const struct lw_lock *self,
+					     bool exclusive)
+{
+	struct lw__listing *l = &repo->listing;
+	size_t n = exclusive ? l->n_blocks_all : l->n_blocks_shared;
+	const struct lw__id *mine[2 + LW__MAX_DOOMED];
+	size_t nmine = 0;
+
+	if (self && self->has_id)
+		mine[nmine++] = &self->id;
+	if (self && self->has_old)
+		mine[nmine++] = &self->old_id;
+	for (int i = 0; self && i < self->ndoomed; i++)
+		mine[nmine++] = &self->doomed[i];
+	/* the counts include SELF's files: take them out, O(1) per file */
+	for (size_t i = 0; i < nmine; i++) {
+		const struct lw__entry *e = lw__idmap_get(&l->map, mine[i]);
+		bool dup = false;
+
+		for (size_t j = 0; j < i; j++)
+			dup |= lw__id_eq(mine[j], mine[i]);
+		if (dup || !e || !of(e, self) || e->seen != l->gen ||
+		    e->blocks == LW__BLOCKS_NONE)
+			continue;
+		if (exclusive || e->blocks == LW__BLOCKS_ALL)
+			n--;
+	}
+	if (n == 0)
+		return NULL;
+	/* rare: find which one, for the message */
+	for (size_t i = 0; i < l->map.cap; i++) {
+		const struct lw__entry *e = l->map.slots[i];
+
+		if (!e || of(e, self) || e->seen != l->gen)
+			continue;
+		if (e->blocks == LW__BLOCKS_ALL ||
+		    (exclusive && e->blocks == LW__BLOCKS_SHARED))
+			return e;
+	}
+	return NULL;
+}
+
+char *lw__entry_describe(const struct lw__entry *e, char *buf, size_t size)
+{
+	char hex[LW_ID_HEX + 1];
+
+	lw__id_hex(&e->id, hex);
+	switch (e->state) {
+	case LW__ENTRY_RECORD: {
+		char desc[400];
+
+		return lw__sfmt(buf, size, "%s (%.12s)",
+				lw__record_describe(e->rec, lw__now_real(), desc, sizeof(desc)),
+				hex);
+	}
+	case LW__ENTRY_OWN:
+		return lw__sfmt(buf, size, "%s lock %.12s of this process",
+				e->own->exclusive ? "exclusive" : "shared", hex);
+	case LW__ENTRY_FOREIGN:
+		return lw__sfmt(buf, size, "%s lock file %.12s (%s)",
+				e->invalid ? "invalid" : "foreign", hex, e->why);
+	default:
+		return lw__sfmt(buf, size, "lock file %.12s", hex);
+	}
+}
+
+int lw__listing_add_own(struct lw_repo *repo, const struct lw__id *id,
+			struct lw_lock *lock)
+{
+	struct lw__listing *l = &repo->listing;
+	struct lw__entry *e = lw__idmap_get(&l->map, id);
+
+	if (!e) {
+		e = calloc(1, sizeof(*e));
+		if (!e)
+			return -ENOMEM;
+		e->id = *id;
+		if (lw__idmap_put(&l->map, e) < 0) {
+			free(e);
+			return -ENOMEM;
+		}
+	}
+	set_state(e, LW__ENTRY_OWN);
+	e->own = lock;
+	return 0;
+}
+
+void lw__listing_forget(struct lw_repo *repo, const struct lw__id *id)
+{
+	struct lw__listing *l = &repo->listing;
+	struct lw__entry *e = lw__idmap_get(&l->map, id);
+	struct lw__id *copy;
+
+	if (!e || e->state != LW__ENTRY_OWN)
+		return;
+	entry_free(lw__idmap_del(&l->map, id));
+	if (!l->running || !(copy = malloc(sizeof(*copy))))
+		return;
+	*copy = *id;
+	if (lw__idmap_put(&l->forgotten, copy) < 0)
+		free(copy);
+}
+
+void lw__listing_fini(struct lw_repo *repo)
+{
+	struct lw__listing *l = &repo->listing;
+
+	for (size_t i = 0; i < l->map.cap; i++)
+		if (l->map.slots[i])
+			entry_free(l->map.slots[i]);
+	lw__idmap_fini(&l->map);
+	forget_forgotten(l);
+	lw__idmap_fini(&l->forgotten);
+	free(l->unread);
+	l->unread = NULL;
+}

@@ -1,0 +1,484 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The loop object: one thread that owns the engine and every lock of the
+ * loop.  Other threads post calls to it through the engine's eventfd; a
+ * blocking call waits on the loop's condition variable, or runs the loop
+ * itself when nobody else does (an embedded loop).
+ */
+#include "config.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "core/protocol.h"
+
+/* How long lw_loop_free (and exit) waits for lock files to be deleted. */
+#define SHUTDOWN_WAIT LW_SEC(5)
+
+static __thread struct lw_loop *running;
+
+static pthread_mutex_t loops_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct lw__list loops = { &loops, &loops };
+static bool atexit_done;
+
+bool lw__on_loop_thread(const struct lw_loop *loop)
+{
+	return running == loop;
+}
+
+static int run(struct lw_loop *loop, int timeout_ms)
+{
+	struct lw_loop *prev = running;
+	int r;
+
+	running = loop;
+	r = lw__engine_run_once(loop->engine, timeout_ms);
+	running = prev;
+	return r;
+}
+
+/* Runs the calls of list C, signalling the synchronous ones done. */
+static void run_call_list(struct lw_loop *loop, struct lw__call *c)
+{
+	while (c) {
+		struct lw__call *next = c->next;
+		bool sync = c->sync;
+
+		c->fn(c); /* may free an asynchronous call */
+		if (sync)
+			lw__loop_signal(loop, &c->done);
+		lw__engine_urgent(loop->engine);
+		c = next;
+	}
+}
+
+/* ON_WAKE of the engine: run the calls posted since the last turn. */
+static void run_calls(void *userdata)
+{
+	struct lw_loop *loop = userdata;
+	struct lw__call *c;
+
+	pthread_mutex_lock(&loop->mu);
+	c = loop->calls;
+	loop->calls = NULL;
+	loop->calls_tail = &loop->calls;
+	pthread_mutex_unlock(&loop->mu);
+	run_call_list(loop, c);
+}
+
+int lw__post(struct lw_loop *loop, struct lw__call *c)
+{
+	c->next = NULL;
+	c->done = false;
+	pthread_mutex_lock(&loop->mu);
+	if (loop->shutdown) {
+		pthread_mutex_unlock(&loop->mu);
+		return -ESHUTDOWN;
+	}
+	*loop->calls_tail = c;
+	loop->calls_tail = &c->next;
+	/* under the mutex: shutdown cannot free the engine meanwhile */
+	lw__engine_wake(loop->engine);
+	pthread_mutex_unlock(&loop->mu);
+	return 0;
+}
+
+void lw__loop_signal(struct lw_loop *loop, bool *done)
+{
+	pthread_mutex_lock(&loop->mu);
+	*done = true;
+	pthread_cond_broadcast(&loop->cv);
+	pthread_mutex_unlock(&loop->mu);
+}
+
+static int wait_until(struct lw_loop *loop, const bool *done, int64_t until)
+{
+	int r = 0;
+
+	if (lw__on_loop_thread(loop))
+		return -EDEADLK;
+	pthread_mutex_lock(&loop->mu);
+	while (!*done) {
+		struct timespec ts;
+
+		if (until && lw__now_boot() >= until) {
+			r = -ETIMEDOUT;
+			break;
+		}
+		/* an embedded loop that nobody runs right now: run it */
+		if (!loop->started && !loop->shutdown &&
+		    pthread_mutex_trylock(&loop->run_mu) == 0) {
+			pthread_mutex_unlock(&loop->mu);
+			run(loop, 100);
+			pthread_mutex_unlock(&loop->run_mu);
+			pthread_mutex_lock(&loop->mu);
+			continue;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += 100 * 1000000;
+		if (ts.tv_nsec >= LW_NSEC_PER_SEC) {
+			ts.tv_sec++;
+			ts.tv_nsec -= LW_NSEC_PER_SEC;
+		}
+		pthread_cond_timedwait(&loop->cv, &loop->mu, &ts);
+	}
+	pthread_mutex_unlock(&loop->mu);
+	return r;
+}
+
+int lw__loop_wait(struct lw_loop *loop, const bool *done)
+{
+	return wait_until(loop, done, 0);
+}
+
+int lw__call_sync(struct lw_loop *loop, struct lw__call *c)
+{
+	int r;
+
+	if (lw__on_loop_thread(loop)) {
+		c->fn(c);
+		return 0;
+	}
+	c->sync = true;
+	r = lw__post(loop, c);
+	return r < 0 ? r : lw__loop_wait(loop, &c->done);
+}
+
+struct lw_loop *lw__loop_ref(struct lw_loop *loop)
+{
+	atomic_fetch_add(&loop->refs, 1);
+	return loop;
+}
+
+void lw__loop_unref(struct lw_loop *loop)
+{
+	if (atomic_fetch_sub(&loop->refs, 1) > 1)
+		return;
+	pthread_mutex_destroy(&loop->mu);
+	pthread_mutex_destroy(&loop->run_mu);
+	pthread_cond_destroy(&loop->cv);
+	free(loop);
+}
+
+struct observe_call {
+	struct lw__call c;
+	struct lw_loop *loop;
+	struct lw__observer observer;
+};
+
+static void observe_on_loop(struct lw__call *c)
+{
+	struct observe_call *oc = LW_CONTAINER_OF(c, struct observe_call, c);
+
+	oc->loop->observer = oc->observer;
+}
+
+int lw__loop_observe(struct lw_loop *loop,
+		     void (*fn)(void *userdata, const struct lw__breq *req,
+				int64_t started, int64_t ended),
+		     void *userdata)
+{
+	struct observe_call oc = { .c.fn = observe_on_loop, .loop = loop,
+				   .observer = { .fn = fn, .userdata = userdata } };
+
+	return lw__call_sync(loop, &oc.c);
+}
+
+/* ------------------------------------------------------------ shutdown */
+
+struct loop_call {
+	struct lw__call c;
+	struct lw_loop *loop;
+};
+
+static void release_all(struct lw__call *c)
+{
+	struct lw_loop *loop = LW_CONTAINER_OF(c, struct loop_call, c)->loop;
+	struct lw__list *n, *next;
+
+	for (n = loop->locks.next; n != &loop->locks; n = next) {
+		struct lw_lock *lock = LW_CONTAINER_OF(n, struct lw_lock, link);
+
+		next = n->next;
+		lw__lock_ref(lock);
+		if (lock->state == LW__LOCK_ACQUIRING)
+			lw__lock_end(lock, -ESHUTDOWN, LW_CAUSE_CANCELLED,
+				     "acquire cancelled: the loop is shutting down");
+		else
+			lw__lock_end(lock, 0, LW_CAUSE_RELEASED,
+				     "lock released: the loop is shutting down");
+		lw__lock_unref(lock);
+	}
+	if (lw__list_empty(&loop->locks))
+		lw__loop_signal(loop, &loop->drained);
+}
+
+static void shutdown_loop(struct lw_loop *loop)
+{
+	struct loop_call rc = { .c.fn = release_all, .loop = loop };
+	struct lw__call *c;
+
+	pthread_mutex_lock(&loop->mu);
+	if (loop->shutdown) {
+		pthread_mutex_unlock(&loop->mu);
+		return;
+	}
+	loop->drained = false;
+	pthread_mutex_unlock(&loop->mu);
+
+	/* release every lock; wait a bounded time for their files to go */
+	if (lw__call_sync(loop, &rc.c) == 0 &&
+	    wait_until(loop, &loop->drained, lw__now_boot() + SHUTDOWN_WAIT) < 0)
+		lw__warn(&loop->log, "lock files still being deleted at shutdown");
+
+	if (loop->started) {
+		atomic_store(&loop->stop, true);
+		lw__engine_wake(loop->engine);
+		pthread_join(loop->thread, NULL);
+		loop->started = false;
+	}
+
+	pthread_mutex_lock(&loop->run_mu);
+	pthread_mutex_lock(&loop->mu);
+	loop->shutdown = true;
+	c = loop->calls;
+	loop->calls = NULL;
+	pthread_mutex_unlock(&loop->mu);
+	/* calls that arrived too late still run, so their callers return */
+	running = loop;
+	run_call_list(loop, c);
+	while (!lw__list_empty(&loop->repos))
+		lw__repo_shutdown(LW_CONTAINER_OF(loop->repos.next, struct lw_repo, link));
+	lw__backend_env_fini(&loop->backends);
+	running = NULL;
+	lw__engine_free(loop->engine);
+	loop->engine = NULL;
+	pthread_mutex_unlock(&loop->run_mu);
+
+	pthread_mutex_lock(&loops_mu);
+	lw__list_del(&loop->all);
+	pthread_mutex_unlock(&loops_mu);
+}
+
+/* Locks are released at exit: their files must not outlive the process. */
+static void at_exit(void)
+{
+	for (;;) {
+		struct lw_loop *loop = NULL;
+
+		pthread_mutex_lock(&loops_mu);
+		for (struct lw__list *n = loops.next; n != &loops; n = n->next) {
+			struct lw_loop *l = LW_CONTAINER_OF(n, struct lw_loop, all);
+
+			if (!lw__on_loop_thread(l)) {
+				loop = lw__loop_ref(l);
+				break;
+			}
+		}
+		pthread_mutex_unlock(&loops_mu);
+		if (!loop)
+			return;
+		shutdown_loop(loop);
+		lw__loop_unref(loop);
+	}
+}
+
+/* A forked child has none of the parent's threads, and the parent's locks
+ * are not its to release: it forgets the inherited loops. */
+static void forget_loops_in_child(void)
+{
+	lw__list_init(&loops);
+	pthread_mutex_init(&loops_mu, NULL);
+}
+
+/* ---------------------------------------------------------------- public */
+
+LW_EXPORT const char *lw_engine_name(enum lw_engine engine)
+{
+	switch (engine) {
+	case LW_ENGINE_DEFAULT:
+		return "default";
+	case LW_ENGINE_AUTO:
+		return "auto";
+	case LW_ENGINE_URING:
+		return "uring";
+	case LW_ENGINE_EPOLL:
+		return "epoll";
+	}
+	return "?";
+}
+
+LW_EXPORT int lw_engine_parse(const char *name, enum lw_engine *enginep)
+{
+	static const enum lw_engine all[] = { LW_ENGINE_AUTO, LW_ENGINE_URING,
+					      LW_ENGINE_EPOLL };
+
+	for (size_t i = 0; name && i < LW_ARRAY_SIZE(all); i++) {
+		if (strcasecmp(name, lw_engine_name(all[i])) == 0) {
+			*enginep = all[i];
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+LW_EXPORT int lw_loop_new(enum lw_engine engine, struct lw_loop **loopp)
+{
+	struct lw_loop *loop;
+	const char *env;
+	int r;
+
+	if (!loopp)
+		return lw__fail(-EINVAL, "invalid arguments");
+	if (engine == LW_ENGINE_DEFAULT) {
+		env = getenv("LOCKWATCH_ENGINE");
+		engine = LW_ENGINE_AUTO;
+		if (env && *env && lw_engine_parse(env, &engine) < 0)
+			return lw__fail(-EINVAL, "LOCKWATCH_ENGINE=%.32s: expected "
+					"auto, uring or epoll", env);
+	}
+	loop = calloc(1, sizeof(*loop));
+	if (!loop)
+		return lw__fail(-ENOMEM, "out of memory");
+	lw__log_init(&loop->log);
+	atomic_init(&loop->refs, 1);
+	atomic_init(&loop->stop, false);
+	pthread_mutex_init(&loop->mu, NULL);
+	pthread_mutex_init(&loop->run_mu, NULL);
+	lw__cond_init_monotonic(&loop->cv);
+	loop->calls_tail = &loop->calls;
+	lw__list_init(&loop->locks);
+	lw__list_init(&loop->repos);
+	r = lw__engine_new(engine, &loop->log, run_calls, loop, &loop->engine);
+	if (r < 0) {
+		lw__loop_unref(loop);
+		return lw__fail(r, "cannot start the %s engine: %s", lw_engine_name(engine),
+				strerror(-r));
+	}
+	loop->backends.engine = loop->engine;
+	loop->backends.log = &loop->log;
+	lw__dbg(&loop->log, "loop on the %s engine",
+		lw_engine_name(lw__engine_kind(loop->engine)));
+	pthread_mutex_lock(&loops_mu);
+	lw__list_add_tail(&loops, &loop->all);
+	if (!atexit_done)
+		atexit_done = atexit(at_exit) == 0 &&
+			      pthread_atfork(NULL, NULL, forget_loops_in_child) == 0;
+	pthread_mutex_unlock(&loops_mu);
+	*loopp = loop;
+	return 0;
+}
+
+LW_EXPORT void lw_loop_free(struct lw_loop *loop)
+{
+	if (!loop)
+		return;
+	if (lw__on_loop_thread(loop)) {
+		lw__err(&loop->log, "lw_loop_free called from a callback of its loop");
+		return;
+	}
+	shutdown_loop(loop);
+	lw__loop_unref(loop);
+}
+
+LW_EXPORT enum lw_engine lw_loop_engine(const struct lw_loop *loop)
+{
+	return loop->engine ? lw__engine_kind(loop->engine) : LW_ENGINE_DEFAULT;
+}
+
+static void *thread_main(void *arg)
+{
+	struct lw_loop *loop = arg;
+
+	pthread_mutex_lock(&loop->run_mu);
+	while (!atomic_load(&loop->stop))
+		run(loop, -1);
+	pthread_mutex_unlock(&loop->run_mu);
+	return NULL;
+}
+
+LW_EXPORT int lw_loop_start(struct lw_loop *loop)
+{
+	sigset_t all, old;
+	int r;
+
+	if (!loop)
+		return -EINVAL;
+	if (loop->started)
+		return -EALREADY;
+	/* the loop thread takes no signals: they belong to the application */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = -pthread_create(&loop->thread, NULL, thread_main, loop);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r == 0)
+		loop->started = true;
+	return r;
+}
+
+LW_EXPORT int lw_loop_fd(const struct lw_loop *loop)
+{
+	return loop && loop->engine ? lw__engine_fd(loop->engine) : -EINVAL;
+}
+
+LW_EXPORT int lw_loop_run_once(struct lw_loop *loop, int timeout_ms)
+{
+	int r;
+
+	if (!loop)
+		return -EINVAL;
+	if (lw__on_loop_thread(loop))
+		return -EDEADLK;
+	if (loop->started || loop->shutdown || pthread_mutex_trylock(&loop->run_mu) != 0)
+		return -EBUSY;
+	r = run(loop, timeout_ms);
+	pthread_mutex_unlock(&loop->run_mu);
+	return r;
+}
+
+struct log_call {
+	struct lw__call c;
+	struct lw_loop *loop;
+	lw_log_fn fn;
+	void *userdata;
+	int priority;
+	bool set_fn;
+};
+
+static void set_log(struct lw__call *c)
+{
+	struct log_call *lc = LW_CONTAINER_OF(c, struct log_call, c);
+
+	if (lc->set_fn) {
+		lc->loop->log.fn = lc->fn;
+		lc->loop->log.userdata = lc->userdata;
+	} else {
+		lc->loop->log.priority = lc->priority;
+	}
+}
+
+LW_EXPORT void lw_loop_set_log_fn(struct lw_loop *loop, lw_log_fn fn, void *userdata)
+{
+	struct log_call lc = { .c.fn = set_log, .loop = loop, .fn = fn,
+			       .userdata = userdata, .set_fn = true };
+
+	if (loop && lw__call_sync(loop, &lc.c) < 0)
+		set_log(&lc.c);
+}
+
+LW_EXPORT void lw_loop_set_log_priority(struct lw_loop *loop, int priority)
+{
+	struct log_call lc = { .c.fn = set_log, .loop = loop, .priority = priority };
+
+	if (loop && lw__call_sync(loop, &lc.c) < 0)
+		set_log(&lc.c);
+}
+
+LW_EXPORT int lw_loop_get_log_priority(const struct lw_loop *loop)
+{
+	return loop ? loop->log.priority : -EINVAL;
+}

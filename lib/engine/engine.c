@@ -1,0 +1,446 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* What both engines share: choosing one, the timer heap, deferred work,
+ * watch slots, the wake-up eventfd and fault injection. */
+#include "config.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "engine/engine.h"
+
+/* ------------------------------------------------------------ timers */
+
+void lw__timer_init(struct lw__timer *t, void (*fn)(struct lw__timer *))
+{
+	lw__heap_node_init(&t->node);
+	t->fn = fn;
+}
+
+static struct lw__heap *heap_of(struct lw__engine *e, const struct lw__timer *t)
+{
+	return t->node.urgent ? &e->urgent : &e->heap;
+}
+
+void lw__timer_start(struct lw__engine *e, struct lw__timer *t, int64_t when)
+{
+	lw__heap_push(heap_of(e, t), &t->node, when);
+}
+
+void lw__timer_stop(struct lw__engine *e, struct lw__timer *t)
+{
+	lw__heap_remove(heap_of(e, t), &t->node);
+}
+
+/* A reserved timer may be urgent or not: room in both heaps. */
+int lw__engine_reserve(struct lw__engine *e, int delta)
+{
+	int r = lw__heap_reserve(&e->heap, delta);
+
+	if (r < 0)
+		return r;
+	r = lw__heap_reserve(&e->urgent, delta);
+	if (r < 0)
+		lw__heap_reserve(&e->heap, -delta);
+	return r;
+}
+
+struct lw__heap_node *lw__engine_next_timer(const struct lw__engine *e)
+{
+	struct lw__heap_node *a = lw__heap_min(&e->heap), *b = lw__heap_min(&e->urgent);
+
+	if (!a || !b)
+		return a ? a : b;
+	return b->when <= a->when ? b : a;
+}
+
+/* Work done in one turn before the loop looks at its timers again. */
+#define TIMER_BUDGET 256
+#define DEFER_BUDGET 1024
+
+/* Pops and runs the timers of H that are due, at most MAX of them, and
+ * only those queued before this call (a timer that re-arms itself at
+ * "now" waits for the next turn); between two of the others, the
+ * deadlines that fell due meanwhile. */
+static void fire_heap(struct lw__engine *e, struct lw__heap *h, size_t max)
+{
+	uint64_t limit = h->seq;
+	int64_t now = lw__now_boot();
+	struct lw__heap_node *n;
+
+	for (size_t ran = 0; ran < max && (n = lw__heap_min(h)) && n->when <= now &&
+			     n->seq < limit; ran++) {
+		struct lw__timer *t = LW_CONTAINER_OF(n, struct lw__timer, node);
+
+		lw__heap_remove(h, n);
+		t->fn(t);
+		if (h != &e->urgent)
+			lw__engine_urgent(e);
+	}
+}
+
+/*
+ * Fires the timers that are due, the urgent ones first: when a stalled
+ * server makes thousands of refresh retries and deadlines fall due
+ * together, every deadline is cancelled before any retry is tried.  Other
+ * timers run at most TIMER_BUDGET a turn and the rest stay in their heap.
+ * Urgent timers have a heap of their own so that finding them costs
+ * nothing: popping a whole backlog to find them, and pushing back what the
+ * budget left, made a burst of 20,000 deadlines quadratic.
+ */
+static void fire_timers(struct lw__engine *e)
+{
+	fire_heap(e, &e->urgent, SIZE_MAX);
+	fire_heap(e, &e->heap, TIMER_BUDGET);
+}
+
+/*
+ * A deadline that falls due while a turn runs its batches (timers,
+ * deferred work, completions, posted calls) waits for the callback running
+ * then, not for the rest of the turn: every batch calls this between two
+ * callbacks.  A turn that ended 256 locks (a log line and a delete each)
+ * held a deadline up by milliseconds; the check is one clock read.
+ */
+void lw__engine_urgent(struct lw__engine *e)
+{
+	struct lw__heap_node *n = lw__heap_min(&e->urgent);
+
+	if (n && n->when <= lw__now_boot())
+		fire_heap(e, &e->urgent, SIZE_MAX);
+}
+
+/* ---------------------------------------------------------- deferred */
+
+void lw__defer(struct lw__engine *e, struct lw__defer *d,
+	       void (*fn)(struct lw__defer *))
+{
+	d->fn = fn;
+	if (d->queued)
+		return;
+	d->queued = true;
+	d->next = NULL;
+	*e->defer_tail = d;
+	e->defer_tail = &d->next;
+}
+
+void lw__defer_cancel(struct lw__engine *e, struct lw__defer *d)
+{
+	struct lw__defer **p;
+
+	if (!d->queued)
+		return;
+	for (p = &e->defer_head; *p; p = &(*p)->next) {
+		if (*p == d) {
+			*p = d->next;
+			if (!*p)
+				e->defer_tail = p;
+			break;
+		}
+	}
+	d->queued = false;
+}
+
+/* Runs the work deferred before this call, at most DEFER_BUDGET of it (the
+ * rest stays first in line); what it defers runs next turn. */
+static void run_deferred(struct lw__engine *e)
+{
+	struct lw__defer *d = e->defer_head, **old_tail = e->defer_tail;
+
+	e->defer_head = NULL;
+	e->defer_tail = &e->defer_head;
+	for (int n = 0; d && n < DEFER_BUDGET; n++) {
+		struct lw__defer *next = d->next;
+
+		d->queued = false;
+		d->fn(d);
+		lw__engine_urgent(e);
+		d = next;
+	}
+	if (d) {
+		*old_tail = e->defer_head;
+		if (!e->defer_head)
+			e->defer_tail = old_tail;
+		e->defer_head = d;
+	}
+}
+
+/* ------------------------------------------------------- watch slots */
+
+static int slot_alloc(struct lw__engine *e, struct lw__watch *w)
+{
+	uint32_t i;
+
+	for (i = 0; i < e->nslots; i++)
+		if (!e->slots[i].w)
+			break;
+	if (i == e->nslots) {
+		uint32_t n = e->nslots ? 2 * e->nslots : 16;
+		struct lw__watch_slot *s = realloc(e->slots, n * sizeof(*s));
+
+		if (!s)
+			return -ENOMEM;
+		memset(s + e->nslots, 0, (n - e->nslots) * sizeof(*s));
+		e->slots = s;
+		e->nslots = n;
+	}
+	e->slots[i].w = w;
+	w->slot = i;
+	w->gen = ++e->slots[i].gen;
+	return 0;
+}
+
+struct lw__watch *lw__engine_watch(struct lw__engine *e, uint32_t slot,
+				   uint32_t gen)
+{
+	if (slot >= e->nslots || e->slots[slot].gen != gen)
+		return NULL;
+	return e->slots[slot].w;
+}
+
+int lw__watch_start(struct lw__engine *e, struct lw__watch *w, int fd,
+		    unsigned events, void (*fn)(struct lw__watch *, unsigned))
+{
+	int r;
+
+	w->fd = fd;
+	w->fn = fn;
+	w->events = 0;
+	w->armed = 0;
+	r = slot_alloc(e, w);
+	if (r < 0)
+		return r;
+	r = lw__watch_modify(e, w, events);
+	if (r < 0)
+		lw__watch_stop(e, w);
+	return r;
+}
+
+int lw__watch_modify(struct lw__engine *e, struct lw__watch *w, unsigned events)
+{
+	int r = e->ops->watch_update(e, w, events);
+
+	if (r == 0)
+		w->events = events;
+	return r;
+}
+
+void lw__watch_stop(struct lw__engine *e, struct lw__watch *w)
+{
+	if (w->slot >= e->nslots || e->slots[w->slot].w != w)
+		return;
+	e->ops->watch_stop(e, w);
+	/* A new generation makes every completion still in flight for the
+	 * old one unrecognisable. */
+	e->slots[w->slot].gen++;
+	e->slots[w->slot].w = NULL;
+	w->events = 0;
+}
+
+/* ------------------------------------------------------ file operations */
+
+static pthread_mutex_t fault_mu = PTHREAD_MUTEX_INITIALIZER;
+static lw__fault_fn fault_fn;
+static void *fault_userdata;
+static int hang_pipe[2] = { -1, -1 };
+
+void lw__fault_set(lw__fault_fn fn, void *userdata)
+{
+	pthread_mutex_lock(&fault_mu);
+	fault_fn = fn;
+	fault_userdata = userdata;
+	pthread_mutex_unlock(&fault_mu);
+}
+
+int lw__fault_hang_fd(void)
+{
+	int fd;
+
+	pthread_mutex_lock(&fault_mu);
+	if (hang_pipe[0] < 0 && pipe2(hang_pipe, O_CLOEXEC) < 0)
+		hang_pipe[0] = hang_pipe[1] = -1;
+	fd = hang_pipe[0];
+	pthread_mutex_unlock(&fault_mu);
+	return fd;
+}
+
+void lw__fault_release(void)
+{
+	pthread_mutex_lock(&fault_mu);
+	/* Closing the write end ends every read of the pipe.  The read end
+	 * stays open: a hung operation may not have started its read yet, and
+	 * its descriptor number must not be reused under it. */
+	if (hang_pipe[1] >= 0)
+		close(hang_pipe[1]);
+	hang_pipe[0] = hang_pipe[1] = -1;
+	pthread_mutex_unlock(&fault_mu);
+}
+
+static void fop_deferred(struct lw__defer *d)
+{
+	struct lw__fop *op = LW_CONTAINER_OF(d, struct lw__fop, defer);
+
+	op->done(op, op->res);
+}
+
+void lw__fop_complete_later(struct lw__engine *e, struct lw__fop *op, int res)
+{
+	op->res = res;
+	lw__defer(e, &op->defer, fop_deferred);
+}
+
+void lw__fop_submit(struct lw__engine *e, struct lw__fop *op)
+{
+	int r = 0;
+
+	op->hang = false;
+	op->names = NULL;
+	op->names_len = 0;
+	op->defer.queued = false;
+	pthread_mutex_lock(&fault_mu);
+	if (fault_fn)
+		r = fault_fn(op, fault_userdata);
+	pthread_mutex_unlock(&fault_mu);
+	if (r < 0) {
+		lw__fop_complete_later(e, op, r);
+		return;
+	}
+	if (r == LW__FAULT_HANG) {
+		if (lw__fault_hang_fd() < 0) {
+			lw__fop_complete_later(e, op, -EMFILE);
+			return;
+		}
+		op->hang = true;
+	}
+	e->ops->fop_submit(e, op);
+}
+
+void lw__fop_to_worker(struct lw__engine *e, struct lw__fop *op)
+{
+	if (!e->worker)
+		e->worker = lw__worker_new(e);
+	if (!e->worker) {
+		lw__fop_complete_later(e, op, -ENOMEM);
+		return;
+	}
+	lw__worker_submit(e->worker, op);
+}
+
+/* ------------------------------------------------------------ engine */
+
+void lw__engine_wake(struct lw__engine *e)
+{
+	static const uint64_t one = 1;
+
+	/* Only the first of many wakes between two turns writes. */
+	if (!atomic_exchange(&e->wake_pending, true))
+		(void)!write(e->wake_fd, &one, sizeof(one));
+}
+
+void lw__engine_woken(struct lw__engine *e)
+{
+	uint64_t n;
+
+	/* Read, then clear, then drain.  Clearing first would let a wake that
+	 * lands in between be read away while the flag stays set, and the
+	 * next wake would skip its write: lost. */
+	(void)!read(e->wake_fd, &n, sizeof(n));
+	atomic_store(&e->wake_pending, false);
+	if (e->worker)
+		lw__worker_reap(e->worker);
+	if (e->on_wake)
+		e->on_wake(e->wake_userdata);
+}
+
+static int engine_create(const struct lw__engine_ops *ops,
+			 const struct lw__log *log, void (*on_wake)(void *),
+			 void *userdata, struct lw__engine **ep)
+{
+	struct lw__engine *e = calloc(1, ops->size);
+	int r;
+
+	if (!e)
+		return -ENOMEM;
+	e->ops = ops;
+	e->log = log;
+	e->on_wake = on_wake;
+	e->wake_userdata = userdata;
+	e->defer_tail = &e->defer_head;
+	lw__heap_init(&e->heap);
+	lw__heap_init(&e->urgent);
+	atomic_init(&e->wake_pending, false);
+	e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (e->wake_fd < 0) {
+		r = -errno;
+		free(e);
+		return r;
+	}
+	r = lw__engine_reserve(e, 16);
+	if (r == 0)
+		r = ops->init(e);
+	if (r < 0) {
+		close(e->wake_fd);
+		lw__heap_fini(&e->heap);
+		lw__heap_fini(&e->urgent);
+		free(e);
+		return r;
+	}
+	*ep = e;
+	return 0;
+}
+
+int lw__engine_new(enum lw_engine kind, const struct lw__log *log,
+		   void (*on_wake)(void *), void *userdata,
+		   struct lw__engine **ep)
+{
+	int r;
+
+	switch (kind) {
+	case LW_ENGINE_URING:
+		return engine_create(&lw__engine_uring, log, on_wake, userdata, ep);
+	case LW_ENGINE_EPOLL:
+		return engine_create(&lw__engine_epoll, log, on_wake, userdata, ep);
+	case LW_ENGINE_AUTO:
+	case LW_ENGINE_DEFAULT:
+		r = engine_create(&lw__engine_uring, log, on_wake, userdata, ep);
+		if (r != -EPERM && r != -ENOSYS && r != -ENOMEM && r != -EINVAL)
+			return r;
+		lw__dbg(log, "io_uring unavailable (%s), using epoll", strerror(-r));
+		return engine_create(&lw__engine_epoll, log, on_wake, userdata, ep);
+	}
+	return -EINVAL;
+}
+
+void lw__engine_free(struct lw__engine *e)
+{
+	if (!e)
+		return;
+	if (e->worker)
+		lw__worker_free(e->worker);
+	e->ops->fini(e);
+	close(e->wake_fd);
+	lw__heap_fini(&e->heap);
+	lw__heap_fini(&e->urgent);
+	free(e->slots);
+	free(e);
+}
+
+int lw__engine_run_once(struct lw__engine *e, int timeout_ms)
+{
+	int64_t timeout = timeout_ms < 0 ? -1 : LW_MSEC(timeout_ms);
+	struct lw__heap_node *min;
+	int r;
+
+	fire_timers(e);
+	run_deferred(e);
+	min = lw__engine_next_timer(e);
+	if (e->defer_head || (min && min->when <= lw__now_boot()))
+		timeout = 0;
+	r = e->ops->wait(e, timeout);
+	fire_timers(e);
+	e->ops->dispatch(e);
+	run_deferred(e);
+	return r;
+}

@@ -1,0 +1,540 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The lock object: its public calls, its one request in flight, and its end
+ * (release, loss, failed acquire), which deletes every file the lock may
+ * have written before anyone is told that it is over.  Acquire and refresh
+ * live in acquire.c and refresh.c.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/protocol.h"
+
+/* Attempts to delete each lock file while ending. */
+#define DELETE_ATTEMPTS 3
+
+void lw__lock_ref(struct lw_lock *lock)
+{
+	lock->refs++;
+}
+
+void lw__lock_unref(struct lw_lock *lock)
+{
+	struct lw_repo *repo = lock->repo;
+
+	if (--lock->refs > 0)
+		return;
+	if (lock->reserved && lock->loop->engine)
+		lw__engine_reserve(lock->loop->engine, -2);
+	lock->ctx->lock = NULL;
+	lw_ctx_unref(lock->ctx);
+	lw__timing_unref(lock->timing);
+	free(lock->doomed);
+	free(lock->purpose);
+	free(lock->last_error);
+	free(lock);
+	lw_repo_unref(repo);
+}
+
+void lw__lock_emit(struct lw_lock *lock, enum lw_event_type type, int err,
+		   int64_t next, int64_t until, const char *fmt, ...)
+{
+	struct lw_event ev = {
+		.type = type, .err = err, .at = lw__now_boot(), .next = next,
+		.until = until,
+	};
+	char msg[600];
+	va_list ap;
+
+	if (!lock->event_fn || lock->app_gone)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	ev.msg = msg;
+	lock->event_fn(lock, &ev, lock->event_data);
+}
+
+bool lw__lock_request(struct lw_lock *lock, enum lw__bop op,
+		      const struct lw__id *id, const void *data, size_t len,
+		      int64_t deadline, void (*done)(struct lw__breq *))
+{
+	struct lw__breq *req = lw__breq_new(lock->repo->backend, op, id, data, len,
+					    deadline, done, lock);
+
+	if (!req)
+		return false;
+	/* on a leased backend: a new lock's lease lasts the stale timeout,
+	 * and a request about the lock's own key ends or renews its lease */
+	req->ttl = lock->timing->stale_timeout;
+	if (lock->has_id && id && lw__id_eq(id, &lock->id))
+		req->lease = lock->lease;
+	req->refresh = lock->state == LW__LOCK_HELD;
+	lock->req = req;
+	lock->req_started = lw__now_boot();
+	lock->req_started_mono = lw__now_mono();
+	lw__breq_start(req);
+	return true;
+}
+
+void lw__lock_set_id(struct lw_lock *lock, const struct lw__id *id)
+{
+	/* under the loop's mutex: lw_lock_id reads it from any thread */
+	pthread_mutex_lock(&lock->loop->mu);
+	lock->id = *id;
+	lock->has_id = true;
+	pthread_mutex_unlock(&lock->loop->mu);
+}
+
+/*
+ * The time of a new record: the wall clock, but never behind the lock's
+ * previous record time plus the CLOCK_BOOTTIME that has passed since.  A
+ * holder whose clock steps back (an NTP correction, a VM restored with an
+ * old clock) would otherwise write records that look that much older to
+ * other hosts, which would judge a live lock stale and remove it while its
+ * holder works on.  A clock that steps forward is taken as it is: records
+ * that look younger than they are cost liveness (a dead holder's lock
+ * blocks longer), never exclusion.
+ */
+static int64_t record_time(struct lw_lock *lock)
+{
+	int64_t real = lw__now_real(), boot = lw__now_boot();
+
+	if (lock->rec_boot) {
+		int64_t floor = lock->rec_real + (boot - lock->rec_boot);
+
+		if (real < floor - LW_SEC(1) && !lock->clock_behind) {
+			char d[32];
+
+			lw__warn(&lock->loop->log, "the wall clock went back by %s while a "
+				 "lock on %s was held; its records keep the clock they had, "
+				 "so that others do not judge it stale",
+				 lw__fmt_duration(floor - real, d, sizeof(d)),
+				 lock->repo->url.display);
+		}
+		lock->clock_behind = real < floor - LW_SEC(1);
+		real = LW_MAX(real, floor);
+	}
+	lock->rec_real = real;
+	lock->rec_boot = boot;
+	return real;
+}
+
+int lw__lock_record(struct lw_lock *lock, void *buf, size_t size)
+{
+	const struct lw__self *self = lw__self();
+	struct lw__record rec = {
+		.time = record_time(lock),
+		.stale_timeout = lock->timing->stale_timeout,
+		.pid = self->pid, .uid = self->uid, .gid = self->gid,
+		.pid_ns = self->pid_ns, .pid_start = self->pid_start,
+		.exclusive = lock->exclusive,
+		.hostname = self->hostname, .username = self->username,
+		.boot_id = self->boot_id, .purpose = lock->purpose,
+	};
+
+	return lw__record_encode(&rec, buf, size);
+}
+
+int64_t lw__backoff_jitter(int64_t d)
+{
+	struct lw__id r;
+
+	/* up to 1/8 more, so that two holders that collided once do not
+	 * collide again at every retry */
+	if (d <= 0 || lw__id_random(&r) < 0)
+		return d;
+	return d + (int64_t)(((uint64_t)r.b[0] << 8 | r.b[1]) * (uint64_t)(d / 8) / 65536);
+}
+
+/* ----------------------------------------------------------------- end */
+
+static void finish_end(struct lw_lock *lock)
+{
+	lw_lock_fn fn;
+	void *data;
+
+	lock->state = LW__LOCK_DONE;
+	lock->phase = LW__PH_NONE;
+	lw__list_del(&lock->link);
+	if (lw__list_empty(&lock->loop->locks))
+		lw__loop_signal(lock->loop, &lock->loop->drained);
+	lw__lock_ref(lock);
+	if (lock->acquire_fn) {
+		/* an acquire that did not succeed, told only now that its
+		 * file is gone, so that a retry cannot meet it */
+		fn = lock->acquire_fn;
+		data = lock->acquire_data;
+		lock->acquire_fn = NULL;
+		if (!lock->app_gone)
+			fn(lock, lock->result, lw_ctx_cause(lock->ctx), data);
+		lock->result = 0;
+	}
+	lw__lock_emit(lock, LW_EVENT_RELEASED, lock->result, 0, 0, "%s",
+		      lock->result ? lock->last_error : "lock files deleted");
+	if (lock->release_fn) {
+		fn = lock->release_fn;
+		data = lock->release_data;
+		lock->release_fn = NULL;
+		if (!lock->app_gone)
+			fn(lock, lock->result, lock->result ? lock->last_error : NULL, data);
+	}
+	lw__lock_unref(lock); /* this function's */
+	lw__lock_unref(lock); /* the loop's, taken when the lock became active */
+}
+
+static void delete_next(struct lw_lock *lock);
+
+static void on_deleted(struct lw__breq *req)
+{
+	struct lw_lock *lock = req->userdata;
+	char hex[LW_ID_HEX + 1];
+
+	lock->req = NULL;
+	lw__id_hex(&req->id, hex);
+	if (req->res < 0 && req->res != -ENOENT && ++lock->attempt < DELETE_ATTEMPTS) {
+		lw__breq_free(req);
+		delete_next(lock);
+		return;
+	}
+	if (req->res < 0 && req->res != -ENOENT) {
+		lw__warn(&lock->loop->log, "cannot delete lock file %.12s: %s", hex,
+			 req->msg[0] ? req->msg : lw_strerror(req->res));
+		if (!lock->acquire_fn) {
+			lock->result = req->res;
+			free(lock->last_error);
+			lock->last_error = strdup(req->msg[0] ? req->msg : lw_strerror(req->res));
+		}
+	} else {
+		lw__dbg(&lock->loop->log, "deleted lock file %.12s", hex);
+	}
+	lw__listing_forget(lock->repo, &req->id);
+	lw__breq_free(req);
+	lock->attempt = 0;
+	lock->ndoomed--;
+	memmove(lock->doomed, lock->doomed + 1, lock->ndoomed * sizeof(lock->doomed[0]));
+	delete_next(lock);
+}
+
+static void delete_next(struct lw_lock *lock)
+{
+	if (lock->ndoomed == 0) {
+		finish_end(lock);
+		return;
+	}
+	if (!lw__lock_request(lock, LW__BOP_REMOVE, &lock->doomed[0], NULL, 0,
+			      lw__now_boot() + lock->timing->op_timeout, on_deleted)) {
+		lock->ndoomed = 0; /* out of memory: nothing more can be done */
+		finish_end(lock);
+	}
+}
+
+void lw__lock_doom(struct lw_lock *lock, const struct lw__id *id)
+{
+	char hex[LW_ID_HEX + 1];
+
+	for (int i = 0; i < lock->ndoomed; i++)
+		if (lw__id_eq(&lock->doomed[i], id))
+			return;
+	/* most locks never need the list: allocated when they do */
+	if (!lock->doomed)
+		lock->doomed = malloc(LW__MAX_DOOMED * sizeof(*lock->doomed));
+	if (lock->doomed && lock->ndoomed < LW__MAX_DOOMED) {
+		lock->doomed[lock->ndoomed++] = *id;
+		return;
+	}
+	lw__id_hex(id, hex);
+	lw__err(&lock->loop->log, "lock file %.12s cannot be deleted: out of memory", hex);
+}
+
+static void cleanup(struct lw_lock *lock)
+{
+	lock->phase = LW__PH_CLEANUP;
+	lock->attempt = 0;
+	delete_next(lock);
+}
+
+static void on_cancelled(struct lw__breq *req)
+{
+	struct lw_lock *lock = req->userdata;
+
+	lock->req = NULL;
+	/* a create that got its lease: its key, if it lands, goes with it */
+	if (req->op == LW__BOP_CREATE && req->lease) {
+		lw__lock_set_id(lock, &req->id);
+		lock->lease = req->lease;
+	}
+	lw__breq_free(req);
+	cleanup(lock);
+}
+
+void lw__lock_end(struct lw_lock *lock, int result, enum lw_cause cause,
+		  const char *fmt, ...)
+{
+	char msg[600];
+	va_list ap;
+
+	if (lock->state != LW__LOCK_ACQUIRING && lock->state != LW__LOCK_HELD)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	lw__ctx_end(lock->ctx, cause, "%s", msg);
+	lock->result = lock->state == LW__LOCK_ACQUIRING ? (result ? result : -ECANCELED) : 0;
+	lock->state = LW__LOCK_ENDING;
+	lw__timer_stop(lock->loop->engine, &lock->deadline_timer);
+	lw__timer_stop(lock->loop->engine, &lock->step_timer);
+	lw__listing_cancel(lock->repo, &lock->waiter);
+	lw__acquire_create_over(lock);
+	atomic_store(&lock->deadline, 0);
+	if (lock->has_id)
+		lw__lock_doom(lock, &lock->id);
+	if (lock->has_old)
+		lw__lock_doom(lock, &lock->old_id);
+	if (lock->req) {
+		/* The request in flight may still write its file (a create
+		 * the server completes after all), or was to delete one that
+		 * may exist (a failed refresh's stray): delete it after that. */
+		if (lock->req->op == LW__BOP_CREATE || lock->req->op == LW__BOP_REMOVE)
+			lw__lock_doom(lock, &lock->req->id);
+		lock->req->done = on_cancelled;
+		lw__breq_cancel(lock->req);
+		return;
+	}
+	cleanup(lock);
+}
+
+/* ------------------------------------------------------------ public */
+
+LW_EXPORT int lw_lock_new(struct lw_repo *repo, unsigned flags,
+			  const char *purpose, struct lw_lock **lockp)
+{
+	struct lw_lock *lock;
+
+	if (!repo || !lockp || (flags & ~LW_LOCK_EXCLUSIVE))
+		return lw__fail(-EINVAL, "invalid arguments");
+	if (purpose && strlen(purpose) > LW_RECORD_STR_MAX)
+		return lw__fail(-EINVAL, "purpose longer than %d bytes", LW_RECORD_STR_MAX);
+	lock = calloc(1, sizeof(*lock));
+	if (!lock)
+		return lw__fail(-ENOMEM, "out of memory");
+	lock->purpose = lw__strdup0(purpose);
+	lock->ctx = lw__ctx_new(repo->loop, lock);
+	if (!lock->ctx || (purpose && !lock->purpose)) {
+		lw_ctx_unref(lock->ctx);
+		free(lock->purpose);
+		free(lock);
+		return lw__fail(-ENOMEM, "out of memory");
+	}
+	lock->refs = 1;
+	lock->loop = repo->loop;
+	lock->repo = lw_repo_ref(repo);
+	lock->exclusive = flags & LW_LOCK_EXCLUSIVE;
+	lw__list_init(&lock->link);
+	lw__list_init(&lock->waiter.link);
+	atomic_init(&lock->deadline, 0);
+	atomic_init(&lock->fencing_token, 0);
+	atomic_init(&lock->acquire_called, false);
+	atomic_init(&lock->release_called, false);
+	*lockp = lock;
+	return 0;
+}
+
+struct free_call {
+	struct lw__call c;
+	struct lw_lock *lock;
+};
+
+static void free_on_loop(struct lw__call *c)
+{
+	struct lw_lock *lock = LW_CONTAINER_OF(c, struct free_call, c)->lock;
+
+	lock->app_gone = true;
+	if (lock->state == LW__LOCK_ACQUIRING)
+		lw__lock_end(lock, -ECANCELED, LW_CAUSE_CANCELLED, "acquire cancelled");
+	else if (lock->state == LW__LOCK_HELD)
+		lw__lock_end(lock, 0, LW_CAUSE_RELEASED, "lock released");
+	lw__lock_unref(lock);
+}
+
+LW_EXPORT void lw_lock_free(struct lw_lock *lock)
+{
+	struct free_call fc = { .c.fn = free_on_loop, .lock = lock };
+
+	if (!lock)
+		return;
+	/* After shutdown no loop runs: nothing can race with us. */
+	if (lw__call_sync(lock->loop, &fc.c) < 0)
+		lw__lock_unref(lock);
+}
+
+static void acquire_on_loop(struct lw__call *c)
+{
+	lw__acquire_start(LW_CONTAINER_OF(c, struct lw_lock, acquire_call));
+}
+
+LW_EXPORT int lw_lock_acquire_async(struct lw_lock *lock, lw_lock_fn fn,
+				    void *userdata)
+{
+	if (!lock || !fn)
+		return -EINVAL;
+	if (atomic_exchange(&lock->acquire_called, true))
+		return lw__fail(-EALREADY, "acquire was already called on this lock");
+	lock->acquire_fn = fn;
+	lock->acquire_data = userdata;
+	lock->acquire_call.fn = acquire_on_loop;
+	return lw__post(lock->loop, &lock->acquire_call);
+}
+
+struct waiter {
+	struct lw_loop *loop;
+	bool done;
+	int err;
+	char msg[1024];
+};
+
+static void wake_waiter(struct lw_lock *lock, int err, const char *msg, void *userdata)
+{
+	struct waiter *w = userdata;
+
+	w->err = err;
+	snprintf(w->msg, sizeof(w->msg), "%s", msg ? msg : "");
+	lw__loop_signal(w->loop, &w->done);
+}
+
+static int wait_for(struct lw_lock *lock, int r, struct waiter *w)
+{
+	if (r == 0)
+		r = lw__loop_wait(lock->loop, &w->done);
+	if (r == 0 && w->err < 0)
+		return lw__fail(w->err, "%s", w->msg[0] ? w->msg : lw_strerror(w->err));
+	return r < 0 ? r : w->err;
+}
+
+/* The blocking form of ASYNC: start it, wait for its callback. */
+static int blocking(struct lw_lock *lock,
+		    int (*async)(struct lw_lock *, lw_lock_fn, void *))
+{
+	struct waiter w = { .loop = lock ? lock->loop : NULL };
+
+	if (!lock)
+		return -EINVAL;
+	if (lw__on_loop_thread(lock->loop))
+		return lw__fail(-EDEADLK, "blocking call from a callback of the loop");
+	return wait_for(lock, async(lock, wake_waiter, &w), &w);
+}
+
+LW_EXPORT int lw_lock_acquire(struct lw_lock *lock)
+{
+	return blocking(lock, lw_lock_acquire_async);
+}
+
+/* What lw_lock_release_async asks for, taken over on the loop thread: a
+ * lock that is ending reads RELEASE_FN there. */
+struct release_call {
+	struct lw__call c;
+	struct lw_lock *lock;
+	lw_lock_fn fn;
+	void *userdata;
+};
+
+static void release_on_loop(struct lw__call *c)
+{
+	struct release_call *rc = LW_CONTAINER_OF(c, struct release_call, c);
+	struct lw_lock *lock = rc->lock;
+	lw_lock_fn fn = rc->fn;
+	void *userdata = rc->userdata;
+
+	free(rc);
+	lock->release_fn = fn;
+	lock->release_data = userdata;
+	switch (lock->state) {
+	case LW__LOCK_ACQUIRING:
+		lw__lock_end(lock, -ECANCELED, LW_CAUSE_RELEASED, "released while acquiring");
+		break;
+	case LW__LOCK_HELD:
+		lw__lock_end(lock, 0, LW_CAUSE_RELEASED, "lock released");
+		break;
+	case LW__LOCK_ENDING:
+		break; /* RELEASE_FN runs when the files are gone */
+	default:
+		/* never acquired, or over already: nothing to delete */
+		lock->release_fn = NULL;
+		fn(lock, 0, NULL, userdata);
+		break;
+	}
+}
+
+LW_EXPORT int lw_lock_release_async(struct lw_lock *lock, lw_lock_fn fn,
+				    void *userdata)
+{
+	struct release_call *rc;
+	int r;
+
+	if (!lock || !fn)
+		return -EINVAL;
+	if (atomic_exchange(&lock->release_called, true))
+		return lw__fail(-EALREADY, "release was already called on this lock");
+	rc = malloc(sizeof(*rc));
+	if (!rc)
+		return lw__fail(-ENOMEM, "out of memory");
+	*rc = (struct release_call){ .c.fn = release_on_loop, .lock = lock, .fn = fn,
+				     .userdata = userdata };
+	r = lw__post(lock->loop, &rc->c);
+	if (r < 0)
+		free(rc);
+	return r;
+}
+
+LW_EXPORT int lw_lock_release(struct lw_lock *lock)
+{
+	return blocking(lock, lw_lock_release_async);
+}
+
+LW_EXPORT struct lw_ctx *lw_lock_ctx(struct lw_lock *lock)
+{
+	return lock ? lock->ctx : NULL;
+}
+
+LW_EXPORT int lw_lock_id(struct lw_lock *lock, char id[65])
+{
+	struct lw__id copy;
+	bool has;
+
+	if (!lock || !id)
+		return -EINVAL;
+	pthread_mutex_lock(&lock->loop->mu);
+	copy = lock->id;
+	has = lock->has_id;
+	pthread_mutex_unlock(&lock->loop->mu);
+	if (!has)
+		return -ENOENT;
+	lw__id_hex(&copy, id);
+	return 0;
+}
+
+LW_EXPORT int64_t lw_lock_deadline(const struct lw_lock *lock)
+{
+	return lock ? atomic_load(&lock->deadline) : 0;
+}
+
+LW_EXPORT int64_t lw_lock_fencing_token(const struct lw_lock *lock)
+{
+	return lock ? atomic_load(&lock->fencing_token) : 0;
+}
+
+LW_EXPORT int lw_lock_set_event_fn(struct lw_lock *lock, lw_event_fn fn,
+				   void *userdata)
+{
+	if (!lock)
+		return -EINVAL;
+	/* before acquire, the loop thread has not seen the lock yet */
+	if (atomic_load(&lock->acquire_called))
+		return -EBUSY;
+	lock->event_fn = fn;
+	lock->event_data = userdata;
+	return 0;
+}
