@@ -2,7 +2,7 @@
 /*
  * The rest: and dav: backends.  Both keep a lock as one file under locks/
  * on an HTTP server; they differ only in a few verbs and answers, which the
- * flavour table below holds (DESIGN.md's URL table):
+ * flavour table below holds (lib/DESIGN.md's URL table):
  *
  *   rest: restic's REST server protocol.  POST creates (403: it exists);
  *         the listing is asked for in v2 form; DELETE of a missing file
@@ -158,7 +158,7 @@ static void conclude_ok(struct http_breq *hr)
 	}
 }
 
-/* Maps the HTTP layer's result to the backend's (DESIGN.md's table). */
+/* Maps the HTTP layer's result to the backend's (lib/DESIGN.md's table). */
 static void conclude(struct http_breq *hr)
 {
 	struct lw__breq *req = &hr->base;

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-/* The lock record: a msgpack map, version 1 (see DESIGN.md). */
+/* The lock record: a msgpack map, version 1 (lib/DESIGN.md). */
 #pragma once
 
 #include <stdbool.h>
