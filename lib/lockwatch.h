@@ -374,6 +374,18 @@ int64_t lw_lock_deadline(const struct lw_lock *lock);
  */
 int64_t lw_lock_fencing_token(const struct lw_lock *lock);
 
+/*
+ * lw_lock_set_process_group - before acquire: the lock's work is done by
+ * process group PGID, which may outlive this process (lockwatch run's job).
+ * The record names the group and its leader's start time, and on this host
+ * the lock is stale only once this process and every process of the group
+ * are gone (zombies aside), not as soon as this process is.
+ *
+ * Returns: 0, -EINVAL for a PGID below 2, -ESRCH when no process of group
+ * PGID runs, -EBUSY once acquire was called.
+ */
+int lw_lock_set_process_group(struct lw_lock *lock, int64_t pgid);
+
 /* What happened to a lock, for progress displays and statistics. */
 enum lw_event_type {
 	LW_EVENT_RETRY = 1,  /* acquire found the repository locked and waits */

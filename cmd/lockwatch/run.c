@@ -25,11 +25,14 @@
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "guard.h"
 
 extern char **environ;
 
@@ -63,8 +66,14 @@ struct run {
 	int64_t next_try, give_up;
 	atomic_int_least64_t deadline; /* the last known one */
 
-	/* the job */
-	pid_t pid;               /* also its process group */
+	/* the job: forked before the lock is taken, so that the lock's
+	 * record names its group; it waits for GO_FD to say go (or close) */
+	pid_t held;              /* its process, also its group */
+	bool held_gone;          /* ... ended before it was let go */
+	int go_fd, exec_fd;      /* "go, with this lock id"; exec's errno */
+	int pidfd;               /* of HELD, for the guard; -1 */
+	struct guard guard;
+	pid_t pid;               /* HELD, once let go */
 	bool tty_fg;             /* the job has the terminal */
 	bool exited;
 	int status;              /* the job's exit status, as a shell says it */
@@ -143,8 +152,9 @@ static int find_command(struct run *run, const char *name)
 
 /* The environment of the job: ours, with LOCKWATCH_LOCK_ID=ID and, where
  * the backend has one (etcd), LOCKWATCH_FENCING_TOKEN=TOKEN; never those
- * of an outer lockwatch run.  Its first *OWNED strings are allocated. */
-static char **job_environ(const char *id, int64_t token, size_t *owned)
+ * of an outer lockwatch run.  Built in the job's process, which execs it or
+ * exits. */
+static char **job_environ(const char *id, int64_t token)
 {
 	size_t n = 0, k = 1;
 	char **env;
@@ -165,15 +175,7 @@ static char **job_environ(const char *id, int64_t token, size_t *owned)
 		if (strncmp(environ[i], "LOCKWATCH_LOCK_ID=", 18) != 0 &&
 		    strncmp(environ[i], "LOCKWATCH_FENCING_TOKEN=", 24) != 0)
 			env[k++] = environ[i];
-	*owned = token ? 2 : 1;
 	return env;
-}
-
-static void job_environ_free(char **env, size_t owned)
-{
-	for (size_t i = 0; i < owned; i++)
-		free(env[i]);
-	free(env);
 }
 
 /* ------------------------------------------------- from the loop thread */
@@ -318,6 +320,22 @@ static void reap(struct run *run)
 	int st;
 
 	while ((pid = waitpid(-1, &st, WNOHANG | WUNTRACED)) > 0) {
+		if (pid == run->guard.pid && !WIFSTOPPED(st)) {
+			/* killed alone (lockwatch lives on): another one */
+			close(run->guard.fd);
+			run->guard = (struct guard){ .fd = -1 };
+			if (guard_start(&run->guard, run->held, run->pidfd) < 0)
+				cli_error(run->cli, "the job's guard process died, and no other "
+					  "can be started: %s", strerror(errno));
+			else
+				cli_note(run->cli, "warning: the job's guard process died; "
+					 "started another");
+			continue;
+		}
+		if (pid == run->held && !run->pid && !WIFSTOPPED(st)) {
+			run->held_gone = true;
+			continue;
+		}
 		if (pid != run->pid)
 			continue;
 		if (WIFSTOPPED(st)) {
@@ -418,54 +436,125 @@ static bool wait_once(struct run *run)
 
 /* ------------------------------------------------------------ the job */
 
-static int start_job(struct run *run)
-{
+/* What the held job waits for: the lock is ours, here is its id. */
+struct go_msg {
 	char id[65];
-	char **env;
-	size_t owned;
-	int pipefd[2], err = 0;
-	pid_t pid;
+	int64_t token;
+};
 
-	if (lw_lock_id(run->lock, id) < 0 ||
-	    !(env = job_environ(id, lw_lock_fencing_token(run->lock), &owned)))
-		return -ENOMEM;
-	if (pipe2(pipefd, O_CLOEXEC) < 0) {
+/* In the held child: wait for the lock, then become the job.  The child
+ * was forked before lockwatch had threads: it may allocate. */
+static _Noreturn void held_child(struct run *run, int go_fd, int exec_fd)
+{
+	struct go_msg msg;
+	size_t got = 0;
+	char **env;
+	int err;
+
+	while (got < sizeof(msg)) {
+		ssize_t n = read(go_fd, (char *)&msg + got, sizeof(msg) - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			_exit(EXIT_FAIL); /* no lock: lockwatch gave up, or died */
+		got += (size_t)n;
+	}
+	close(go_fd);
+	msg.id[64] = '\0';
+	env = job_environ(msg.id, msg.token);
+	if (env)
+		execve(run->path, run->argv, env);
+	err = env ? errno : ENOMEM;
+	(void)!write(exec_fd, &err, sizeof(err));
+	_exit(EXIT_NOEXEC);
+}
+
+/* Forks the job, held until the lock is acquired, and its guard.  Called
+ * before the loop thread starts.  Returns 0 or a negative errno. */
+static int prepare_job(struct run *run)
+{
+	pid_t parent = getpid(), pid;
+	int go[2], ex[2], err;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, go) < 0)
+		return -errno;
+	if (pipe2(ex, O_CLOEXEC) < 0) {
 		err = -errno;
-		job_environ_free(env, owned);
+		close(go[0]);
+		close(go[1]);
 		return err;
 	}
-	run->tty_fg = isatty(STDIN_FILENO) && tcgetpgrp(STDIN_FILENO) == getpgrp();
 	pid = fork();
 	if (pid == 0) {
-		/* only async-signal-safe calls: the loop thread may hold locks */
+		close(go[0]);
+		close(ex[0]);
 		setpgid(0, 0);
-		if (run->tty_fg)
-			tcsetpgrp(STDIN_FILENO, getpid());
-		/* if lockwatch is killed outright, nobody watches the lock */
+		/* the leader goes with lockwatch at once; the guard takes
+		 * the rest of the group */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		sigprocmask(SIG_SETMASK, &run->oldmask, NULL);
-		execve(run->path, run->argv, env);
-		err = errno;
-		(void)!write(pipefd[1], &err, sizeof(err));
-		_exit(EXIT_NOEXEC);
+		if (getppid() != parent)
+			_exit(EXIT_FAIL);
+		held_child(run, go[1], ex[1]);
 	}
-	if (pid < 0)
+	err = -errno;
+	close(go[1]);
+	close(ex[1]);
+	if (pid < 0) {
+		close(go[0]);
+		close(ex[0]);
+		return err;
+	}
+	/* both sides set the group: whichever runs first wins the race
+	 * with a signal sent to the group */
+	setpgid(pid, pid);
+	run->held = pid;
+	run->go_fd = go[0];
+	run->exec_fd = ex[0];
+	run->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	return guard_start(&run->guard, pid, run->pidfd);
+}
+
+/* The job never started (no lock): its held process goes, and the guard. */
+static void abandon_job(struct run *run)
+{
+	if (run->held && !run->pid) {
+		kill(run->held, SIGKILL);
+		while (!run->held_gone && waitpid(run->held, NULL, 0) < 0 && errno == EINTR)
+			;
+		run->held_gone = true;
+	}
+	guard_done(&run->guard);
+}
+
+static int start_job(struct run *run)
+{
+	struct go_msg msg = { .token = lw_lock_fencing_token(run->lock) };
+	int err = 0;
+
+	if (lw_lock_id(run->lock, msg.id) < 0)
+		return -ENOMEM;
+	reap(run);
+	if (run->held_gone)
+		return -ECHILD; /* somebody killed it while we waited */
+	run->tty_fg = isatty(STDIN_FILENO) && tcgetpgrp(STDIN_FILENO) == getpgrp();
+	if (run->tty_fg)
+		tcsetpgrp(STDIN_FILENO, run->held);
+	if (send(run->go_fd, &msg, sizeof(msg), MSG_NOSIGNAL) != (ssize_t)sizeof(msg))
 		err = -errno;
-	close(pipefd[1]);
-	if (pid > 0) {
-		/* both sides set the group: whichever runs first wins the race
-		 * with a signal sent to the group */
-		setpgid(pid, pid);
-		if (run->tty_fg)
-			tcsetpgrp(STDIN_FILENO, pid);
-		run->pid = pid;
-		if (read(pipefd[0], &err, sizeof(err)) == sizeof(err))
-			err = -err; /* exec failed; the child exits at once */
-		else
-			err = 0;
+	close(run->go_fd);
+	run->go_fd = -1;
+	if (err < 0) {
+		abandon_job(run);
+		return err;
 	}
-	close(pipefd[0]);
-	job_environ_free(env, owned);
+	run->pid = run->held;
+	if (read(run->exec_fd, &err, sizeof(err)) == sizeof(err))
+		err = -err; /* exec failed; the child exits at once */
+	else
+		err = 0;
+	close(run->exec_fd);
+	run->exec_fd = -1;
 	return err;
 }
 
@@ -555,6 +644,11 @@ static int configure(struct run *run)
 			&run->lock);
 	if (r < 0)
 		return cli_usage_error(cli, "%s", lw_errmsg());
+	/* the lock stays live on this host while the job's group does */
+	if (lw_lock_set_process_group(run->lock, run->held) < 0) {
+		cli_error(cli, "cannot tie the lock to the job: %s", lw_errmsg());
+		return EXIT_FAIL;
+	}
 	run->ctx = lw_lock_ctx(run->lock);
 	if (lw_ctx_fd(run->ctx) < 0 || lw_lock_set_event_fn(run->lock, on_event, run) < 0) {
 		cli_error(cli, "cannot watch the lock: %s", strerror(errno));
@@ -605,6 +699,8 @@ static int run_job(struct run *run)
 	while (wait_once(run))
 		;
 	clear_countdown(run);
+	if (run->acquire_err < 0 || run->forwarded || lw_ctx_done(run->ctx))
+		abandon_job(run);
 	if (run->acquire_err < 0) {
 		if (run->forwarded)
 			return 128 + run->forwarded;
@@ -620,6 +716,7 @@ static int run_job(struct run *run)
 	}
 	r = start_job(run);
 	if (r < 0 && !run->pid) {
+		guard_done(&run->guard);
 		cli_error(cli, "cannot start %s: %s", run->argv[0], strerror(-r));
 		return EXIT_FAIL;
 	}
@@ -627,6 +724,8 @@ static int run_job(struct run *run)
 		cli_error(cli, "%s: %s", run->argv[0], strerror(-r));
 	while (wait_once(run))
 		;
+	/* the group has ended: nothing is left to guard */
+	guard_done(&run->guard);
 	if (run->tty_fg)
 		tcsetpgrp(STDIN_FILENO, getpgrp());
 	if (r < 0)
@@ -639,6 +738,7 @@ int cmd_run(struct cli *cli, int argc, char **argv)
 	struct run run = {
 		.cli = cli, .refresh = -1, .stale = -1, .retry = 0,
 		.kill_after = DEFAULT_KILL_AFTER, .sigfd = -1, .notefd = -1,
+		.go_fd = -1, .exec_fd = -1, .pidfd = -1, .guard.fd = -1,
 		.mu = PTHREAD_MUTEX_INITIALIZER,
 	};
 	int status, r;
@@ -650,6 +750,13 @@ int cmd_run(struct cli *cli, int argc, char **argv)
 	status = find_command(&run, run.argv[0]);
 	if (status)
 		return status;
+	r = prepare_job(&run);
+	if (r < 0) {
+		cli_error(cli, "cannot start %s: %s", run.argv[0], strerror(-r));
+		abandon_job(&run);
+		free(run.path);
+		return EXIT_FAIL;
+	}
 	status = cli_open(cli);
 	if (status == 0)
 		status = configure(&run);
@@ -659,6 +766,8 @@ int cmd_run(struct cli *cli, int argc, char **argv)
 	}
 	if (status == 0)
 		status = run_job(&run);
+	else
+		abandon_job(&run);
 	if (run.lock) {
 		/* the group has ended: now the lock may go */
 		r = lw_lock_release(run.lock);
@@ -674,6 +783,12 @@ int cmd_run(struct cli *cli, int argc, char **argv)
 		close(run.sigfd);
 	if (run.notefd >= 0)
 		close(run.notefd);
+	if (run.go_fd >= 0)
+		close(run.go_fd);
+	if (run.exec_fd >= 0)
+		close(run.exec_fd);
+	if (run.pidfd >= 0)
+		close(run.pidfd);
 	free(run.path);
 	return status;
 }

@@ -21,7 +21,11 @@ bool lw__record_orphaned(const struct lw__record *rec, const struct lw__self *se
 	if (rec->pid == self->pid && rec->pid_start == self->pid_start)
 		return false;
 	/* "cannot tell" keeps the lock: a wrong "stale" breaks exclusion */
-	return lw__process_alive(rec->pid, rec->pid_start) == 0;
+	if (lw__process_alive(rec->pid, rec->pid_start) != 0)
+		return false;
+	/* the holder's job may work on after it (lockwatch run killed
+	 * outright, its guard not yet done with the group) */
+	return rec->pgid <= 0 || lw__group_alive(rec->pgid, rec->pgid_start) == 0;
 }
 
 char *lw__record_describe(const struct lw__record *rec, int64_t now_real,

@@ -12,7 +12,8 @@
 /*
  * lw__record_stale - a lock is stale when its record is older than the
  * record's own stale_timeout, or when it was written in this boot and PID
- * namespace and its process (pid and start time) is gone.  Without the
+ * namespace and its process (pid and start time) is gone, and with it every
+ * process of its job's group (when the record names one).  Without the
  * namespace check, a live lock of a neighbouring container on the same host
  * would look stale (restic #4922).  A record time in the future is not old.
  */

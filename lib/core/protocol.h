@@ -248,6 +248,8 @@ struct lw_lock {
 	struct lw_repo *repo;
 	struct lw_ctx *ctx;
 	char *purpose;
+	int64_t pgid;             /* the job's process group, 0: none */
+	uint64_t pgid_start;      /* ... and its leader's start time */
 	bool exclusive;
 	bool app_gone;            /* no more callbacks */
 	uint8_t state;            /* enum lw__lock_state */

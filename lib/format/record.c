@@ -58,7 +58,7 @@ int lw__record_encode(const struct lw__record *r, void *buf, size_t size)
 	    (r->purpose && !str_ok(r->purpose)))
 		return -EINVAL;
 	msgpack_packer_init(&pk, &fb, fix_write);
-	bad = msgpack_pack_map(&pk, r->purpose ? 13 : 12) ||
+	bad = msgpack_pack_map(&pk, 12 + (r->purpose != NULL) + 2 * (r->pgid > 0)) ||
 	      pack_key(&pk, "v") || msgpack_pack_int(&pk, 1) ||
 	      pack_key(&pk, "time") || msgpack_pack_int64(&pk, r->time) ||
 	      pack_key(&pk, "exclusive") ||
@@ -73,7 +73,10 @@ int lw__record_encode(const struct lw__record *r, void *buf, size_t size)
 	      pack_key(&pk, "pid_start") || msgpack_pack_uint64(&pk, r->pid_start) ||
 	      pack_key(&pk, "stale_timeout") ||
 	      msgpack_pack_int64(&pk, r->stale_timeout) ||
-	      (r->purpose && (pack_key(&pk, "purpose") || pack_str(&pk, r->purpose)));
+	      (r->purpose && (pack_key(&pk, "purpose") || pack_str(&pk, r->purpose))) ||
+	      (r->pgid > 0 && (pack_key(&pk, "pgid") || msgpack_pack_int64(&pk, r->pgid) ||
+			       pack_key(&pk, "pgid_start") ||
+			       msgpack_pack_uint64(&pk, r->pgid_start)));
 	return bad ? -ENOSPC : (int)fb.len;
 }
 
@@ -173,13 +176,20 @@ static int skip(struct scan *s, int depth)
 
 enum key {
 	K_V, K_TIME, K_EXCLUSIVE, K_HOSTNAME, K_USERNAME, K_PID, K_UID, K_GID,
-	K_BOOT_ID, K_PID_NS, K_PID_START, K_STALE_TIMEOUT, K_PURPOSE, K_COUNT
+	K_BOOT_ID, K_PID_NS, K_PID_START, K_STALE_TIMEOUT, K_PURPOSE, K_PGID, K_PGID_START,
+	K_COUNT
 };
 
 static const char *const key_names[K_COUNT] = {
 	"v", "time", "exclusive", "hostname", "username", "pid", "uid", "gid",
-	"boot_id", "pid_ns", "pid_start", "stale_timeout", "purpose",
+	"boot_id", "pid_ns", "pid_start", "stale_timeout", "purpose", "pgid", "pgid_start",
 };
+
+/* optional: older records lack them */
+static bool optional(int k)
+{
+	return k == K_PURPOSE || k == K_PGID || k == K_PGID_START;
+}
 
 /* the string fields, in the order of struct lw__record's pointers */
 static const enum key str_keys[] = { K_HOSTNAME, K_USERNAME, K_BOOT_ID, K_PURPOSE };
@@ -250,8 +260,12 @@ static int extract(const msgpack_object *root, struct lw__record **out,
 	if (!val[K_V])
 		return foreign(why, "no version key");
 	for (int k = 0; k < K_COUNT; k++)
-		if (!val[k] && k != K_PURPOSE)
+		if (!val[k] && !optional(k))
 			return invalid(why, "a required key is missing");
+	if (!val[K_PGID] != !val[K_PGID_START])
+		return invalid(why, "pgid without pgid_start, or the reverse");
+	if (val[K_PGID_START] && val[K_PGID_START]->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+		return invalid(why, "pgid_start is not an unsigned integer");
 	if (!get_i64(val[K_V], &v) || v != 1)
 		return invalid(why, "unsupported record version");
 	if (val[K_EXCLUSIVE]->type != MSGPACK_OBJECT_BOOLEAN)
@@ -283,6 +297,14 @@ static int extract(const msgpack_object *root, struct lw__record **out,
 		free(r);
 		return invalid(why, "stale_timeout or pid is not positive");
 	}
+	/* group 1 is init's: kill(-1) would mean every process */
+	if (val[K_PGID] && (!get_i64(val[K_PGID], &r->pgid) || r->pgid <= 1 ||
+			    r->pgid > INT32_MAX)) {
+		free(r);
+		return invalid(why, "pgid is not a process group id");
+	}
+	if (val[K_PGID_START])
+		r->pgid_start = val[K_PGID_START]->via.u64;
 	r->exclusive = val[K_EXCLUSIVE]->via.boolean;
 	r->pid_ns = val[K_PID_NS]->via.u64;
 	r->pid_start = val[K_PID_START]->via.u64;

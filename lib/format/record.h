@@ -15,6 +15,12 @@ struct lw__record {
 	int64_t pid, uid, gid;
 	uint64_t pid_ns;       /* inode of /proc/self/ns/pid */
 	uint64_t pid_start;    /* field 22 of /proc/self/stat */
+	/* the process group of the holder's job (lockwatch run), and the start
+	 * time of its leader: the lock stays live on this host while any
+	 * process of that group runs.  0 when absent (older records, library
+	 * users without a job). */
+	int64_t pgid;
+	uint64_t pgid_start;
 	bool exclusive;
 	const char *hostname;
 	const char *username;

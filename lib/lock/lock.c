@@ -7,6 +7,7 @@
  */
 #include "config.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,6 +135,7 @@ int lw__lock_record(struct lw_lock *lock, void *buf, size_t size)
 		.exclusive = lock->exclusive,
 		.hostname = self->hostname, .username = self->username,
 		.boot_id = self->boot_id, .purpose = lock->purpose,
+		.pgid = lock->pgid, .pgid_start = lock->pgid_start,
 	};
 
 	return lw__record_encode(&rec, buf, size);
@@ -524,6 +526,23 @@ LW_EXPORT int64_t lw_lock_deadline(const struct lw_lock *lock)
 LW_EXPORT int64_t lw_lock_fencing_token(const struct lw_lock *lock)
 {
 	return lock ? atomic_load(&lock->fencing_token) : 0;
+}
+
+LW_EXPORT int lw_lock_set_process_group(struct lw_lock *lock, int64_t pgid)
+{
+	uint64_t start;
+
+	if (!lock || pgid <= 1 || pgid > INT32_MAX)
+		return lw__fail(-EINVAL, "invalid arguments");
+	if (atomic_load(&lock->acquire_called))
+		return lw__fail(-EBUSY, "the lock was acquired already");
+	/* the leader's start time tells the group from a later one that
+	 * reuses its number */
+	if (lw__process_start(pgid, &start) < 0 || lw__group_alive(pgid, start) != 1)
+		return lw__fail(-ESRCH, "no process group %" PRId64, pgid);
+	lock->pgid = pgid;
+	lock->pgid_start = start;
+	return 0;
 }
 
 LW_EXPORT int lw_lock_set_event_fn(struct lw_lock *lock, lw_event_fn fn,

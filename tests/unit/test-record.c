@@ -8,10 +8,14 @@
 #include <msgpack.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "lockwatch.h"
 #include "record-sample.h"
+#include "core/conflict.h"
 #include "format/record.h"
 
 static uint8_t buf[2 * LW_RECORD_MAX];
@@ -298,4 +302,82 @@ Test(record, every_byte_flipped)
 				cr_assert_null(r);
 		}
 	}
+}
+
+/* The job's process group: optional, both keys or neither. */
+Test(record, job_group)
+{
+	struct lw__record s = sample, *r;
+	const char *why;
+	int n;
+
+	s.pgid = 4242;
+	s.pgid_start = 987654321;
+	n = encode(&s);
+	cr_assert_eq(lw__record_decode(buf, (size_t)n, &r, &why), 0);
+	cr_expect_eq(r->pgid, 4242);
+	cr_expect_eq(r->pgid_start, 987654321);
+	free(r);
+	/* a record without them (an older writer's) has none */
+	n = encode(&sample);
+	cr_assert_eq(lw__record_decode(buf, (size_t)n, &r, &why), 0);
+	cr_expect_eq(r->pgid, 0);
+	free(r);
+	/* group 1 would make kill(-1) mean every process */
+	s.pgid = 1;
+	n = encode(&s);
+	rejected(buf, (size_t)n, -LW_EINVALID, "pgid 1");
+	/* pgid alone: 14 keys where the map says 15, then one key short */
+	s.pgid = 4242;
+	n = encode(&s);
+	buf[0] = 0x8e;
+	for (int i = n - 1; i > 0; i--)
+		if (memcmp(buf + i, "\xaapgid_start", 11) == 0) {
+			n = i;
+			break;
+		}
+	rejected(buf, (size_t)n, -LW_EINVALID, "pgid without pgid_start");
+}
+
+/* A same-host record whose holder is gone stays live while a process of
+ * its job's group runs, and not a moment after. */
+Test(record, orphaned_only_once_the_group_is_gone)
+{
+	const struct lw__self *self = lw__self();
+	struct lw__record rec = sample;
+	pid_t dead, leader;
+	uint64_t start;
+	int st;
+
+	dead = fork();
+	if (dead == 0)
+		_exit(0);
+	cr_assert_gt(dead, 0);
+	waitpid(dead, &st, 0);
+	leader = fork();
+	if (leader == 0) {
+		setpgid(0, 0);
+		pause();
+		_exit(0);
+	}
+	cr_assert_gt(leader, 0);
+	setpgid(leader, leader);
+	cr_assert_eq(lw__process_start(leader, &start), 0);
+	rec.boot_id = self->boot_id;
+	rec.pid_ns = self->pid_ns;
+	rec.pid = dead;
+	cr_expect(lw__record_orphaned(&rec, self), "a dead holder without a group");
+	rec.pgid = leader;
+	rec.pgid_start = start;
+	cr_expect(!lw__record_orphaned(&rec, self), "its group runs");
+	rec.pgid_start = start + 1;
+	cr_expect(lw__record_orphaned(&rec, self),
+		  "a leader of another start time: the group's number was reused");
+	rec.pgid_start = start;
+	kill(leader, SIGKILL);
+	for (int i = 0; i < 200 && lw__group_alive(leader, start) == 1; i++)
+		usleep(5000);
+	cr_expect(lw__record_orphaned(&rec, self), "only a zombie is left of the group");
+	waitpid(leader, &st, 0);
+	cr_expect(lw__record_orphaned(&rec, self), "the group is gone");
 }
