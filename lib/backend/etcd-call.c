@@ -53,6 +53,7 @@ void lw__etcd_call_send(struct lw__etcd_call *c)
 	r->method = "POST";
 	if (c->body && asprintf(&r->url, "%s%s", cl->ep[c->member].base, c->path) < 0)
 		r->url = NULL; /* the HTTP layer fails a request without a URL */
+	r->path = c->path; /* and refuses one that asks for anything else */
 	r->body = c->body;
 	r->body_len = c->body ? strlen(c->body) : 0;
 	r->max_body = c->max_body;

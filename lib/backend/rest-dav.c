@@ -41,6 +41,7 @@ struct flavour {
 	const char *list_accept; /* the listing's Accept header */
 	const char *init_method;
 	const char *init_path;   /* after the repository's path */
+	const char *init_query;
 };
 
 static const struct flavour rest = {
@@ -48,7 +49,8 @@ static const struct flavour rest = {
 	.exists_is_403 = true,
 	.list_accept = "application/vnd.x.restic.rest.v2",
 	.init_method = "POST",
-	.init_path = "?create=true",
+	.init_path = "",
+	.init_query = "create=true",
 };
 
 static const struct flavour dav = {
@@ -60,7 +62,8 @@ static const struct flavour dav = {
 struct http_backend {
 	const struct flavour *fl;
 	struct lw__http_pool pool;
-	char *base;     /* "http://host:port/path/", no credentials */
+	const char *origin; /* "http://host:port", no credentials */
+	const char *path;   /* "/path/": every request's starts with it */
 	char *user;
 	char *password;
 	char where[300]; /* "host:port" */
@@ -69,6 +72,7 @@ struct http_backend {
 struct http_breq {
 	struct lw__breq base;
 	struct lw__http_req http;
+	char *path; /* what the request asks for: the repository's path + ... */
 };
 
 static struct http_backend *priv(struct lw__backend *be)
@@ -120,7 +124,9 @@ static void fail(struct http_breq *hr, int res, const char *fmt, ...)
 	if (req->op == LW__BOP_LIST)
 		snprintf(target, sizeof(target), "locks/");
 	else if (req->op == LW__BOP_INIT)
-		snprintf(target, sizeof(target), "%s", priv(req->be)->fl->init_path);
+		snprintf(target, sizeof(target), "%s%s%s", priv(req->be)->fl->init_path,
+			 priv(req->be)->fl->init_query ? "?" : "",
+			 priv(req->be)->fl->init_query ? priv(req->be)->fl->init_query : "");
 	else
 		snprintf(target, sizeof(target), "locks/%.12s", hex);
 	if (r->attempts > 1)
@@ -243,12 +249,18 @@ static void hb_start(struct lw__backend *be, struct lw__breq *req)
 		break;
 	case LW__BOP_INIT:
 		r->method = hb->fl->init_method;
+		r->query = hb->fl->init_query;
 		snprintf(path, sizeof(path), "%s", hb->fl->init_path);
 		break;
 	}
-	/* out of memory: the HTTP layer fails a request without a URL */
-	if (asprintf(&r->url, "%s%s", hb->base, path) < 0)
+	/* out of memory: the HTTP layer fails a request without a URL; the
+	 * HTTP layer checks that the URL asks for exactly this path */
+	if (asprintf(&hr->path, "%s%s", hb->path, path) < 0)
+		hr->path = NULL;
+	else if (asprintf(&r->url, "%s%s%s%s", hb->origin, hr->path, r->query ? "?" : "",
+			  r->query ? r->query : "") < 0)
 		r->url = NULL;
+	r->path = hr->path;
 	lw__http_start(r);
 }
 
@@ -259,7 +271,10 @@ static void hb_cancel(struct lw__backend *be, struct lw__breq *req)
 
 static void hb_req_fini(struct lw__breq *req)
 {
-	lw__http_req_fini(&LW_CONTAINER_OF(req, struct http_breq, base)->http);
+	struct http_breq *hr = LW_CONTAINER_OF(req, struct http_breq, base);
+
+	lw__http_req_fini(&hr->http);
+	free(hr->path);
 }
 
 static void hb_configure(struct lw__backend *be)
@@ -276,7 +291,6 @@ static void hb_close(struct lw__backend *be)
 		explicit_bzero(hb->password, strlen(hb->password));
 	free(hb->password);
 	free(hb->user);
-	free(hb->base);
 	free(hb);
 }
 
@@ -311,10 +325,9 @@ static int hb_open(struct lw__backend *be, const struct lw__url *url)
 		return -ENOMEM;
 	hb->fl = url->kind == LW__URL_REST ? &rest : &dav;
 	r = credentials(hb, url);
-	if (r == 0 && asprintf(&hb->base, "%s%s", ep->base, url->path) < 0) {
-		hb->base = NULL;
-		r = -ENOMEM;
-	}
+	/* the URL's: it outlives the backend */
+	hb->origin = ep->base;
+	hb->path = url->path;
 	snprintf(hb->where, sizeof(hb->where), "%s%s%s:%d", v6 ? "[" : "", ep->host,
 		 v6 ? "]" : "", ep->port);
 	lw__http_pool_init(&hb->pool, be->env->http);

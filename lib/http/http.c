@@ -740,9 +740,46 @@ static void on_req_timer(struct lw__timer *t)
 	finish_later(r);
 }
 
+/*
+ * Whether R's URL, read by libcurl as it will send it, asks for R->path and
+ * R->query and nothing else.  The backends build their URLs from a
+ * repository path that url.c checked; this is the second lock on the door:
+ * a request whose target is not what the backend meant (a '?' that cuts
+ * the path short, a ".." that climbs out of locks/) is never sent.
+ */
+static bool target_ok(const struct lw__http_req *r, char *why, size_t size)
+{
+	CURLU *u = curl_url();
+	char *path = NULL, *query = NULL, *fragment = NULL;
+	bool ok;
+
+	if (!r->path) {
+		curl_url_cleanup(u);
+		return true;
+	}
+	ok = u && curl_url_set(u, CURLUPART_URL, r->url, 0) == CURLUE_OK &&
+	     curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK;
+	if (ok) {
+		curl_url_get(u, CURLUPART_QUERY, &query, 0);
+		curl_url_get(u, CURLUPART_FRAGMENT, &fragment, 0);
+		ok = strcmp(path, r->path) == 0 && !fragment &&
+		     (r->query ? query && strcmp(query, r->query) == 0 : !query);
+	}
+	snprintf(why, size, "refused to send a request for %s%s%s%s: it is not %s%s%s",
+		 path ? path : "an unreadable URL", query ? "?" : "", query ? query : "",
+		 fragment ? " with a fragment" : "", r->path, r->query ? "?" : "",
+		 r->query ? r->query : "");
+	curl_free(path);
+	curl_free(query);
+	curl_free(fragment);
+	curl_url_cleanup(u);
+	return ok;
+}
+
 void lw__http_start(struct lw__http_req *r)
 {
 	struct lw__http *h = r->pool->http;
+	char why[sizeof(r->err)];
 
 	lw__timer_init(&r->timer, on_req_timer);
 	lw__list_init(&r->link);
@@ -753,6 +790,11 @@ void lw__http_start(struct lw__http_req *r)
 	r->reserved = lw__engine_reserve(h->engine, 1) == 0;
 	if (!r->reserved) {
 		set_result(r, -ENOMEM, "out of memory");
+		finish_later(r);
+		return;
+	}
+	if (r->url && !target_ok(r, why, sizeof(why))) {
+		set_result(r, -EINVAL, "%s", why);
 		finish_later(r);
 		return;
 	}

@@ -78,6 +78,10 @@ struct lw__http_req {
 	struct lw__http_pool *pool;
 	const char *method;     /* GET, HEAD, PUT, POST, DELETE */
 	char *url;              /* without credentials; freed by _fini */
+	/* what URL must ask for, checked as libcurl reads it before anything
+	 * is sent: this path (NULL: not checked) and this query (NULL: none) */
+	const char *path;
+	const char *query;
 	const void *body;       /* PUT, POST: sent as is, must stay valid */
 	size_t body_len;
 	const char *accept;     /* an Accept header, or NULL */

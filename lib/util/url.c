@@ -186,6 +186,75 @@ static int parse_local(const char *path, struct lw__url *u, char *err, size_t es
 	return u->display ? 0 : -ENOMEM;
 }
 
+/* What a character of a path would do to a request, if it changes its
+ * target; NULL for one that stands for itself. */
+static const char *path_effect(unsigned char c)
+{
+	switch (c) {
+	case '?': return "starts a query";
+	case '#': return "starts a fragment";
+	case '/': return "separates folders";
+	case '.': return "can form a '.' or '..' segment";
+	case '\\': return "separates folders on some servers";
+	case ';': return "starts path parameters on some servers";
+	case '%': return "starts an escape";
+	default: return NULL;
+	}
+}
+
+/* The characters that stand for themselves in a path on every server:
+ * RFC 3986's unreserved ones, the sub-delimiters but ';', ':' and '@'. */
+static bool path_plain(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || (c && strchr("-._~!$&'()*+,=:@/", c));
+}
+
+/*
+ * Every request's path must be the repository's path plus locks/<id>:
+ * libcurl ends the path at '?' or '#' and a server decodes "%2e%2e" to a
+ * ".." segment, which would aim a DELETE at the repository itself.  So a
+ * path holds only characters that stand for themselves, and escapes of
+ * anything but the separators and dots (ESCAPES false: none at all, for an
+ * etcd key prefix, which is not decoded).  The message names the first
+ * character refused.
+ */
+static int path_check(const char *path, bool escapes, char *err, size_t es)
+{
+	for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+		int hi, lo;
+		unsigned char c;
+
+		if (path_plain(*p))
+			continue;
+		if (*p != '%' || !escapes) {
+			if (path_effect(*p))
+				return bad(err, es, "%s: '%c' in the path %s; such a path is refused",
+					   "URL", *p, path_effect(*p));
+			if (*p >= 0x80)
+				return bad(err, es, "%s: byte 0x%02x in the path; percent-encode "
+					   "characters outside ASCII", "URL", *p);
+			return bad(err, es, "%s: '%c' in the path; %s", "URL", *p,
+				   escapes ? "percent-encode it" : "an etcd prefix cannot hold it");
+		}
+		hi = hexval((char)p[1]);
+		lo = hi >= 0 ? hexval((char)p[2]) : -1;
+		if (hi < 0 || lo < 0)
+			return bad(err, es, "%s: a '%%' in the path that is not an escape", "URL");
+		c = (unsigned char)(hi << 4 | lo);
+		if (c < 0x20 || c == 0x7f ||
+		    (c == 0xc2 && p[3] == '%' && (p[4] == '8' || p[4] == '9')))
+			return bad(err, es, "%s: '%.3s' in the path is a control character; such a path is refused",
+				   "URL", (const char *)p);
+		if (path_effect(c))
+			return bad(err, es, "%s: '%.3s' in the path is an encoded '%c', which %s; "
+				   "such a path is refused", "URL", (const char *)p, c,
+				   path_effect(c));
+		p += 2;
+	}
+	return 0;
+}
+
 static int parse_http(const char *s, struct lw__url *u, char *err, size_t es)
 {
 	const char *rest;
@@ -209,7 +278,7 @@ static int parse_http(const char *s, struct lw__url *u, char *err, size_t es)
 	}
 	if (strstr(u->path, "/../") || strstr(u->path, "/./") || strstr(u->path, "//"))
 		return bad(err, es, "%s: path with '.', '..' or '//' segments", "URL");
-	return 0;
+	return path_check(u->path, true, err, es);
 }
 
 static int parse_etcd(const char *s, struct lw__url *u, char *err, size_t es)
@@ -242,7 +311,7 @@ static int parse_etcd(const char *s, struct lw__url *u, char *err, size_t es)
 		return -ENOMEM;
 	for (size_t n = strlen(u->path); n && u->path[n - 1] == '/'; n--)
 		u->path[n - 1] = '\0';
-	return 0;
+	return path_check(u->path, false, err, es);
 }
 
 /* The URL as typed, with the password replaced. */

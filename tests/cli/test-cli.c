@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "clitest.h"
+#include "nginx.h"
 #include "format/record.h"
 
 /* Refresh timing of the cases: refreshes every second, deadline 2.5 s
@@ -739,4 +740,96 @@ Test(cli, init_makes_the_layout)
 	cr_expect_eq(clitest_run(&pr, tmp, NULL, NULL, args), 0);
 	snprintf(path, sizeof(path), "rm -rf '%s'", tmp);
 	cr_expect_eq(system(path), 0);
+}
+
+/* ------------------------------------------- URLs that would leave locks/ */
+
+#define PACK "data/00/00aa11bb22cc33dd44ee55ff66778899aabbccddeeff00112233445566778899"
+#define ROOT_FILE "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+#define FOREIGN_LOCK "locks/cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+
+static void plant_named(const char *repo, const char *name)
+{
+	char path[1024];
+
+	snprintf(path, sizeof(path), "%s/%s", repo, name);
+	clitest_write(path, name, strlen(name));
+}
+
+static void expect_planted(const char *repo, const char *name, const char *when)
+{
+	char path[1024], *got;
+
+	snprintf(path, sizeof(path), "%s/%s", repo, name);
+	got = clitest_read(path);
+	cr_expect_str_eq(got, name, "%s: %s is gone or changed", when, name);
+	free(got);
+}
+
+/*
+ * A repository on nginx in restic's layout (config, a pack under data/, a
+ * file at its root named like a lock, a foreign lock): with a URL whose path
+ * would make a request leave locks/ (issue 12: with '#', `unlock
+ * --remove-all` deleted the whole repository), every command fails at once
+ * naming the character, nothing reaches the server, and all of it is there.
+ */
+Test(cli, urls_that_leave_locks_are_refused, .timeout = 120)
+{
+	static const char *const forms[][2] = {
+		{ "/repo/#", "'#'" },          { "/repo/?", "'?'" },
+		{ "/repo/?x=1", "'?'" },       { "/repo/%2e/", "'%2e'" },
+		{ "/repo/x/%2E%2E/", "'%2E'" }, { "/repo/x/.%2e/", "'%2e'" },
+		{ "/repo/%23/", "'%23'" },      { "/repo/%3f/", "'%3f'" },
+		{ "/repo/x%2f..%2f", "'%2f'" }, { "/repo/x%5c..%5c", "'%5c'" },
+		{ "/repo/%2525/", "'%25'" },    { "/repo/x%0a/", "'%0a'" },
+		{ "/repo/;x/", "';'" },
+	};
+	static const char *const cmds[][4] = {
+		{ "init" }, { "run", "--", "true" }, { "list" }, { "unlock" },
+		{ "unlock", "--remove-all" },
+	};
+	static const enum lwt_server servers[] = { LWT_DAV, LWT_REST };
+	static const char *const planted[] = { "config", PACK, ROOT_FILE, FOREIGN_LOCK };
+	char tmp[] = "/tmp/lockwatch-cli-XXXXXX", repo[600], path[1400], url[700];
+	struct lwt_nginx *ng = lwt_nginx_start();
+
+	cr_assert(ng, "nginx did not start");
+	cr_assert_not_null(mkdtemp(tmp));
+	snprintf(repo, sizeof(repo), "%s/repo", lwt_nginx_root(ng));
+	snprintf(path, sizeof(path), "mkdir -p '%s/data/00' '%s/locks'", repo, repo);
+	cr_assert_eq(system(path), 0);
+	for (size_t i = 0; i < sizeof(planted) / sizeof(planted[0]); i++)
+		plant_named(repo, planted[i]);
+	for (size_t s = 0; s < sizeof(servers) / sizeof(servers[0]); s++) {
+		for (size_t f = 0; f < sizeof(forms) / sizeof(forms[0]); f++) {
+			for (size_t c = 0; c < sizeof(cmds) / sizeof(cmds[0]); c++) {
+				const char *args[8] = { "-r", url };
+				struct proc pr;
+				char *err, when[1024];
+				int status;
+
+				snprintf(url, sizeof(url), "%s",
+					 lwt_nginx_url(ng, servers[s], forms[f][0]));
+				for (size_t i = 0; cmds[c][i] && i < 4; i++)
+					args[2 + i] = cmds[c][i];
+				snprintf(when, sizeof(when), "lockwatch -r '%s' %s %s", url,
+					 cmds[c][0], cmds[c][1] ? cmds[c][1] : "");
+				status = clitest_run(&pr, tmp, NULL, NULL, args);
+				err = clitest_read(pr.err);
+				cr_expect_eq(status, 2, "%s: exit %d, stderr: %s", when, status, err);
+				cr_expect(strstr(err, forms[f][1]) && strstr(err, "is refused") &&
+					  clitest_lines(err) == 1,
+					  "%s: stderr does not name %s in one line: %s", when,
+					  forms[f][1], err);
+				free(err);
+				unlink(pr.out);
+				unlink(pr.err);
+				for (size_t i = 0; i < sizeof(planted) / sizeof(planted[0]); i++)
+					expect_planted(repo, planted[i], when);
+			}
+		}
+	}
+	cr_expect_eq(lwt_nginx_log_count(ng, "/repo"), 0, "a request reached the server");
+	lwt_nginx_stop(ng);
+	rmdir(tmp);
 }

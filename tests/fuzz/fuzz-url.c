@@ -7,6 +7,10 @@
  *    display string holds nothing that lw__sanitize would replace (no C0,
  *    DEL or C1 control), and parses to the same repository with the
  *    password "***" and displays as itself;
+ *  - every request stays under the repository: an HTTP path holds only
+ *    characters that stand for themselves and escapes of what neither
+ *    ends a path nor makes a segment ('?', '#', '/', '.', '\\', ';', '%'),
+ *    and no segment is empty, "." or ".."; an etcd prefix holds no escape;
  *  - the password never shows: the input is parsed a second time with its
  *    password replaced by a marker whose byte 0xa7 nothing else in the URL
  *    holds, and neither the error nor the display may contain that byte.
@@ -75,6 +79,44 @@ static void check_parsed(const struct lw__url *u)
 				    ep->tls ? 8 : 7) == 0);
 	}
 	fuzz_assert(!u->password || u->user);
+}
+
+static int hex(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c |= 0x20;
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* What a server makes of PATH is the folders it names, nothing else. */
+static void check_stays(const struct lw__url *u)
+{
+	const char *p = u->path, *seg = u->path;
+
+	for (; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		fuzz_assert(c > 0x20 && c < 0x7f && !strchr("?#\\;\"<>^`{|}[]", c));
+		if (c == '/' && u->kind != LW__URL_ETCD) {
+			size_t n = (size_t)(p - seg);
+
+			/* an etcd key's segments are not a server's folders */
+			fuzz_assert(p == u->path || n > 0);
+			fuzz_assert(!(n == 1 && seg[0] == '.') &&
+				    !(n == 2 && seg[0] == '.' && seg[1] == '.'));
+			seg = p + 1;
+			continue;
+		}
+		if (c != '%')
+			continue;
+		fuzz_assert(u->kind != LW__URL_ETCD);
+		fuzz_assert(hex(p[1]) >= 0 && hex(p[2]) >= 0);
+		c = (unsigned char)(hex(p[1]) << 4 | hex(p[2]));
+		fuzz_assert(c >= 0x20 && c != 0x7f && !strchr("?#/.\\;%", c));
+		p += 2;
+	}
+	fuzz_assert(u->kind == LW__URL_ETCD || seg == p);
 }
 
 /* The display string is the same repository, password hidden. */
@@ -154,6 +196,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else {
 		fuzz_assert(r == 0);
 		check_parsed(&u);
+		if (u.kind != LW__URL_LOCAL)
+			check_stays(&u);
 		check_display(&u);
 		lw__url_fini(&u);
 	}

@@ -412,6 +412,16 @@ static void urls(void)
 		{ "unsupported-url", "ftp://alice:s3cret@host/repo" },
 		{ "control-character", "dav:http://host/\x1b[2J" },
 		{ "utf8", "dav:http://host/r\xc3\xa9po/\xc2\x9b" },
+		{ "dav-fragment", "dav:http://127.0.0.1:8080/repo/#" },
+		{ "rest-query", "rest:http://127.0.0.1:8000/r/?" },
+		{ "dav-encoded-dots", "dav:http://host/repo/%2e%2E/" },
+		{ "dav-encoded-slash", "dav:http://host/a%2fb/" },
+		{ "dav-encoded-query", "dav:http://host/a%3Fb/" },
+		{ "dav-encoded-percent", "dav:http://host/a%252e/" },
+		{ "dav-encoded-utf8", "dav:http://host/r%C3%A9po/" },
+		{ "dav-encoded-c1", "dav:http://host/r%c2%9b/" },
+		{ "dav-backslash", "dav:http://host/a\\..\\b/" },
+		{ "etcd-query", "etcd:http://h1:2379/p?x" },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)

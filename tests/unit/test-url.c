@@ -130,6 +130,48 @@ Test(url, errors, .fini = fini)
 	parse_bad("/srv/\xc2\x85repo", "control characters");
 }
 
+/* What would make a request's path differ from the repository's path plus
+ * locks/<id>: refused, naming the character (issue 12: a '#' aimed
+ * DELETE at the repository itself). */
+Test(url, path_must_stay_the_path, .fini = fini)
+{
+	static const char *const bad[][2] = {
+		{ "dav:http://127.0.0.1:8080/repo/#", "'#' in the path starts a fragment" },
+		{ "rest:http://127.0.0.1:8000/r/?", "'?' in the path starts a query" },
+		{ "rest:http://h/r?x=1", "'?'" },
+		{ "dav:http://h/repo/%2e%2e/", "'%2e' in the path is an encoded '.'" },
+		{ "dav:http://h/repo/%2E./", "'%2E'" },
+		{ "dav:http://h/a%2fb/", "'%2f' in the path is an encoded '/'" },
+		{ "dav:http://h/a%2Fb/", "encoded '/'" },
+		{ "dav:http://h/a%3fb/", "encoded '?'" },
+		{ "dav:http://h/a%23b/", "encoded '#'" },
+		{ "dav:http://h/a%252e/", "encoded '%'" },
+		{ "dav:http://h/a%5c..%5cb/", "encoded '\\'" },
+		{ "dav:http://h/a\\b/", "'\\' in the path" },
+		{ "dav:http://h/a;b/", "';' in the path" },
+		{ "dav:http://h/a%0ab/", "'%0a' in the path is a control character" },
+		{ "dav:http://h/a%00b/", "control character" },
+		{ "dav:http://h/a%c2%9bb/", "control character" },
+		{ "dav:http://h/a%zzb/", "not an escape" },
+		{ "dav:http://h/a%2/", "not an escape" },
+		{ "dav:http://h/r\xc3\xa9po/", "byte 0xc3 in the path" },
+		{ "dav:http://h/a\"b/", "'\"' in the path" },
+		{ "dav:http://h/a{b}/", "'{'" },
+		{ "etcd:http://h:2379/p?x", "'?' in the path" },
+		{ "etcd:http://h:2379/p#x", "'#'" },
+		{ "etcd:http://h:2379/p%2f", "'%'" },
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		parse_bad(bad[i][0], bad[i][1]);
+	/* what stands for itself, and escapes of the rest, are fine */
+	parse_ok("dav:http://h/r%C3%A9po/my%20repo/a-b_c.d~e!$&'()*+,=:@/");
+	cr_expect_str_eq(u.path, "/r%C3%A9po/my%20repo/a-b_c.d~e!$&'()*+,=:@/");
+	lw__url_fini(&u);
+	parse_ok("etcd:http://h:2379/backups/host-1");
+	cr_expect_str_eq(u.path, "backups/host-1");
+}
+
 /* An error never echoes the password, even when the URL is bad after it. */
 Test(url, error_hides_password, .fini = fini)
 {
