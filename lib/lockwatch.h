@@ -124,6 +124,20 @@ int lw_loop_fd(const struct lw_loop *loop);
  */
 int lw_loop_run_once(struct lw_loop *loop, int timeout_ms);
 
+/*
+ * lw_loop_set_fd_limit - how many file descriptors the loop's file
+ * operations and HTTP connections may hold at once (0: the default, the
+ * soft RLIMIT_NOFILE at this call less a quarter of it, at least 64, for
+ * the application; never under 16).  A file operation beyond it waits in
+ * line; HTTP connections take at most half of it.  EMFILE or ENFILE from
+ * the kernel is back-pressure: the operation waits until a descriptor is
+ * freed and tries again, within its deadline; an acquire never fails
+ * because of it.  Loops of one process do not share the limit.
+ *
+ * Returns: 0, -EINVAL, -ESHUTDOWN.
+ */
+int lw_loop_set_fd_limit(struct lw_loop *loop, unsigned limit);
+
 /* ----------------------------------------------------------------- log */
 
 /* Called on the loop thread (or the calling thread) with a syslog priority

@@ -7,6 +7,7 @@
  */
 #include "config.h"
 
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <time.h>
 
 #include "core/protocol.h"
+#include "http/http.h"
 
 /* How long lw_loop_free (and exit) waits for lock files to be deleted. */
 #define SHUTDOWN_WAIT LW_SEC(5)
@@ -481,4 +483,27 @@ LW_EXPORT void lw_loop_set_log_priority(struct lw_loop *loop, int priority)
 LW_EXPORT int lw_loop_get_log_priority(const struct lw_loop *loop)
 {
 	return loop ? loop->log.priority : -EINVAL;
+}
+
+struct fd_limit_call {
+	struct lw__call c;
+	struct lw_loop *loop;
+	unsigned limit;
+};
+
+static void set_fd_limit(struct lw__call *c)
+{
+	struct fd_limit_call *fc = LW_CONTAINER_OF(c, struct fd_limit_call, c);
+
+	lw__fd_set_limit(fc->loop->engine, fc->limit);
+	lw__http_budget(fc->loop->backends.http);
+}
+
+LW_EXPORT int lw_loop_set_fd_limit(struct lw_loop *loop, unsigned limit)
+{
+	struct fd_limit_call fc = { .c.fn = set_fd_limit, .loop = loop, .limit = limit };
+
+	if (!loop || limit > INT_MAX)
+		return -EINVAL;
+	return lw__call_sync(loop, &fc.c);
 }

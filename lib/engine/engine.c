@@ -6,8 +6,10 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "engine/engine.h"
@@ -328,6 +330,99 @@ void lw__fop_to_worker(struct lw__engine *e, struct lw__fop *op)
 	lw__worker_submit(e->worker, op);
 }
 
+/* ------------------------------------------------- descriptor budget */
+
+/* After EMFILE with nothing of ours about to be freed: try again then. */
+#define FD_RETRY LW_MSEC(50)
+
+/*
+ * The default bound: RLIMIT_NOFILE's soft limit less a quarter of it (at
+ * least 64) for the application's own descriptors, the loop's fixed ones
+ * (ring or epoll, eventfd, timerfd, libcurl's wake-up pair) and a
+ * context's eventfd wherever the application asks for one; never under 16.
+ */
+static unsigned default_fd_limit(void)
+{
+	struct rlimit rl;
+	rlim_t soft, margin;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 768;
+	soft = LW_MIN(rl.rlim_cur, (rlim_t)(UINT_MAX / 2));
+	margin = LW_MAX(soft / 4, (rlim_t)64);
+	return soft > margin + 16 ? (unsigned)(soft - margin) : 16;
+}
+
+static void fd_grant(struct lw__engine *e)
+{
+	while (e->fd_used < e->fd_cap && !lw__list_empty(&e->fd_line)) {
+		struct lw__fd_waiter *w =
+			LW_CONTAINER_OF(e->fd_line.next, struct lw__fd_waiter, link);
+
+		lw__list_del(&w->link);
+		e->fd_used++;
+		w->fn(w);
+	}
+}
+
+bool lw__fd_take(struct lw__engine *e, struct lw__fd_waiter *w)
+{
+	if (e->fd_used < e->fd_cap && lw__list_empty(&e->fd_line)) {
+		e->fd_used++;
+		return true;
+	}
+	if (!lw__list_linked(&w->link))
+		lw__list_add_tail(&e->fd_line, &w->link);
+	return false;
+}
+
+void lw__fd_give(struct lw__engine *e)
+{
+	e->fd_used--;
+	/* since EMFILE: one more than before with every descriptor freed,
+	 * until the bound again or the kernel's next EMFILE */
+	if (e->fd_cap < e->fd_limit)
+		e->fd_cap++;
+	fd_grant(e);
+}
+
+void lw__fd_cancel(struct lw__engine *e, struct lw__fd_waiter *w)
+{
+	if (lw__list_linked(&w->link))
+		lw__list_del(&w->link);
+}
+
+void lw__fd_starved(struct lw__engine *e, struct lw__fd_waiter *w, int err)
+{
+	lw__dbg(e->log, "no descriptor left (%s) with %u of the loop's %u held: "
+		"waiting for one", err == -ENFILE ? "ENFILE" : "EMFILE", e->fd_used,
+		e->fd_limit);
+	e->fd_used--;
+	e->fd_cap = e->fd_used;
+	lw__list_add(&e->fd_line, &w->link);
+	/* what frees a descriptor may not be ours (the application's, or a
+	 * connection that stays open): the line moves on after a moment
+	 * regardless */
+	if (!lw__timer_active(&e->fd_retry))
+		lw__timer_start(e, &e->fd_retry, lw__now_boot() + FD_RETRY);
+}
+
+static void on_fd_retry(struct lw__timer *t)
+{
+	struct lw__engine *e = LW_CONTAINER_OF(t, struct lw__engine, fd_retry);
+
+	if (e->fd_cap <= e->fd_used && e->fd_cap < e->fd_limit)
+		e->fd_cap = e->fd_used + 1;
+	fd_grant(e);
+}
+
+void lw__fd_set_limit(struct lw__engine *e, unsigned limit)
+{
+	e->fd_limit = limit ? limit : default_fd_limit();
+	e->fd_cap = e->fd_limit;
+	fd_grant(e);
+}
+
 /* ------------------------------------------------------------ engine */
 
 void lw__engine_wake(struct lw__engine *e)
@@ -371,13 +466,16 @@ static int engine_create(const struct lw__engine_ops *ops,
 	lw__heap_init(&e->heap);
 	lw__heap_init(&e->urgent);
 	atomic_init(&e->wake_pending, false);
+	lw__list_init(&e->fd_line);
+	lw__timer_init(&e->fd_retry, on_fd_retry);
+	e->fd_limit = e->fd_cap = default_fd_limit();
 	e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (e->wake_fd < 0) {
 		r = -errno;
 		free(e);
 		return r;
 	}
-	r = lw__engine_reserve(e, 16);
+	r = lw__engine_reserve(e, 16 + 1); /* spare, and FD_RETRY */
 	if (r == 0)
 		r = ops->init(e);
 	if (r < 0) {

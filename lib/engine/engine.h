@@ -16,6 +16,7 @@
 
 #include "util/heap.h"
 #include "util/internal.h"
+#include "util/list.h"
 
 struct lw__engine;
 struct lw__worker;
@@ -189,7 +190,62 @@ struct lw__engine {
 	atomic_bool wake_pending;
 	void (*on_wake)(void *userdata);
 	void *wake_userdata;
+	/* the descriptor budget (below) */
+	unsigned fd_limit;
+	unsigned fd_cap;  /* FD_LIMIT, or less since EMFILE: what is granted */
+	unsigned fd_used;
+	struct lw__list fd_line;
+	struct lw__timer fd_retry;
 };
+
+/* ------------------------------------------------- descriptor budget */
+
+/*
+ * The descriptors the loop's file operations and HTTP connections hold at
+ * once are bounded, so that thousands of locks never run the process out
+ * of descriptors: a request that needs one takes it from the budget or
+ * waits in one line with every other (FIFO, across repositories).  The
+ * bound comes from RLIMIT_NOFILE, minus a margin left to the application,
+ * or from lw_loop_set_fd_limit().  EMFILE or ENFILE from the kernel (the
+ * application, or another loop, holds the rest) is back-pressure: the
+ * request gives its descriptor back and waits first in line, and the loop
+ * grants no more than it holds until one of its own is freed (or, when it
+ * holds nothing that will be, a moment later).
+ */
+struct lw__fd_waiter {
+	struct lw__list link;
+	/* Runs on the loop thread, inside whatever call freed the descriptor
+	 * it now holds. */
+	void (*fn)(struct lw__fd_waiter *w);
+};
+
+static inline void lw__fd_waiter_init(struct lw__fd_waiter *w,
+				      void (*fn)(struct lw__fd_waiter *))
+{
+	lw__list_init(&w->link);
+	w->fn = fn;
+}
+/* Takes a descriptor: true when W holds one now; false when it waits in
+ * line (its FN runs once it holds one). */
+bool lw__fd_take(struct lw__engine *e, struct lw__fd_waiter *w);
+/* Gives one back; the first in line gets it. */
+void lw__fd_give(struct lw__engine *e);
+/* W leaves the line without a descriptor; accepts one not in line. */
+void lw__fd_cancel(struct lw__engine *e, struct lw__fd_waiter *w);
+/* The kernel said ERR (-EMFILE or -ENFILE) to W, which held a descriptor
+ * of the budget: W gives it back and waits first in line to try again. */
+void lw__fd_starved(struct lw__engine *e, struct lw__fd_waiter *w, int err);
+/* The bound (0: the default, from RLIMIT_NOFILE); what it is now. */
+void lw__fd_set_limit(struct lw__engine *e, unsigned limit);
+static inline unsigned lw__fd_limit(const struct lw__engine *e)
+{
+	return e->fd_limit;
+}
+/* Whether ERR is the kernel's "no descriptor left". */
+static inline bool lw__fd_exhausted(int err)
+{
+	return err == -EMFILE || err == -ENFILE;
+}
 
 /*
  * lw__engine_new - create an engine of KIND (AUTO tries io_uring, then

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "http/http.h"
 
@@ -51,6 +52,15 @@ struct lw__http {
 	struct sock **socks;    /* by descriptor */
 	size_t nsocks;
 	unsigned connections;   /* the pools' caps added up */
+	/* Connections are descriptors of the loop's budget (engine.h): the
+	 * client holds FD_HELD of them, at most half the budget, and curl
+	 * may open no more connections than that; requests run at most
+	 * that many at once (ACTIVE), the pools that wait for a place taking
+	 * turns (WAITING). */
+	struct lw__fd_waiter fdw;
+	unsigned fd_held;
+	unsigned active;
+	struct lw__list waiting;
 	uint64_t rng;
 	struct curl_slist *headers[2]; /* of a request without, with a body */
 	/* Easy handles of finished attempts, reset, for the next ones: making
@@ -195,6 +205,8 @@ static struct curl_slist *headers_new(bool upload, const char *accept)
 	return hdrs;
 }
 
+static void on_fd_granted(struct lw__fd_waiter *w);
+
 int lw__http_get(struct lw__http **hp, struct lw__engine *e,
 		 const struct lw__log *log)
 {
@@ -223,6 +235,8 @@ int lw__http_get(struct lw__http **hp, struct lw__engine *e,
 	h->log = log;
 	h->rng = (uint64_t)lw__now_boot() | 1;
 	lw__timer_init(&h->timer, on_curl_timer);
+	lw__fd_waiter_init(&h->fdw, on_fd_granted);
+	lw__list_init(&h->waiting);
 	curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
 	curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
 	curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_timer);
@@ -243,6 +257,11 @@ void lw__http_free(struct lw__http *h)
 		if (h->socks[fd])
 			sock_drop(h, (curl_socket_t)fd);
 	curl_multi_cleanup(h->multi);
+	lw__fd_cancel(h->engine, &h->fdw);
+	while (h->fd_held) {
+		h->fd_held--;
+		lw__fd_give(h->engine);
+	}
 	lw__timer_stop(h->engine, &h->timer);
 	lw__engine_reserve(h->engine, -1);
 	curl_slist_free_all(h->headers[0]);
@@ -319,21 +338,91 @@ static void easy_free(struct lw__http_req *r)
 
 /* ---------------------------------------------------------------- pools */
 
-/* Connections curl may have, open and idle: the pools' caps added up.
- * The pools keep within their caps by running no more requests than that,
- * but a transfer cancelled mid-way leaves its connection to be closed a
- * little later; the total bound makes curl wait for that instead of
- * opening one more meanwhile. */
-static void set_connections(struct lw__http *h, int delta)
+static void begin(struct lw__http_req *r);
+
+/* Starts waiting requests while the client has room, a request of each
+ * waiting pool in turn.  A request whose deadline passed in the queue
+ * ends without taking a place, so one call may go through a thousand of
+ * them when a stalled server's locks fall due together: it lets the
+ * deadlines that fall due meanwhile fire (measured: one such call held
+ * them up by 1.2 ms). */
+static void kick(struct lw__http *h)
 {
+	while (h->active < h->fd_held && !lw__list_empty(&h->waiting)) {
+		struct lw__http_pool *p = LW_CONTAINER_OF(h->waiting.next,
+							  struct lw__http_pool, waiting);
+		struct lw__http_req *r;
+
+		lw__list_del(&p->waiting);
+		if (lw__list_empty(&p->queue) || p->active >= p->max_active)
+			continue;
+		r = LW_CONTAINER_OF(p->queue.next, struct lw__http_req, link);
+		lw__list_del(&r->link);
+		lw__timer_stop(h->engine, &r->timer);
+		begin(r);
+		if (!lw__list_empty(&p->queue) && p->active < p->max_active)
+			lw__list_add_tail(&h->waiting, &p->waiting);
+		lw__engine_urgent(h->engine);
+	}
+}
+
+/* P may have room: it joins the client's line, which moves on. */
+static void dispatch(struct lw__http_pool *p)
+{
+	if (!lw__list_empty(&p->queue) && p->active < p->max_active &&
+	    !lw__list_linked(&p->waiting))
+		lw__list_add_tail(&p->http->waiting, &p->waiting);
+	kick(p->http);
+}
+
+/*
+ * Connections curl may have, open and idle: the pools' caps added up, as
+ * far as the descriptor budget lets (half of it, the rest is for file
+ * operations), and no more than the client holds of it.  The pools keep
+ * within their caps by running no more requests than that, but a
+ * transfer cancelled mid-way leaves its connection to be closed a little
+ * later; the total bound makes curl wait for that instead of opening one
+ * more meanwhile.
+ */
+static void apply_budget(struct lw__http *h)
+{
+	unsigned want = LW_MIN(h->connections, LW_MAX(lw__fd_limit(h->engine) / 2, 1u));
 	long n;
 
-	h->connections = (unsigned)((int)h->connections + delta);
+	while (h->fd_held > want) {
+		h->fd_held--;
+		lw__fd_give(h->engine);
+	}
+	if (h->fd_held == want)
+		lw__fd_cancel(h->engine, &h->fdw);
+	while (h->fd_held < want && lw__fd_take(h->engine, &h->fdw))
+		h->fd_held++;
 	while (h->nspare > h->connections)
 		curl_easy_cleanup(h->spare[--h->nspare]);
-	n = (long)LW_MAX(h->connections, 1u);
+	n = (long)LW_MAX(h->fd_held, 1u);
 	curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, n);
 	curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, n);
+	kick(h);
+}
+
+static void on_fd_granted(struct lw__fd_waiter *w)
+{
+	struct lw__http *h = LW_CONTAINER_OF(w, struct lw__http, fdw);
+
+	h->fd_held++;
+	apply_budget(h);
+}
+
+void lw__http_budget(struct lw__http *h)
+{
+	if (h)
+		apply_budget(h);
+}
+
+static void set_connections(struct lw__http *h, int delta)
+{
+	h->connections = (unsigned)((int)h->connections + delta);
+	apply_budget(h);
 }
 
 void lw__http_pool_init(struct lw__http_pool *p, struct lw__http *h)
@@ -343,27 +432,8 @@ void lw__http_pool_init(struct lw__http_pool *p, struct lw__http *h)
 	p->max_active = LW__HTTP_DEFAULT_CONNECTIONS;
 	lw__list_init(&p->queue);
 	lw__list_init(&p->running);
+	lw__list_init(&p->waiting);
 	set_connections(h, (int)p->max_active);
-}
-
-static void begin(struct lw__http_req *r);
-
-/* Starts waiting requests while there is room.  A request whose deadline
- * passed in the queue ends without taking a place, so one call may go
- * through a thousand of them when a stalled server's locks fall due
- * together: it lets the deadlines that fall due meanwhile fire (measured:
- * one such call held them up by 1.2 ms). */
-static void dispatch(struct lw__http_pool *p)
-{
-	while (p->active < p->max_active && !lw__list_empty(&p->queue)) {
-		struct lw__http_req *r = LW_CONTAINER_OF(p->queue.next,
-							 struct lw__http_req, link);
-
-		lw__list_del(&r->link);
-		lw__timer_stop(p->http->engine, &r->timer);
-		begin(r);
-		lw__engine_urgent(p->http->engine);
-	}
 }
 
 void lw__http_pool_set_max(struct lw__http_pool *p, unsigned max)
@@ -394,6 +464,7 @@ static void drop_all(struct lw__http_pool *p, struct lw__list *list)
 		if (r->easy) {
 			curl_multi_remove_handle(h->multi, r->easy);
 			easy_free(r);
+			h->active--;
 		}
 		unreserve(r);
 		r->state = LW__HTTP_DONE;
@@ -404,6 +475,7 @@ void lw__http_pool_fini(struct lw__http_pool *p)
 {
 	if (!p->http)
 		return;
+	lw__list_del(&p->waiting);
 	drop_all(p, &p->queue);
 	drop_all(p, &p->running);
 	set_connections(p->http, -(int)p->max_active);
@@ -507,6 +579,19 @@ static size_t on_data(char *data, size_t size, size_t n, void *userp)
 	return r->cut ? 0 : len;
 }
 
+/* curl's socket(), to see why it failed: EMFILE and ENFILE are not the
+ * server's fault but back-pressure (attempt_done). */
+static curl_socket_t open_socket(void *userp, curlsocktype purpose,
+				 struct curl_sockaddr *a)
+{
+	struct lw__http_req *r = userp;
+	curl_socket_t fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+
+	if (fd == CURL_SOCKET_BAD)
+		r->sock_errno = errno;
+	return fd;
+}
+
 static CURL *make_easy(struct lw__http_req *r, int64_t left)
 {
 	const struct lw__http_pool *p = r->pool;
@@ -533,6 +618,8 @@ static CURL *make_easy(struct lw__http_req *r, int64_t left)
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->err);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_data);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
 	if (strcmp(r->method, "HEAD") == 0)
 		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
 	else if (strcmp(r->method, "GET") != 0 && strcmp(r->method, "POST") != 0)
@@ -587,6 +674,7 @@ static void begin(struct lw__http_req *r)
 	}
 	r->err[0] = '\0';
 	r->res = 0;
+	r->sock_errno = 0;
 	r->resp_len = 0;
 	r->cut = false;
 	r->dropped = 0;
@@ -605,6 +693,7 @@ static void begin(struct lw__http_req *r)
 	r->attempts++;
 	r->state = LW__HTTP_ACTIVE;
 	p->active++;
+	p->http->active++;
 	lw__list_add_tail(&p->running, &r->link);
 }
 
@@ -624,6 +713,7 @@ static bool end_attempt(struct lw__http_req *r)
 	easy_free(r);
 	lw__list_del(&r->link);
 	p->active--;
+	p->http->active--;
 	return status > 0 || pretransfer > 0 || sent > 0;
 }
 
@@ -687,6 +777,16 @@ static void attempt_done(struct lw__http_req *r, CURLcode cc)
 	lw__dbg(h->log, "%s %s: %ld%s%s (attempt %u)", r->method, r->url, r->status,
 		res ? ", " : "", res ? r->err : "", r->attempts);
 	wait = transient ? jitter(h, r->backoff) : 0;
+	if (!reached && lw__fd_exhausted(-r->sock_errno)) {
+		/* no descriptor for a socket (the application or another loop
+		 * holds them): back-pressure, not a failed attempt; tried
+		 * again soon, for as long as the deadline leaves room */
+		lw__dbg(h->log, "%s %s: no descriptor for a socket (%s)", r->method, r->url,
+			r->sock_errno == ENFILE ? "ENFILE" : "EMFILE");
+		r->attempts--;
+		transient = true;
+		wait = jitter(h, BACKOFF_FIRST);
+	}
 	if (transient && r->attempts < (r->attempts_max ? r->attempts_max : ATTEMPTS_MAX) &&
 	    now + wait < r->deadline) {
 		lw__dbg(h->log, "retrying %s %s in %s", r->method, r->url,
@@ -714,7 +814,8 @@ static void enqueue(struct lw__http_req *r)
 {
 	struct lw__http_pool *p = r->pool;
 
-	if (p->active < p->max_active && lw__list_empty(&p->queue)) {
+	if (p->active < p->max_active && lw__list_empty(&p->queue) &&
+	    p->http->active < p->http->fd_held && lw__list_empty(&p->http->waiting)) {
 		begin(r);
 		return;
 	}

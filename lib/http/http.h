@@ -32,6 +32,9 @@ struct lw__http;
 int lw__http_get(struct lw__http **hp, struct lw__engine *e,
 		 const struct lw__log *log);
 void lw__http_free(struct lw__http *h);
+/* Takes the client's share of the loop's descriptor budget again, after
+ * lw__fd_set_limit changed it: connections are descriptors. */
+void lw__http_budget(struct lw__http *h);
 
 /*
  * A server as one repository uses it: how many requests may run at once
@@ -45,6 +48,7 @@ struct lw__http_pool {
 	unsigned active;
 	struct lw__list queue;   /* waiting for a free place */
 	struct lw__list running; /* in curl, or waiting to retry */
+	struct lw__list waiting; /* in the client's line for a connection */
 	const char *user;        /* basic auth, never put in a URL */
 	const char *password;
 	const char *ca_file;     /* NULL: the system's trust store */
@@ -123,6 +127,7 @@ struct lw__http_req {
 	size_t resp_cap;
 	size_t dropped;         /* bytes of a body not kept */
 	bool reserved;          /* TIMER's place in the engine's heap */
+	int sock_errno;         /* of the attempt's socket(), when it failed */
 };
 
 void lw__http_start(struct lw__http_req *r);

@@ -33,6 +33,12 @@ static inline void lw__list_add_tail(struct lw__list *head, struct lw__list *nod
 	head->prev = node;
 }
 
+/* At the front of HEAD. */
+static inline void lw__list_add(struct lw__list *head, struct lw__list *node)
+{
+	lw__list_add_tail(head->next, node);
+}
+
 static inline void lw__list_del(struct lw__list *node)
 {
 	if (!lw__list_linked(node))
