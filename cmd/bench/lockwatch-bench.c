@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -433,6 +434,52 @@ static int setup_fail(struct run *r, int err, const char *msg)
 	return err;
 }
 
+/* Makes the folders of PATH up to and including it, as fio makes the
+ * folders of its files; 0 when they are there. */
+static int make_folders(const char *path)
+{
+	char *p = strdup(path);
+	int e = 0;
+
+	if (!p)
+		return -ENOMEM;
+	for (char *s = strchr(p + 1, '/');; s = strchr(s + 1, '/')) {
+		if (s)
+			*s = '\0';
+		if (mkdir(p, 0755) < 0 && errno != EEXIST)
+			e = -errno;
+		if (!s || e < 0)
+			break;
+		*s = '/';
+	}
+	free(p);
+	return e;
+}
+
+/* A local repository's parent folder (with repos > 1, the folder that
+ * holds the repositories), made if missing: lw_repo_init makes only the
+ * repository's own. */
+static int make_parent(struct run *r)
+{
+	const struct bench_job *j = r->job;
+	struct lw__url url;
+	char err[256], msg[256], *slash;
+	int e;
+
+	e = lw__url_parse(j->repo, &url, err, sizeof(err));
+	if (e < 0)
+		return setup_fail(r, e, err);
+	if (url.kind == LW__URL_LOCAL) {
+		if (j->repos == 1 && (slash = strrchr(url.path, '/')))
+			*slash = '\0';
+		e = url.path[0] ? make_folders(url.path) : 0;
+		if (e < 0)
+			snprintf(msg, sizeof(msg), "creating %.200s: %s", url.path, strerror(-e));
+	}
+	lw__url_fini(&url);
+	return e < 0 ? setup_fail(r, e, msg) : 0;
+}
+
 static int setup_stall(struct run *r)
 {
 	struct lw__url url;
@@ -464,6 +511,9 @@ static int setup(struct run *r)
 	if (!getenv("LOCKWATCH_LOG"))
 		lw_loop_set_log_fn(r->loop, on_log, r->res);
 	r->res->engine = lw_engine_name(lw_loop_engine(r->loop));
+	e = make_parent(r);
+	if (e < 0)
+		return e;
 	r->nrepos = j->repos;
 	r->repos = calloc(r->nrepos, sizeof(*r->repos));
 	if (!r->repos)

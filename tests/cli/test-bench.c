@@ -482,6 +482,35 @@ ParameterizedTest(struct engine *engine, bench, runs, .timeout = 120)
 	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* --repo=DIR/a/b --repos=3 where DIR/a does not exist: made, as fio
+ * makes the folders of its files (issue 16). */
+Test(bench, repos_in_a_missing_folder, .timeout = 60)
+{
+	char dir[] = "/tmp/lwbench-XXXXXX", args[800], repo[700];
+	json_object *root, *j;
+	char *out, *err;
+	int st;
+
+	cr_assert(mkdtemp(dir));
+	snprintf(args, sizeof(args), "--output-format=json --name=m --repo=%s/a/b --repos=3 "
+		 "--locks=6 --runtime=1s", dir);
+	st = run_bench(args, &out, &err);
+	cr_assert_eq(st, 0, "exit status %d; stderr:\n%s", st, err);
+	root = json_tokener_parse(out);
+	cr_assert(root, "the JSON output does not parse:\n%s", out);
+	j = job_named(root, "m");
+	cr_assert_eq(num(j, "error"), 0);
+	cr_assert_eq(num(j, "locks/held"), 6);
+	for (int i = 0; i < 3; i++) {
+		snprintf(repo, sizeof(repo), "%s/a/b/%d", dir, i);
+		cr_assert_eq(count_lock_files(repo), 0, "%s: lock files left", repo);
+	}
+	json_object_put(root);
+	free(out);
+	free(err);
+	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 Test(bench, bad_option_is_one_line, .timeout = 30)
 {
 	char *out, *err;
