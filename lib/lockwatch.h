@@ -25,6 +25,10 @@ extern "C" {
 #define LW_NSEC_PER_SEC INT64_C(1000000000)
 #define LW_MSEC(n) ((int64_t)(n) * INT64_C(1000000))
 #define LW_SEC(n) ((int64_t)(n) * LW_NSEC_PER_SEC)
+/* The longest duration lockwatch takes, from a user or from another host's
+ * lock record: 100 years (of 365.25 days).  Any instant plus it still fits
+ * in an int64_t. */
+#define LW_DURATION_MAX LW_SEC(INT64_C(3155760000))
 
 /* ---------------------------------------------------------------- errors */
 
@@ -56,7 +60,7 @@ const char *lw_errmsg(void);
  * every number needs one, except a lone "0".  No sign, no spaces.
  *
  * Returns: 0, -EINVAL for anything else (empty, "5 minutes", "-1s", "1e9h"),
- * -ERANGE when it does not fit in an int64_t.
+ * -ERANGE when it is longer than LW_DURATION_MAX (100 years).
  */
 int lw_duration_parse(const char *s, int64_t *ns);
 
@@ -188,7 +192,9 @@ const char *lw_repo_url(const struct lw_repo *repo);
  * drift) after its last refresh, and must come after its next refresh, so
  * the stale timeout must exceed 2.5 x the refresh interval.
  *
- * Returns: 0, or -EINVAL with a message for lw_errmsg().
+ * Returns: 0, or -EINVAL (-ERANGE for a duration over LW_DURATION_MAX)
+ * with a message for lw_errmsg().  The other setters below refuse a
+ * duration over LW_DURATION_MAX with -ERANGE too.
  */
 int lw_repo_set_timing(struct lw_repo *repo, int64_t refresh_interval,
 		       int64_t stale_timeout);

@@ -98,7 +98,7 @@ int cli_duration(const struct cli *cli, const char *name, const char *arg,
 	if (r == 0)
 		return 0;
 	return cli_usage_error(cli, "%s '%s': %s", name, text_term(arg, 40, safe, sizeof(safe)),
-			       r == -ERANGE ? "too long" :
+			       r == -ERANGE ? "longer than 100 years (876600h), the limit" :
 			       "not a duration like 250ms, 30s, 5m or 1h30m");
 }
 

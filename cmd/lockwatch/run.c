@@ -303,7 +303,9 @@ static void lock_lost(struct run *run)
 		return;
 	signal_group(run, SIGTERM);
 	now = cli_now();
-	run->kill_at = now + run->kill_after;
+	/* at most 100 years (cli_duration): no overflow, saturated anyway */
+	if (__builtin_add_overflow(now, run->kill_after, &run->kill_at))
+		run->kill_at = INT64_MAX;
 	lw_lock_id(run->lock, id);
 	text_term(lw_ctx_cause(run->ctx), 400, cause, sizeof(cause));
 	lw_duration_format(now > deadline ? now - deadline : deadline - now, late, sizeof(late));
@@ -385,6 +387,8 @@ static bool group_alive(const struct run *run)
 
 /* Waits for something to happen and handles it.  Returns false when the
  * run is over: the acquire failed, or the job's group has ended. */
+#define MIN_NS(a, b) ((a) < (b) ? (a) : (b))
+
 static bool wait_once(struct run *run)
 {
 	struct pollfd fds[3] = {
@@ -404,7 +408,9 @@ static bool wait_once(struct run *run)
 	if (run->exited && (!until || now + GROUP_POLL < until))
 		until = now + GROUP_POLL;
 	if (until)
-		timeout = until > now ? (int)((until - now + LW_MSEC(1) - 1) / LW_MSEC(1)) : 0;
+		/* an hour at most: a poll timeout is an int of milliseconds */
+		timeout = until > now ? (int)((MIN_NS(until - now, LW_SEC(3600)) + LW_MSEC(1) - 1) /
+					      LW_MSEC(1)) : 0;
 	/* The context is watched only while the job runs: before, a failed
 	 * acquire ends it too.  poll is only the wait: every source is
 	 * checked below whatever it says, so that a failing poll (EINVAL

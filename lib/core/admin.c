@@ -114,7 +114,7 @@ static void fill(struct item *it, const struct lw__entry *e, int64_t now_real,
 		info->kind = LW_KIND_EMPTY;
 		break;
 	}
-	info->age = info->time ? now_real - info->time : 0;
+	info->age = info->time ? lw__sub_sat(now_real, info->time) : 0;
 }
 
 static int by_time(const void *a, const void *b)
@@ -163,7 +163,7 @@ static void removal_next(struct inspect *in)
 		if (!doomed(in, it))
 			continue;
 		req = lw__breq_new(in->repo->backend, LW__BOP_REMOVE, &it->id, NULL, 0,
-				   lw__now_boot() + timeout, on_removed, it);
+				   lw__add_sat(lw__now_boot(), timeout), on_removed, it);
 		if (!req) {
 			it->info.err = -ENOMEM;
 			continue;

@@ -10,7 +10,19 @@
 bool lw__record_stale(const struct lw__record *rec, int64_t now_real,
 		      const struct lw__self *self)
 {
-	return now_real - rec->time > rec->stale_timeout || lw__record_orphaned(rec, self);
+	return lw__sub_sat(now_real, rec->time) > rec->stale_timeout ||
+	       lw__record_orphaned(rec, self);
+}
+
+const char *lw__record_time_invalid(const struct lw__record *rec, int64_t now_real)
+{
+	int64_t off = lw__sub_sat(rec->time, now_real);
+
+	if (off > LW_DURATION_MAX)
+		return "its time is more than 100 years ahead of this host's clock";
+	if (off < -LW_DURATION_MAX)
+		return "its time is more than 100 years behind this host's clock";
+	return NULL;
 }
 
 bool lw__record_orphaned(const struct lw__record *rec, const struct lw__self *self)
@@ -33,7 +45,7 @@ char *lw__record_describe(const struct lw__record *rec, int64_t now_real,
 {
 	char age[32];
 
-	lw__fmt_duration(now_real - rec->time, age, sizeof(age));
+	lw__fmt_duration(lw__sub_sat(now_real, rec->time), age, sizeof(age));
 	lw__sfmt(buf, size, "%s lock of %s@%s (pid %" PRId64 "), %s old%s%s",
 			rec->exclusive ? "exclusive" : "shared", rec->username,
 			rec->hostname, rec->pid, age,

@@ -19,6 +19,13 @@
  */
 bool lw__record_stale(const struct lw__record *rec, int64_t now_real,
 		      const struct lw__self *self);
+/*
+ * lw__record_time_invalid - why REC's time cannot be a lock's (more than
+ * LW_DURATION_MAX away from NOW_REAL, either way), or NULL.  Such a record
+ * is invalid: it blocks like a foreign lock and is listed as invalid, and
+ * no age is computed from it.
+ */
+const char *lw__record_time_invalid(const struct lw__record *rec, int64_t now_real);
 /* The second half alone: written here, and its process is gone.  Where the
  * server expires locks (leased backends) record times do not age, and this
  * is all that makes a lock stale. */

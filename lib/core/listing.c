@@ -29,7 +29,7 @@ static int64_t op_deadline(struct lw_repo *repo)
 	pthread_mutex_lock(&repo->mu);
 	timeout = repo->timing->op_timeout;
 	pthread_mutex_unlock(&repo->mu);
-	return lw__now_boot() + timeout;
+	return lw__add_sat(lw__now_boot(), timeout);
 }
 
 static void entry_free(struct lw__entry *e)
@@ -193,7 +193,13 @@ static void on_read(struct lw__breq *req)
 		}
 	} else if (req->buflen == 0) {
 		set_state(e, LW__ENTRY_EMPTY);
-	} else if ((r = lw__record_decode(req->buf, req->buflen, &rec, &why)) == 0) {
+	} else if ((r = lw__record_decode(req->buf, req->buflen, &rec, &why)) == 0 &&
+		   (why = lw__record_time_invalid(rec, lw__now_real()))) {
+		free(rec);
+		set_state(e, LW__ENTRY_FOREIGN);
+		e->why = why;
+		e->invalid = true;
+	} else if (r == 0) {
 		set_state(e, LW__ENTRY_RECORD);
 		e->rec = rec;
 	} else if (r == -ENOMEM) {

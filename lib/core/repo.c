@@ -58,6 +58,11 @@ int lw__timing_check(const struct lw__timing *t, char *msg, size_t size)
 		snprintf(msg, size, "refresh interval and stale timeout must be positive");
 		return -EINVAL;
 	}
+	if (t->refresh_interval > LW_DURATION_MAX || t->stale_timeout > LW_DURATION_MAX) {
+		snprintf(msg, size, "refresh interval and stale timeout must be at most "
+			 "100 years (876600h)");
+		return -ERANGE;
+	}
 	/* The deadline comes refreshability after a write, the next write one
 	 * interval after it: the deadline must be the later, or every lock is
 	 * lost at its first refresh.  (The bound on the interval keeps the
@@ -231,6 +236,8 @@ static int set(struct lw_repo *repo, size_t off, int64_t value, int64_t min,
 		return -EINVAL;
 	if (value < min)
 		return lw__fail(-EINVAL, "%s must be at least %" PRId64 " ns", name, min);
+	if (value > LW_DURATION_MAX)
+		return lw__fail(-ERANGE, "%s must be at most 100 years (876600h)", name);
 	return change(repo, set_field, &(struct field){ .off = off, .value = value });
 }
 
@@ -256,11 +263,13 @@ LW_EXPORT int lw_repo_set_timing(struct lw_repo *repo, int64_t refresh_interval,
 	struct lw__timing t = { .refresh_interval = refresh_interval,
 				.stale_timeout = stale_timeout };
 	char msg[300];
+	int r;
 
 	if (!repo)
 		return -EINVAL;
-	if (lw__timing_check(&t, msg, sizeof(msg)) < 0)
-		return lw__fail(-EINVAL, "%s", msg);
+	r = lw__timing_check(&t, msg, sizeof(msg));
+	if (r < 0)
+		return lw__fail(r, "%s", msg);
 	return change(repo, set_pair, &t);
 }
 
@@ -412,7 +421,7 @@ static void init_on_loop(struct lw__call *c)
 	struct lw__breq *req;
 
 	req = lw__breq_new(repo->backend, LW__BOP_INIT, NULL, NULL, 0,
-			   lw__now_boot() + repo->timing->op_timeout, on_init, ic);
+			   lw__add_sat(lw__now_boot(), repo->timing->op_timeout), on_init, ic);
 	if (!req) {
 		ic->r = -ENOMEM;
 		lw__loop_signal(repo->loop, &ic->done);

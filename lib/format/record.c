@@ -305,6 +305,10 @@ static int extract(const msgpack_object *root, struct lw__record **out,
 	}
 	if (val[K_PGID_START])
 		r->pgid_start = val[K_PGID_START]->via.u64;
+	if (r->stale_timeout > LW_DURATION_MAX) {
+		free(r);
+		return invalid(why, "stale_timeout is over 100 years");
+	}
 	r->exclusive = val[K_EXCLUSIVE]->via.boolean;
 	r->pid_ns = val[K_PID_NS]->via.u64;
 	r->pid_start = val[K_PID_START]->via.u64;

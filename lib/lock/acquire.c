@@ -103,13 +103,13 @@ static void undo(struct lw_lock *lock, const struct lw__entry *holder)
 	lock->phase = LW__PH_UNDO;
 	if (!lock->last_error ||
 	    !lw__lock_request(lock, LW__BOP_REMOVE, &lock->id, NULL, 0,
-			      lw__now_boot() + lock->timing->op_timeout, on_undone))
+			      lw__add_sat(lw__now_boot(), lock->timing->op_timeout), on_undone))
 		fail(lock, -ENOMEM, "out of memory");
 }
 
 static void confirmed(struct lw_lock *lock)
 {
-	int64_t deadline = lock->created_at + lw__refreshability(lock->timing);
+	int64_t deadline = lw__add_sat(lock->created_at, lw__refreshability(lock->timing));
 	lw_lock_fn fn = lock->acquire_fn;
 	char hex[LW_ID_HEX + 1];
 
@@ -225,7 +225,7 @@ static void on_created(struct lw__breq *req)
 	lock->phase = LW__PH_RECHECK;
 	lock->attempt = 0;
 	lw__timer_start(lock->loop->engine, &lock->step_timer,
-			lw__now_boot() + lock->timing->recheck_delay);
+			lw__add_sat(lw__now_boot(), lock->timing->recheck_delay));
 }
 
 /* Starts LOCK's create; on failure, fails it (ending it gives its slot
@@ -245,7 +245,7 @@ static void start_create(struct lw_lock *lock)
 			lock->has_old = true;
 		}
 		if (lw__lock_request(lock, LW__BOP_CREATE, &id, buf, (size_t)len,
-				     lw__now_boot() + lock->timing->op_timeout, on_created))
+				     lw__add_sat(lw__now_boot(), lock->timing->op_timeout), on_created))
 			return;
 		r = -ENOMEM;
 		msg = "out of memory";
@@ -349,7 +349,7 @@ void lw__acquire_start(struct lw_lock *lock)
 	lw__lock_ref(lock); /* the loop's, until the lock is done */
 	lw__list_add_tail(&loop->locks, &lock->link);
 	lock->give_up_at = lock->timing->retry_lock > 0 ?
-				   lw__now_boot() + lock->timing->retry_lock : 0;
+				   lw__add_sat(lw__now_boot(), lock->timing->retry_lock) : 0;
 	lock->backoff = lock->timing->retry_backoff;
 	lock->phase = LW__PH_CHECK1;
 	lock->waiter.fn = on_listing;

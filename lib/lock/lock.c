@@ -228,7 +228,7 @@ static void delete_next(struct lw_lock *lock)
 		return;
 	}
 	if (!lw__lock_request(lock, LW__BOP_REMOVE, &lock->doomed[0], NULL, 0,
-			      lw__now_boot() + lock->timing->op_timeout, on_deleted)) {
+			      lw__add_sat(lw__now_boot(), lock->timing->op_timeout), on_deleted)) {
 		lock->ndoomed = 0; /* out of memory: nothing more can be done */
 		finish_end(lock);
 	}

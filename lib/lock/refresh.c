@@ -104,7 +104,7 @@ static void next_tick(struct lw_lock *lock)
 {
 	lock->attempt = 0;
 	lock->backoff = BACKOFF_FIRST;
-	schedule(lock, lock->created_at + lock->timing->refresh_interval);
+	schedule(lock, lw__add_sat(lock->created_at, lock->timing->refresh_interval));
 }
 
 /* A request that completes after the deadline cancelled the context (and
@@ -176,7 +176,7 @@ static void refreshed(struct lw_lock *lock, const char *what)
 
 	lock->created_at = lock->req_started;
 	lock->created_mono = lock->req_started_mono;
-	deadline = lock->created_at + lw__refreshability(lock->timing);
+	deadline = lw__add_sat(lock->created_at, lw__refreshability(lock->timing));
 	if (deadline > deadline_of(lock)) {
 		atomic_store(&lock->deadline, deadline);
 		lw__timer_start(lock->loop->engine, &lock->deadline_timer, deadline);
@@ -393,7 +393,7 @@ static void on_recover_cancelled(struct lw__breq *req)
 static void hold(struct lw_lock *lock)
 {
 	struct lw__engine *e = lock->loop->engine;
-	int64_t bound = lw__now_boot() + lock->timing->op_timeout;
+	int64_t bound = lw__add_sat(lw__now_boot(), lock->timing->op_timeout);
 	char dur[32];
 
 	lw__ctx_hold(lock->ctx, true);
@@ -413,7 +413,7 @@ static void hold(struct lw_lock *lock)
 
 void lw__refresh_resume(struct lw_lock *lock)
 {
-	int64_t deadline = lock->created_at + lw__refreshability(lock->timing);
+	int64_t deadline = lw__add_sat(lock->created_at, lw__refreshability(lock->timing));
 	struct lw__engine *e = lock->loop->engine;
 	char hex[LW_ID_HEX + 1];
 
@@ -472,7 +472,7 @@ static void on_deadline(struct lw__timer *t)
 
 void lw__refresh_begin(struct lw_lock *lock)
 {
-	int64_t deadline = lock->created_at + lw__refreshability(lock->timing);
+	int64_t deadline = lw__add_sat(lock->created_at, lw__refreshability(lock->timing));
 
 	atomic_store(&lock->deadline, deadline);
 	lw__timer_init(&lock->deadline_timer, on_deadline);

@@ -54,7 +54,7 @@ LW_EXPORT int lw_duration_parse(const char *s, int64_t *ns)
 	const char *p = s;
 
 	if (!s || !ns)
-		return -EINVAL;
+		return lw__fail(-EINVAL, "no duration");
 	if (strcmp(s, "0") == 0) {
 		*ns = 0;
 		return 0;
@@ -87,7 +87,7 @@ LW_EXPORT int lw_duration_parse(const char *s, int64_t *ns)
 		if (!u)
 			return -EINVAL;
 		total += whole * (unsigned __int128)u->ns + frac * (unsigned __int128)u->ns / scale;
-		if (total > INT64_MAX)
+		if (total > LW_DURATION_MAX)
 			return -ERANGE;
 	}
 	*ns = (int64_t)total;

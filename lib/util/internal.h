@@ -49,6 +49,26 @@ static inline int lw__grow(void *arrayp, size_t *cap, size_t n, size_t size, siz
  * wall-clock steps, so a deadline measured on it cannot be cheated by a
  * sleeping laptop or an NTP jump.  Every deadline in lockwatch uses it. */
 int64_t lw__now_boot(void);
+/* A + B and A - B, saturated at the ends of int64_t rather than wrapped:
+ * an instant plus a duration that came from a user or another host. */
+static inline int64_t lw__add_sat(int64_t a, int64_t b)
+{
+	int64_t r;
+
+	if (__builtin_add_overflow(a, b, &r))
+		return b > 0 ? INT64_MAX : INT64_MIN;
+	return r;
+}
+
+static inline int64_t lw__sub_sat(int64_t a, int64_t b)
+{
+	int64_t r;
+
+	if (__builtin_sub_overflow(a, b, &r))
+		return b < 0 ? INT64_MAX : INT64_MIN;
+	return r;
+}
+
 /* Wall-clock time, only for record times that other hosts compare. */
 int64_t lw__now_real(void);
 /* CLOCK_MONOTONIC, which stands still while the machine is suspended:

@@ -637,7 +637,12 @@ CLI_TEST(bad_input, 60)
 		{ { "run", "--kill-after", "-1s", "--", "true" }, 2, "--kill-after '-1s'" },
 		{ { "run", "--refresh-interval", "1e9h", "--", "true" }, 2, "'1e9h'" },
 		{ { "run", "--stale-timeout", "", "--", "true" }, 2, "--stale-timeout ''" },
-		{ { "run", "--retry-lock", "99999999999h", "--", "true" }, 2, "too long" },
+		{ { "run", "--retry-lock", "99999999999h", "--", "true" }, 2, "100 years" },
+		/* issue 12: now + 2562047h47m16s overflowed, SIGKILL came at once */
+		{ { "run", "--kill-after", "2562047h47m16s", "--", "true" }, 2,
+		  "--kill-after '2562047h47m16s': longer than 100 years (876600h), the limit" },
+		{ { "run", "--stale-timeout", "2562047h", "--", "true" }, 2, "100 years" },
+		{ { "run", "--refresh-interval", "876601h", "--", "true" }, 2, "100 years" },
 		{ { "run", "--refresh-interval", "1m", "--stale-timeout", "2m", "--", "true" }, 2,
 		  "2.5 x the refresh interval" },
 		{ { "run", "--retry-lock" }, 2, "--retry-lock needs a value" },

@@ -41,7 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_assert(ns == -42);
 		return 0;
 	}
-	fuzz_assert(r == 0 && ns >= 0);
+	fuzz_assert(r == 0 && ns >= 0 && ns <= LW_DURATION_MAX);
 
 	lw_duration_format(ns, text, sizeof(text));
 	fuzz_assert(strlen(text) < 32);

@@ -74,11 +74,15 @@ static void valid_records(void)
 	r = sample;
 	r.hostname = r.username = r.boot_id = r.purpose = s255;
 	r.time = INT64_MAX;
-	r.stale_timeout = INT64_MAX;
+	r.stale_timeout = LW_DURATION_MAX;
 	r.pid = INT64_MAX;
 	r.uid = r.gid = INT64_MIN;
 	r.pid_ns = r.pid_start = UINT64_MAX;
 	put_encoded("valid-limits", &r);
+	r.time = INT64_MIN;
+	put_encoded("valid-time-min", &r);
+	r.stale_timeout = INT64_MAX;
+	put_encoded("invalid-stale-timeout-over-limit", &r);
 	r = sample;
 	r.hostname = r.username = r.boot_id = "";
 	r.purpose = "\xc2\x9b" "31m\x1b[2J\xe2\x80\xae"; /* C1 CSI, ESC, RLO */

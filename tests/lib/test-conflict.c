@@ -124,6 +124,48 @@ LWT_MATRIX_TEST(conflict, invalid_record_blocks, .timeout = 30)
 	lwt_stop(&t);
 }
 
+static int note_kind(const struct lw_lock_info *info, void *userdata)
+{
+	const struct lw_lock_info **seen = userdata;
+
+	cr_expect_eq(info->kind, LW_KIND_INVALID, "%s listed as kind %d", info->id, info->kind);
+	cr_expect(info->why && strstr(info->why, "100 years"), "why: %s",
+		  info->why ? info->why : "(none)");
+	*seen = info;
+	return 0;
+}
+
+/* A record time far off this host's clock (issue 12: INT64_MIN overflowed
+ * the age and made a lock that never went stale) is an invalid lock file:
+ * it blocks, is listed as invalid, and no acquire removes it. */
+LWT_FILES_TEST(conflict, record_time_far_off_is_invalid, .timeout = 30)
+{
+	int64_t now = lwt_record(true).time;
+	const int64_t times[] = { INT64_MIN, INT64_MIN + 1, now - LW_DURATION_MAX - LW_SEC(3600),
+				  INT64_MAX, now + LW_DURATION_MAX + LW_SEC(3600) };
+
+	for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
+		struct lw__record rec = lwt_record(true);
+		const struct lw_lock_info *seen = NULL;
+		struct lwt t;
+		struct lw_lock *l;
+		char id[65];
+
+		rec.time = times[i];
+		lwt_start(&t, p, NULL, REFRESH, STALE);
+		lwt_plant(&t, &rec, id);
+		l = lwt_lock(t.repo, 0, -LW_ELOCKED);
+		cr_expect(strstr(lw_errmsg(), "invalid lock file") &&
+			  strstr(lw_errmsg(), "100 years"), "time %lld: %s",
+			  (long long)times[i], lw_errmsg());
+		lw_lock_free(l);
+		cr_expect(lwt_exists(&t, id), "time %lld: removed", (long long)times[i]);
+		cr_expect_eq(lw_repo_list(t.repo, note_kind, &seen), 0);
+		cr_expect(seen, "not listed");
+		lwt_stop(&t);
+	}
+}
+
 /* A zero-length lock file is ignored, as restic does. */
 LWT_MATRIX_TEST(conflict, empty_file_ignored, .timeout = 30)
 {

@@ -59,8 +59,15 @@ Test(duration, compound_and_fractions)
 
 Test(duration, limits)
 {
-	ok("9223372036854775807ns", INT64_MAX);
-	ok("2562047h47m16.854775807s", INT64_MAX);
+	/* 100 years: what a user may give, and what any instant plus it
+	 * still holds (issue 12: --kill-after 2562047h47m16s overflowed) */
+	ok("876600h", LW_DURATION_MAX);
+	ok("3155760000s", LW_DURATION_MAX);
+	ok("876599h59m59.999999999s", LW_DURATION_MAX - 1);
+	bad("876600h0.000000001s", -ERANGE);
+	bad("876601h", -ERANGE);
+	bad("2562047h47m16s", -ERANGE);
+	bad("9223372036854775807ns", -ERANGE);
 	bad("9223372036854775808ns", -ERANGE);
 	bad("2562048h", -ERANGE);
 	bad("2562047h47m16.854775808s", -ERANGE);

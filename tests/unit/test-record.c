@@ -236,6 +236,9 @@ static void p_neg(msgpack_packer *pk) { msgpack_pack_int(pk, -1); }
 static void p_two(msgpack_packer *pk) { msgpack_pack_int(pk, 2); }
 static void p_big(msgpack_packer *pk) { msgpack_pack_uint64(pk, UINT64_MAX); }
 static void p_dbl(msgpack_packer *pk) { msgpack_pack_double(pk, 1.5); }
+/* over 100 years: no host gives that, and instants computed from it
+ * would overflow */
+static void p_long(msgpack_packer *pk) { msgpack_pack_int64(pk, LW_DURATION_MAX + 1); }
 static void p_nul(msgpack_packer *pk) { msgpack_pack_str_with_body(pk, "a\0b", 3); }
 static void p_256(msgpack_packer *pk)
 {
@@ -255,7 +258,7 @@ Test(record, wrong_types)
 		{ "time", p_big }, { "pid", p_str }, { "pid", p_neg },
 		{ "pid_ns", p_neg }, { "pid_start", p_str }, { "hostname", p_int },
 		{ "username", p_nul }, { "purpose", p_256 }, { "boot_id", p_256 },
-		{ "stale_timeout", p_neg }, { "v", p_two },
+		{ "stale_timeout", p_neg }, { "stale_timeout", p_long }, { "v", p_two },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
