@@ -1,9 +1,8 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * The loop object: one thread that owns the engine and every lock of the
- * loop.  Other threads post calls to it through the engine's eventfd; a
- * blocking call waits on the loop's condition variable, or runs the loop
- * itself when nobody else does (an embedded loop).
+ * The loop object's lifecycle: one thread that owns the engine and every
+ * lock of the loop, started, run and shut down here.  How other threads
+ * call into it is in call.c.
  */
 #include "config.h"
 
@@ -13,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "core/protocol.h"
 #include "http/http.h"
@@ -21,134 +19,9 @@
 /* How long lw_loop_free (and exit) waits for lock files to be deleted. */
 #define SHUTDOWN_WAIT LW_SEC(5)
 
-static __thread struct lw_loop *running;
-
 static pthread_mutex_t loops_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct lw__list loops = { &loops, &loops };
 static bool atexit_done;
-
-bool lw__on_loop_thread(const struct lw_loop *loop)
-{
-	return running == loop;
-}
-
-static int run(struct lw_loop *loop, int timeout_ms)
-{
-	struct lw_loop *prev = running;
-	int r;
-
-	running = loop;
-	r = lw__engine_run_once(loop->engine, timeout_ms);
-	running = prev;
-	return r;
-}
-
-/* Runs the calls of list C, signalling the synchronous ones done. */
-static void run_call_list(struct lw_loop *loop, struct lw__call *c)
-{
-	while (c) {
-		struct lw__call *next = c->next;
-		bool sync = c->sync;
-
-		c->fn(c); /* may free an asynchronous call */
-		if (sync)
-			lw__loop_signal(loop, &c->done);
-		lw__engine_urgent(loop->engine);
-		c = next;
-	}
-}
-
-/* ON_WAKE of the engine: run the calls posted since the last turn. */
-static void run_calls(void *userdata)
-{
-	struct lw_loop *loop = userdata;
-	struct lw__call *c;
-
-	pthread_mutex_lock(&loop->mu);
-	c = loop->calls;
-	loop->calls = NULL;
-	loop->calls_tail = &loop->calls;
-	pthread_mutex_unlock(&loop->mu);
-	run_call_list(loop, c);
-}
-
-int lw__post(struct lw_loop *loop, struct lw__call *c)
-{
-	c->next = NULL;
-	c->done = false;
-	pthread_mutex_lock(&loop->mu);
-	if (loop->shutdown) {
-		pthread_mutex_unlock(&loop->mu);
-		return -ESHUTDOWN;
-	}
-	*loop->calls_tail = c;
-	loop->calls_tail = &c->next;
-	/* under the mutex: shutdown cannot free the engine meanwhile */
-	lw__engine_wake(loop->engine);
-	pthread_mutex_unlock(&loop->mu);
-	return 0;
-}
-
-void lw__loop_signal(struct lw_loop *loop, bool *done)
-{
-	pthread_mutex_lock(&loop->mu);
-	*done = true;
-	pthread_cond_broadcast(&loop->cv);
-	pthread_mutex_unlock(&loop->mu);
-}
-
-static int wait_until(struct lw_loop *loop, const bool *done, int64_t until)
-{
-	int r = 0;
-
-	if (lw__on_loop_thread(loop))
-		return -EDEADLK;
-	pthread_mutex_lock(&loop->mu);
-	while (!*done) {
-		struct timespec ts;
-
-		if (until && lw__now_boot() >= until) {
-			r = -ETIMEDOUT;
-			break;
-		}
-		/* an embedded loop that nobody runs right now: run it */
-		if (!loop->started && !loop->shutdown &&
-		    pthread_mutex_trylock(&loop->run_mu) == 0) {
-			pthread_mutex_unlock(&loop->mu);
-			run(loop, 100);
-			pthread_mutex_unlock(&loop->run_mu);
-			pthread_mutex_lock(&loop->mu);
-			continue;
-		}
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_nsec += 100 * 1000000;
-		if (ts.tv_nsec >= LW_NSEC_PER_SEC) {
-			ts.tv_sec++;
-			ts.tv_nsec -= LW_NSEC_PER_SEC;
-		}
-		pthread_cond_timedwait(&loop->cv, &loop->mu, &ts);
-	}
-	pthread_mutex_unlock(&loop->mu);
-	return r;
-}
-
-int lw__loop_wait(struct lw_loop *loop, const bool *done)
-{
-	return wait_until(loop, done, 0);
-}
-
-int lw__call_sync(struct lw_loop *loop, struct lw__call *c)
-{
-	int r;
-
-	if (lw__on_loop_thread(loop)) {
-		c->fn(c);
-		return 0;
-	}
-	c->sync = true;
-	r = lw__post(loop, c);
-	return r < 0 ? r : lw__loop_wait(loop, &c->done);
-}
 
 struct lw_loop *lw__loop_ref(struct lw_loop *loop)
 {
@@ -222,7 +95,6 @@ static void release_all(struct lw__call *c)
 static void shutdown_loop(struct lw_loop *loop)
 {
 	struct loop_call rc = { .c.fn = release_all, .loop = loop };
-	struct lw__call *c;
 
 	pthread_mutex_lock(&loop->mu);
 	if (loop->shutdown) {
@@ -234,7 +106,7 @@ static void shutdown_loop(struct lw_loop *loop)
 
 	/* release every lock; wait a bounded time for their files to go */
 	if (lw__call_sync(loop, &rc.c) == 0 &&
-	    wait_until(loop, &loop->drained, lw__now_boot() + SHUTDOWN_WAIT) < 0)
+	    lw__loop_wait_until(loop, &loop->drained, lw__now_boot() + SHUTDOWN_WAIT) < 0)
 		lw__warn(&loop->log, "lock files still being deleted at shutdown");
 
 	if (loop->started) {
@@ -245,18 +117,13 @@ static void shutdown_loop(struct lw_loop *loop)
 	}
 
 	pthread_mutex_lock(&loop->run_mu);
-	pthread_mutex_lock(&loop->mu);
-	loop->shutdown = true;
-	c = loop->calls;
-	loop->calls = NULL;
-	pthread_mutex_unlock(&loop->mu);
 	/* calls that arrived too late still run, so their callers return */
-	running = loop;
-	run_call_list(loop, c);
+	lw__loop_enter(loop);
+	lw__loop_close_calls(loop);
 	while (!lw__list_empty(&loop->repos))
 		lw__repo_shutdown(LW_CONTAINER_OF(loop->repos.next, struct lw_repo, link));
 	lw__backend_env_fini(&loop->backends);
-	running = NULL;
+	lw__loop_enter(NULL);
 	lw__engine_free(loop->engine);
 	loop->engine = NULL;
 	pthread_mutex_unlock(&loop->run_mu);
@@ -355,7 +222,7 @@ LW_EXPORT int lw_loop_new(enum lw_engine engine, struct lw_loop **loopp)
 	loop->calls_tail = &loop->calls;
 	lw__list_init(&loop->locks);
 	lw__list_init(&loop->repos);
-	r = lw__engine_new(engine, &loop->log, run_calls, loop, &loop->engine);
+	r = lw__engine_new(engine, &loop->log, lw__loop_run_calls, loop, &loop->engine);
 	if (r < 0) {
 		lw__loop_unref(loop);
 		return lw__fail(r, "cannot start the %s engine: %s", lw_engine_name(engine),
@@ -398,7 +265,7 @@ static void *thread_main(void *arg)
 
 	pthread_mutex_lock(&loop->run_mu);
 	while (!atomic_load(&loop->stop))
-		run(loop, -1);
+		lw__loop_run(loop, -1);
 	pthread_mutex_unlock(&loop->run_mu);
 	return NULL;
 }
@@ -437,7 +304,7 @@ LW_EXPORT int lw_loop_run_once(struct lw_loop *loop, int timeout_ms)
 		return -EDEADLK;
 	if (loop->started || loop->shutdown || pthread_mutex_trylock(&loop->run_mu) != 0)
 		return -EBUSY;
-	r = run(loop, timeout_ms);
+	r = lw__loop_run(loop, timeout_ms);
 	pthread_mutex_unlock(&loop->run_mu);
 	return r;
 }

@@ -50,8 +50,18 @@ struct lw_loop {
 	struct lw__observer observer; /* of its backends' requests */
 };
 
+/* call.c: calling into the loop */
 /* Whether the calling thread is running LOOP right now. */
 bool lw__on_loop_thread(const struct lw_loop *loop);
+/* Makes the calling thread the one running LOOP (NULL: none); returns the
+ * loop it ran before. */
+struct lw_loop *lw__loop_enter(struct lw_loop *loop);
+/* One turn of LOOP's engine, as its thread. */
+int lw__loop_run(struct lw_loop *loop, int timeout_ms);
+/* ON_WAKE of the engine: runs the calls posted since the last turn. */
+void lw__loop_run_calls(void *loop);
+/* At shutdown: takes no more calls, and runs those that came too late. */
+void lw__loop_close_calls(struct lw_loop *loop);
 /* Runs C on the loop thread.  Returns 0, or -ESHUTDOWN. */
 int lw__post(struct lw_loop *loop, struct lw__call *c);
 /* Runs C on the loop thread and waits until it ran (runs it at once on the
@@ -60,8 +70,12 @@ int lw__call_sync(struct lw_loop *loop, struct lw__call *c);
 /* Waits until *DONE (set under loop->mu by lw__loop_signal) becomes true,
  * running the loop meanwhile if nobody else does. */
 int lw__loop_wait(struct lw_loop *loop, const bool *done);
+/* The same, until the CLOCK_BOOTTIME instant UNTIL (0: none): -ETIMEDOUT. */
+int lw__loop_wait_until(struct lw_loop *loop, const bool *done, int64_t until);
 /* Sets *DONE under the loop's mutex and wakes waiters. */
 void lw__loop_signal(struct lw_loop *loop, bool *done);
+
+/* loop.c: the lifecycle */
 struct lw_loop *lw__loop_ref(struct lw_loop *loop);
 void lw__loop_unref(struct lw_loop *loop);
 /* Sets the observer of every backend request of LOOP (lockwatch-bench);
