@@ -26,7 +26,7 @@ struct lw__ctx_cb {
 /* The descriptor is created rarely: one lock for all contexts. */
 static pthread_mutex_t fd_mu = PTHREAD_MUTEX_INITIALIZER;
 
-struct lw_ctx *lw__ctx_new(struct lw_loop *loop, struct lw_lock *lock)
+struct lw_ctx *lw__ctx_new(struct lw_loop *loop)
 {
 	struct lw_ctx *ctx = calloc(1, sizeof(*ctx));
 
@@ -39,8 +39,13 @@ struct lw_ctx *lw__ctx_new(struct lw_loop *loop, struct lw_lock *lock)
 	ctx->fd = -1;
 	/* an application may keep a context after the loop is freed */
 	ctx->loop = lw__loop_ref(loop);
-	ctx->lock = lock;
 	return ctx;
+}
+
+void lw__ctx_on_cancel(struct lw_ctx *ctx, void (*fn)(void *owner), void *owner)
+{
+	ctx->cancel = fn;
+	ctx->owner = owner;
 }
 
 LW_EXPORT struct lw_ctx *lw_ctx_ref(struct lw_ctx *ctx)
@@ -257,10 +262,9 @@ static void cancel_call(struct lw__call *c)
 	struct lw_ctx *ctx = LW_CONTAINER_OF(c, struct cancel_call, c)->ctx;
 
 	free(LW_CONTAINER_OF(c, struct cancel_call, c));
-	/* a lock that is acquiring or held ends; any other just sees it */
-	if (ctx->lock)
-		lw__lock_end(ctx->lock, -ECANCELED, LW_CAUSE_CANCELLED,
-			     "cancelled by the application");
+	/* its owner first: a lock that is acquiring or held ends */
+	if (ctx->cancel)
+		ctx->cancel(ctx->owner);
 	lw__ctx_end(ctx, LW_CAUSE_CANCELLED, "cancelled by the application");
 	lw_ctx_unref(ctx);
 }

@@ -70,31 +70,42 @@ struct loop_call {
 	struct lw_loop *loop;
 };
 
-static void release_all(struct lw__call *c)
+void lw__loop_add_active(struct lw_loop *loop, struct lw__loop_hook *h)
+{
+	lw__list_add_tail(&loop->active, &h->link);
+}
+
+void lw__loop_del_active(struct lw_loop *loop, struct lw__loop_hook *h)
+{
+	lw__list_del(&h->link);
+	if (lw__list_empty(&loop->active))
+		lw__loop_signal(loop, &loop->drained);
+}
+
+void lw__loop_add_open(struct lw_loop *loop, struct lw__loop_hook *h)
+{
+	lw__list_add_tail(&loop->open, &h->link);
+}
+
+/* Ends every active lock (their owner's hooks release them). */
+static void end_active(struct lw__call *c)
 {
 	struct lw_loop *loop = LW_CONTAINER_OF(c, struct loop_call, c)->loop;
 	struct lw__list *n, *next;
 
-	for (n = loop->locks.next; n != &loop->locks; n = next) {
-		struct lw_lock *lock = LW_CONTAINER_OF(n, struct lw_lock, link);
+	for (n = loop->active.next; n != &loop->active; n = next) {
+		struct lw__loop_hook *h = LW_CONTAINER_OF(n, struct lw__loop_hook, link);
 
 		next = n->next;
-		lw__lock_ref(lock);
-		if (lock->state == LW__LOCK_ACQUIRING)
-			lw__lock_end(lock, -ESHUTDOWN, LW_CAUSE_CANCELLED,
-				     "acquire cancelled: the loop is shutting down");
-		else
-			lw__lock_end(lock, 0, LW_CAUSE_RELEASED,
-				     "lock released: the loop is shutting down");
-		lw__lock_unref(lock);
+		h->fn(h);
 	}
-	if (lw__list_empty(&loop->locks))
+	if (lw__list_empty(&loop->active))
 		lw__loop_signal(loop, &loop->drained);
 }
 
 static void shutdown_loop(struct lw_loop *loop)
 {
-	struct loop_call rc = { .c.fn = release_all, .loop = loop };
+	struct loop_call rc = { .c.fn = end_active, .loop = loop };
 
 	pthread_mutex_lock(&loop->mu);
 	if (loop->shutdown) {
@@ -120,8 +131,12 @@ static void shutdown_loop(struct lw_loop *loop)
 	/* calls that arrived too late still run, so their callers return */
 	lw__loop_enter(loop);
 	lw__loop_close_calls(loop);
-	while (!lw__list_empty(&loop->repos))
-		lw__repo_shutdown(LW_CONTAINER_OF(loop->repos.next, struct lw_repo, link));
+	while (!lw__list_empty(&loop->open)) {
+		struct lw__loop_hook *h = LW_CONTAINER_OF(loop->open.next, struct lw__loop_hook,
+							  link);
+
+		h->fn(h); /* removes H */
+	}
 	lw__backend_env_fini(&loop->backends);
 	lw__loop_enter(NULL);
 	lw__engine_free(loop->engine);
@@ -220,8 +235,8 @@ LW_EXPORT int lw_loop_new(enum lw_engine engine, struct lw_loop **loopp)
 	pthread_mutex_init(&loop->run_mu, NULL);
 	lw__cond_init_monotonic(&loop->cv);
 	loop->calls_tail = &loop->calls;
-	lw__list_init(&loop->locks);
-	lw__list_init(&loop->repos);
+	lw__list_init(&loop->active);
+	lw__list_init(&loop->open);
 	r = lw__engine_new(engine, &loop->log, lw__loop_run_calls, loop, &loop->engine);
 	if (r < 0) {
 		lw__loop_unref(loop);

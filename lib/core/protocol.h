@@ -21,6 +21,17 @@
 
 /* -------------------------------------------------------------- loop */
 
+/* What a loop's shutdown ends, registered by its owner, so that the loop
+ * does not call up into locks and repositories: first every ACTIVE hook
+ * (the locks, which leave with lw__loop_del_active once their files are
+ * gone; shutdown waits for that, bounded), then, once the engine stopped,
+ * every OPEN hook (the repositories' backends).  FN runs on the loop
+ * thread; an OPEN hook's FN removes its hook. */
+struct lw__loop_hook {
+	struct lw__list link;
+	void (*fn)(struct lw__loop_hook *h);
+};
+
 /* A function to run on the loop thread. */
 struct lw__call {
 	struct lw__call *next;
@@ -43,9 +54,9 @@ struct lw_loop {
 	bool started;
 	atomic_bool stop;
 	bool shutdown;            /* under mu: no more calls are taken */
-	struct lw__list locks;    /* acquiring, held or ending */
-	struct lw__list repos;    /* with an open backend */
-	bool drained;             /* under mu: LOCKS became empty */
+	struct lw__list active;   /* hooks: locks acquiring, held or ending */
+	struct lw__list open;     /* hooks: repositories with an open backend */
+	bool drained;             /* under mu: ACTIVE became empty */
 	struct lw__list all;      /* link in the process's list of loops */
 	struct lw__observer observer; /* of its backends' requests */
 };
@@ -76,6 +87,10 @@ int lw__loop_wait_until(struct lw_loop *loop, const bool *done, int64_t until);
 void lw__loop_signal(struct lw_loop *loop, bool *done);
 
 /* loop.c: the lifecycle */
+void lw__loop_add_active(struct lw_loop *loop, struct lw__loop_hook *h);
+/* H's lock is over; the last one to leave wakes the shutdown. */
+void lw__loop_del_active(struct lw_loop *loop, struct lw__loop_hook *h);
+void lw__loop_add_open(struct lw_loop *loop, struct lw__loop_hook *h);
 struct lw_loop *lw__loop_ref(struct lw_loop *loop);
 void lw__loop_unref(struct lw_loop *loop);
 /* Sets the observer of every backend request of LOOP (lockwatch-bench);
@@ -162,7 +177,7 @@ struct lw_repo {
 	pthread_mutex_t mu;       /* TIMING, read by any thread */
 	struct lw__timing *timing;
 	struct lw__listing listing;
-	struct lw__list link;     /* loop->repos */
+	struct lw__loop_hook open; /* in loop->open while the backend is */
 	/* acquires waiting for their turn to create, and creates in flight
 	 * (acquire.c) */
 	struct lw__list create_queue;
@@ -176,8 +191,6 @@ struct lw__timing *lw__repo_timing(struct lw_repo *repo);
 void lw__timing_unref(struct lw__timing *t);
 /* 0, or -EINVAL with a message when T would make every lock be lost. */
 int lw__timing_check(const struct lw__timing *t, char *msg, size_t size);
-/* At loop shutdown: closes the backend (the engine goes away). */
-void lw__repo_shutdown(struct lw_repo *repo);
 
 /* Asks for a listing that starts after this call; W->fn runs with it. */
 void lw__listing_request(struct lw_repo *repo, struct lw__list_waiter *w);
@@ -214,13 +227,18 @@ struct lw_ctx {
 	char *msg;               /* written before CAUSE is stored */
 	int64_t done_at;         /* CLOCK_BOOTTIME when it ended */
 	struct lw_loop *loop;
-	struct lw_lock *lock;    /* cleared when the lock ends */
+	/* what lw_ctx_cancel does besides ending the context, registered by
+	 * its owner (the lock: end it); cleared when the owner goes */
+	void (*cancel)(void *owner);
+	void *owner;
 	struct lw__ctx_cb *cbs;
 	struct lw__defer run_cbs;
 	atomic_bool cancel_posted;
 };
 
-struct lw_ctx *lw__ctx_new(struct lw_loop *loop, struct lw_lock *lock);
+struct lw_ctx *lw__ctx_new(struct lw_loop *loop);
+/* On the loop thread: lw_ctx_cancel calls FN(OWNER) first; NULL: nothing. */
+void lw__ctx_on_cancel(struct lw_ctx *ctx, void (*fn)(void *owner), void *owner);
 /* Ends CTX with CAUSE and a message; later calls do nothing.  Returns
  * whether this call ended it. */
 bool lw__ctx_end(struct lw_ctx *ctx, enum lw_cause cause, const char *fmt, ...)
@@ -279,7 +297,7 @@ struct lw_lock {
 	atomic_bool acquire_called;
 	atomic_bool release_called;
 	int result;               /* of the acquire, or of the cleanup */
-	struct lw__list link;     /* loop->locks */
+	struct lw__loop_hook active; /* in loop->active until it is done */
 	struct lw__id id;         /* the current lock file */
 	struct lw__id old_id;
 	struct lw__id *doomed;    /* LW__MAX_DOOMED files to delete while ending,

@@ -79,6 +79,8 @@ int lw__timing_check(const struct lw__timing *t, char *msg, size_t size)
 	return 0;
 }
 
+static void shutdown_repo(struct lw__loop_hook *h);
+
 struct open_call {
 	struct lw__call c;
 	struct lw_repo *repo;
@@ -96,7 +98,7 @@ static void open_on_loop(struct lw__call *c)
 				 oc->err, sizeof(oc->err));
 	if (oc->r == 0) {
 		repo->backend->observer = &loop->observer;
-		lw__list_add_tail(&loop->repos, &repo->link);
+		lw__loop_add_open(loop, &repo->open);
 	}
 }
 
@@ -146,7 +148,8 @@ LW_EXPORT int lw_repo_new(struct lw_loop *loop, const char *url,
 	lw__idmap_init(&repo->listing.forgotten);
 	lw__list_init(&repo->listing.now);
 	lw__list_init(&repo->listing.next);
-	lw__list_init(&repo->link);
+	lw__list_init(&repo->open.link);
+	repo->open.fn = shutdown_repo;
 	lw__list_init(&repo->create_queue);
 	oc.repo = repo;
 	r = lw__call_sync(loop, &oc.c);
@@ -176,16 +179,17 @@ static void close_on_loop(struct lw__call *c)
 	struct open_call *oc = LW_CONTAINER_OF(c, struct open_call, c);
 	struct lw_repo *repo = oc->repo;
 
-	lw__list_del(&repo->link);
+	lw__list_del(&repo->open.link);
 	lw__defer_cancel(repo->loop->engine, &repo->admit);
 	lw__listing_fini(repo);
 	lw__backend_close(repo->backend);
 	repo->backend = NULL;
 }
 
-void lw__repo_shutdown(struct lw_repo *repo)
+/* At loop shutdown: closes the backend (the engine goes away). */
+static void shutdown_repo(struct lw__loop_hook *h)
 {
-	struct open_call oc = { .repo = repo };
+	struct open_call oc = { .repo = LW_CONTAINER_OF(h, struct lw_repo, open) };
 
 	close_on_loop(&oc.c);
 }

@@ -347,7 +347,7 @@ void lw__acquire_start(struct lw_lock *lock)
 	lw__timer_init(&lock->step_timer, on_step);
 	lock->state = LW__LOCK_ACQUIRING;
 	lw__lock_ref(lock); /* the loop's, until the lock is done */
-	lw__list_add_tail(&loop->locks, &lock->link);
+	lw__loop_add_active(loop, &lock->active);
 	lock->give_up_at = lock->timing->retry_lock > 0 ?
 				   lw__add_sat(lw__now_boot(), lock->timing->retry_lock) : 0;
 	lock->backoff = lock->timing->retry_backoff;

@@ -30,7 +30,7 @@ void lw__lock_unref(struct lw_lock *lock)
 		return;
 	if (lock->reserved && lock->loop->engine)
 		lw__engine_reserve(lock->loop->engine, -2);
-	lock->ctx->lock = NULL;
+	lw__ctx_on_cancel(lock->ctx, NULL, NULL);
 	lw_ctx_unref(lock->ctx);
 	lw__timing_unref(lock->timing);
 	free(lock->doomed);
@@ -161,9 +161,7 @@ static void finish_end(struct lw_lock *lock)
 
 	lock->state = LW__LOCK_DONE;
 	lock->phase = LW__PH_NONE;
-	lw__list_del(&lock->link);
-	if (lw__list_empty(&lock->loop->locks))
-		lw__loop_signal(lock->loop, &lock->loop->drained);
+	lw__loop_del_active(lock->loop, &lock->active);
 	lw__lock_ref(lock);
 	if (lock->acquire_fn) {
 		/* an acquire that did not succeed, told only now that its
@@ -311,6 +309,28 @@ void lw__lock_end(struct lw_lock *lock, int result, enum lw_cause cause,
 
 /* ------------------------------------------------------------ public */
 
+/* lw_ctx_cancel on the lock's context: a lock that is acquiring or held
+ * ends; any other just sees the context end. */
+static void cancel_lock(void *owner)
+{
+	lw__lock_end(owner, -ECANCELED, LW_CAUSE_CANCELLED, "cancelled by the application");
+}
+
+/* The loop shuts down (its ACTIVE hook): the lock ends as if released. */
+static void shutdown_lock(struct lw__loop_hook *h)
+{
+	struct lw_lock *lock = LW_CONTAINER_OF(h, struct lw_lock, active);
+
+	lw__lock_ref(lock);
+	if (lock->state == LW__LOCK_ACQUIRING)
+		lw__lock_end(lock, -ESHUTDOWN, LW_CAUSE_CANCELLED,
+			     "acquire cancelled: the loop is shutting down");
+	else
+		lw__lock_end(lock, 0, LW_CAUSE_RELEASED,
+			     "lock released: the loop is shutting down");
+	lw__lock_unref(lock);
+}
+
 LW_EXPORT int lw_lock_new(struct lw_repo *repo, unsigned flags,
 			  const char *purpose, struct lw_lock **lockp)
 {
@@ -324,18 +344,20 @@ LW_EXPORT int lw_lock_new(struct lw_repo *repo, unsigned flags,
 	if (!lock)
 		return lw__fail(-ENOMEM, "out of memory");
 	lock->purpose = lw__strdup0(purpose);
-	lock->ctx = lw__ctx_new(repo->loop, lock);
+	lock->ctx = lw__ctx_new(repo->loop);
 	if (!lock->ctx || (purpose && !lock->purpose)) {
 		lw_ctx_unref(lock->ctx);
 		free(lock->purpose);
 		free(lock);
 		return lw__fail(-ENOMEM, "out of memory");
 	}
+	lw__ctx_on_cancel(lock->ctx, cancel_lock, lock);
 	lock->refs = 1;
 	lock->loop = repo->loop;
 	lock->repo = lw_repo_ref(repo);
 	lock->exclusive = flags & LW_LOCK_EXCLUSIVE;
-	lw__list_init(&lock->link);
+	lw__list_init(&lock->active.link);
+	lock->active.fn = shutdown_lock;
 	lw__list_init(&lock->waiter.link);
 	atomic_init(&lock->deadline, 0);
 	atomic_init(&lock->fencing_token, 0);
