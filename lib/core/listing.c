@@ -376,36 +376,34 @@ bool lw__listing_has(struct lw_repo *repo, const struct lw__id *id)
 	return e && e->seen == repo->listing.gen;
 }
 
-/* Whether E is one of SELF's own files (the current one, the old one, one
- * it may have written). */
-static bool of(const struct lw__entry *e, const struct lw_lock *self)
+/* Whether E is one of the asking lock's own files MINE (the current one,
+ * the old one, one it may have written), which the listing knows as ours. */
+static bool of(const struct lw__entry *e, const struct lw__id *const *mine, size_t nmine)
 {
-	return self && e->state == LW__ENTRY_OWN && e->own == self;
+	if (e->state != LW__ENTRY_OWN)
+		return false;
+	for (size_t i = 0; i < nmine; i++)
+		if (lw__id_eq(mine[i], &e->id))
+			return true;
+	return false;
 }
 
 const struct lw__entry *lw__listing_conflict(struct lw_repo *repo,
-					     const struct lw_lock *self,
+					     const struct lw__id *const *mine, size_t nmine,
 					     bool exclusive)
 {
 	struct lw__listing *l = &repo->listing;
 	size_t n = exclusive ? l->n_blocks_all : l->n_blocks_shared;
-	const struct lw__id *mine[2 + LW__MAX_DOOMED];
-	size_t nmine = 0;
 
-	if (self && self->has_id)
-		mine[nmine++] = &self->id;
-	if (self && self->has_old)
-		mine[nmine++] = &self->old_id;
-	for (int i = 0; self && i < self->ndoomed; i++)
-		mine[nmine++] = &self->doomed[i];
-	/* the counts include SELF's files: take them out, O(1) per file */
+	/* the counts include the asking lock's files: take them out, O(1)
+	 * per file */
 	for (size_t i = 0; i < nmine; i++) {
 		const struct lw__entry *e = lw__idmap_get(&l->map, mine[i]);
 		bool dup = false;
 
 		for (size_t j = 0; j < i; j++)
 			dup |= lw__id_eq(mine[j], mine[i]);
-		if (dup || !e || !of(e, self) || e->seen != l->gen ||
+		if (dup || !e || e->state != LW__ENTRY_OWN || e->seen != l->gen ||
 		    e->blocks == LW__BLOCKS_NONE)
 			continue;
 		if (exclusive || e->blocks == LW__BLOCKS_ALL)
@@ -417,7 +415,7 @@ const struct lw__entry *lw__listing_conflict(struct lw_repo *repo,
 	for (size_t i = 0; i < l->map.cap; i++) {
 		const struct lw__entry *e = l->map.slots[i];
 
-		if (!e || of(e, self) || e->seen != l->gen)
+		if (!e || of(e, mine, nmine) || e->seen != l->gen)
 			continue;
 		if (e->blocks == LW__BLOCKS_ALL ||
 		    (exclusive && e->blocks == LW__BLOCKS_SHARED))
@@ -451,7 +449,7 @@ char *lw__entry_describe(const struct lw__entry *e, char *buf, size_t size)
 }
 
 int lw__listing_add_own(struct lw_repo *repo, const struct lw__id *id,
-			struct lw_lock *lock)
+			const struct lw__own *own)
 {
 	struct lw__listing *l = &repo->listing;
 	struct lw__entry *e = lw__idmap_get(&l->map, id);
@@ -467,7 +465,7 @@ int lw__listing_add_own(struct lw_repo *repo, const struct lw__id *id,
 		}
 	}
 	set_state(e, LW__ENTRY_OWN);
-	e->own = lock;
+	e->own = own;
 	return 0;
 }
 

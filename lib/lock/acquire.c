@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/protocol.h"
+#include "lock/lock-internal.h"
 
 #define CHECK_ATTEMPTS 3
 /* Creates in flight per repository; the other acquires wait in line with
@@ -67,7 +67,7 @@ static void locked(struct lw_lock *lock, const char *holder)
 	}
 	wait = LW_MIN(lw__backoff_jitter(lock->backoff), lock->give_up_at - now);
 	lock->backoff = LW_MIN(2 * lock->backoff,
-			       BACKOFF_GROWTH * lock->timing->retry_backoff);
+			       BACKOFF_GROWTH * lock->own.timing->retry_backoff);
 	lock->phase = LW__PH_BACKOFF;
 	lw__timer_start(lock->loop->engine, &lock->step_timer, now + wait);
 	lw__lock_emit(lock, LW_EVENT_RETRY, -LW_ELOCKED, now + wait, lock->give_up_at,
@@ -103,13 +103,13 @@ static void undo(struct lw_lock *lock, const struct lw__entry *holder)
 	lock->phase = LW__PH_UNDO;
 	if (!lock->last_error ||
 	    !lw__lock_request(lock, LW__BOP_REMOVE, &lock->id, NULL, 0,
-			      lw__add_sat(lw__now_boot(), lock->timing->op_timeout), on_undone))
+			      lw__add_sat(lw__now_boot(), lock->own.timing->op_timeout), on_undone))
 		fail(lock, -ENOMEM, "out of memory");
 }
 
 static void confirmed(struct lw_lock *lock)
 {
-	int64_t deadline = lw__add_sat(lock->created_at, lw__refreshability(lock->timing));
+	int64_t deadline = lw__add_sat(lock->own.created_at, lw__refreshability(lock->own.timing));
 	lw_lock_fn fn = lock->acquire_fn;
 	char hex[LW_ID_HEX + 1];
 
@@ -127,7 +127,7 @@ static void confirmed(struct lw_lock *lock)
 	lw__refresh_begin(lock);
 	lw__id_hex(&lock->id, hex);
 	lw__info(&lock->loop->log, "acquired %s lock %.12s on %s",
-		 lock->exclusive ? "exclusive" : "shared", hex, lock->repo->url.display);
+		 lock->own.exclusive ? "exclusive" : "shared", hex, lock->repo->url.display);
 	lock->acquire_fn = NULL;
 	lw__lock_ref(lock);
 	lw__lock_emit(lock, LW_EVENT_ACQUIRED, 0, deadline, 0, "acquired lock %.12s", hex);
@@ -140,6 +140,7 @@ static void on_listing(struct lw__list_waiter *w, int err, const char *msg)
 {
 	struct lw_lock *lock = LW_CONTAINER_OF(w, struct lw_lock, waiter);
 	const struct lw__entry *holder, *stale;
+	const struct lw__id *mine[LW__LOCK_FILES];
 	char desc[600];
 
 	if (err) {
@@ -150,7 +151,7 @@ static void on_listing(struct lw__list_waiter *w, int err, const char *msg)
 		lw__warn(&lock->loop->log, "%s; retrying", msg);
 		lw__timer_start(lock->loop->engine, &lock->step_timer,
 				lw__now_boot() +
-					lw__backoff_jitter(lock->timing->check_retry << lock->attempt));
+					lw__backoff_jitter(lock->own.timing->check_retry << lock->attempt));
 		lock->attempt++;
 		return;
 	}
@@ -166,8 +167,8 @@ static void on_listing(struct lw__list_waiter *w, int err, const char *msg)
 		 * the first look comes after recheck_delay, not check_retry
 		 * (which would add 5 s to every takeover of a stale lock) */
 		int64_t wait = lock->stale_looks == 1 ?
-				       lock->timing->recheck_delay :
-				       lock->timing->check_retry << (lock->stale_looks - 2);
+				       lock->own.timing->recheck_delay :
+				       lock->own.timing->check_retry << (lock->stale_looks - 2);
 
 		lw__timer_start(lock->loop->engine, &lock->step_timer, lw__now_boot() + wait);
 		return;
@@ -181,7 +182,8 @@ static void on_listing(struct lw__list_waiter *w, int err, const char *msg)
 		return;
 	}
 	lock->stale_looks = 0;
-	holder = lw__listing_conflict(lock->repo, lock, lock->exclusive);
+	holder = lw__listing_conflict(lock->repo, mine, lw__lock_files(lock, mine),
+				      lock->own.exclusive);
 	if (holder && lock->phase == LW__PH_RECHECK && !lock->recovering)
 		undo(lock, holder);
 	else if (holder)
@@ -215,17 +217,17 @@ static void on_created(struct lw__breq *req)
 		fail(lock, err, msg);
 		return;
 	}
-	lock->created_at = lock->req_started;
+	lock->own.created_at = lock->req_started;
 	lock->created_mono = lock->req_started_mono;
 	lw__breq_free(req);
-	if (lw__listing_add_own(lock->repo, &lock->id, lock) < 0) {
+	if (lw__listing_add_own(lock->repo, &lock->id, &lock->own) < 0) {
 		fail(lock, -ENOMEM, "out of memory");
 		return;
 	}
 	lock->phase = LW__PH_RECHECK;
 	lock->attempt = 0;
 	lw__timer_start(lock->loop->engine, &lock->step_timer,
-			lw__add_sat(lw__now_boot(), lock->timing->recheck_delay));
+			lw__add_sat(lw__now_boot(), lock->own.timing->recheck_delay));
 }
 
 /* Starts LOCK's create; on failure, fails it (ending it gives its slot
@@ -245,7 +247,7 @@ static void start_create(struct lw_lock *lock)
 			lock->has_old = true;
 		}
 		if (lw__lock_request(lock, LW__BOP_CREATE, &id, buf, (size_t)len,
-				     lw__add_sat(lw__now_boot(), lock->timing->op_timeout), on_created))
+				     lw__add_sat(lw__now_boot(), lock->own.timing->op_timeout), on_created))
 			return;
 		r = -ENOMEM;
 		msg = "out of memory";
@@ -329,8 +331,8 @@ void lw__acquire_start(struct lw_lock *lock)
 	char msg[300];
 	int r;
 
-	lock->timing = lw__repo_timing(lock->repo);
-	r = lw__timing_check(lock->timing, msg, sizeof(msg));
+	lock->own.timing = lw__repo_timing(lock->repo);
+	r = lw__timing_check(lock->own.timing, msg, sizeof(msg));
 	if (r == 0 && lw__engine_reserve(loop->engine, 2) < 0) {
 		r = -ENOMEM;
 		snprintf(msg, sizeof(msg), "out of memory");
@@ -348,9 +350,9 @@ void lw__acquire_start(struct lw_lock *lock)
 	lock->state = LW__LOCK_ACQUIRING;
 	lw__lock_ref(lock); /* the loop's, until the lock is done */
 	lw__loop_add_active(loop, &lock->active);
-	lock->give_up_at = lock->timing->retry_lock > 0 ?
-				   lw__add_sat(lw__now_boot(), lock->timing->retry_lock) : 0;
-	lock->backoff = lock->timing->retry_backoff;
+	lock->give_up_at = lock->own.timing->retry_lock > 0 ?
+				   lw__add_sat(lw__now_boot(), lock->own.timing->retry_lock) : 0;
+	lock->backoff = lock->own.timing->retry_backoff;
 	lock->phase = LW__PH_CHECK1;
 	lock->waiter.fn = on_listing;
 	lw__listing_request(lock->repo, &lock->waiter);

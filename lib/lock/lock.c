@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/protocol.h"
+#include "lock/lock-internal.h"
 
 /* Attempts to delete each lock file while ending. */
 #define DELETE_ATTEMPTS 3
@@ -32,9 +32,9 @@ void lw__lock_unref(struct lw_lock *lock)
 		lw__engine_reserve(lock->loop->engine, -2);
 	lw__ctx_on_cancel(lock->ctx, NULL, NULL);
 	lw_ctx_unref(lock->ctx);
-	lw__timing_unref(lock->timing);
+	lw__timing_unref(lock->own.timing);
 	free(lock->doomed);
-	free(lock->purpose);
+	free(lock->own.purpose);
 	free(lock->last_error);
 	free(lock);
 	lw_repo_unref(repo);
@@ -70,7 +70,7 @@ bool lw__lock_request(struct lw_lock *lock, enum lw__bop op,
 		return false;
 	/* on a leased backend: a new lock's lease lasts the stale timeout,
 	 * and a request about the lock's own key ends or renews its lease */
-	req->ttl = lock->timing->stale_timeout;
+	req->ttl = lock->own.timing->stale_timeout;
 	if (lock->has_id && id && lw__id_eq(id, &lock->id))
 		req->lease = lock->lease;
 	req->refresh = lock->state == LW__LOCK_HELD;
@@ -79,6 +79,19 @@ bool lw__lock_request(struct lw_lock *lock, enum lw__bop op,
 	lock->req_started_mono = lw__now_mono();
 	lw__breq_start(req);
 	return true;
+}
+
+size_t lw__lock_files(const struct lw_lock *lock, const struct lw__id *mine[LW__LOCK_FILES])
+{
+	size_t n = 0;
+
+	if (lock->has_id)
+		mine[n++] = &lock->id;
+	if (lock->has_old)
+		mine[n++] = &lock->old_id;
+	for (int i = 0; i < lock->ndoomed; i++)
+		mine[n++] = &lock->doomed[i];
+	return n;
 }
 
 void lw__lock_set_id(struct lw_lock *lock, const struct lw__id *id)
@@ -129,12 +142,12 @@ int lw__lock_record(struct lw_lock *lock, void *buf, size_t size)
 	const struct lw__self *self = lw__self();
 	struct lw__record rec = {
 		.time = record_time(lock),
-		.stale_timeout = lock->timing->stale_timeout,
+		.stale_timeout = lock->own.timing->stale_timeout,
 		.pid = self->pid, .uid = self->uid, .gid = self->gid,
 		.pid_ns = self->pid_ns, .pid_start = self->pid_start,
-		.exclusive = lock->exclusive,
+		.exclusive = lock->own.exclusive,
 		.hostname = self->hostname, .username = self->username,
-		.boot_id = self->boot_id, .purpose = lock->purpose,
+		.boot_id = self->boot_id, .purpose = lock->own.purpose,
 		.pgid = lock->pgid, .pgid_start = lock->pgid_start,
 	};
 
@@ -226,7 +239,7 @@ static void delete_next(struct lw_lock *lock)
 		return;
 	}
 	if (!lw__lock_request(lock, LW__BOP_REMOVE, &lock->doomed[0], NULL, 0,
-			      lw__add_sat(lw__now_boot(), lock->timing->op_timeout), on_deleted)) {
+			      lw__add_sat(lw__now_boot(), lock->own.timing->op_timeout), on_deleted)) {
 		lock->ndoomed = 0; /* out of memory: nothing more can be done */
 		finish_end(lock);
 	}
@@ -343,11 +356,11 @@ LW_EXPORT int lw_lock_new(struct lw_repo *repo, unsigned flags,
 	lock = calloc(1, sizeof(*lock));
 	if (!lock)
 		return lw__fail(-ENOMEM, "out of memory");
-	lock->purpose = lw__strdup0(purpose);
+	lock->own.purpose = lw__strdup0(purpose);
 	lock->ctx = lw__ctx_new(repo->loop);
-	if (!lock->ctx || (purpose && !lock->purpose)) {
+	if (!lock->ctx || (purpose && !lock->own.purpose)) {
 		lw_ctx_unref(lock->ctx);
-		free(lock->purpose);
+		free(lock->own.purpose);
 		free(lock);
 		return lw__fail(-ENOMEM, "out of memory");
 	}
@@ -355,7 +368,7 @@ LW_EXPORT int lw_lock_new(struct lw_repo *repo, unsigned flags,
 	lock->refs = 1;
 	lock->loop = repo->loop;
 	lock->repo = lw_repo_ref(repo);
-	lock->exclusive = flags & LW_LOCK_EXCLUSIVE;
+	lock->own.exclusive = flags & LW_LOCK_EXCLUSIVE;
 	lw__list_init(&lock->active.link);
 	lock->active.fn = shutdown_lock;
 	lw__list_init(&lock->waiter.link);

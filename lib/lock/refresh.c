@@ -32,7 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/protocol.h"
+#include "lock/lock-internal.h"
 
 #define BACKOFF_FIRST LW_SEC(1)
 
@@ -65,7 +65,7 @@ static void set_error(struct lw_lock *lock, const struct lw__breq *req,
 static void retry(struct lw_lock *lock, const struct lw__breq *req, const char *what)
 {
 	int64_t now = lw__now_boot();
-	int64_t cap = LW_MAX(lock->timing->refresh_interval / 4, LW_MSEC(1));
+	int64_t cap = LW_MAX(lock->own.timing->refresh_interval / 4, LW_MSEC(1));
 	int64_t wait = LW_MIN(lock->backoff, cap);
 
 	set_error(lock, req, what);
@@ -104,7 +104,7 @@ static void next_tick(struct lw_lock *lock)
 {
 	lock->attempt = 0;
 	lock->backoff = BACKOFF_FIRST;
-	schedule(lock, lw__add_sat(lock->created_at, lock->timing->refresh_interval));
+	schedule(lock, lw__add_sat(lock->own.created_at, lock->own.timing->refresh_interval));
 }
 
 /* A request that completes after the deadline cancelled the context (and
@@ -165,7 +165,7 @@ static void on_stray_removed(struct lw__breq *req)
 	if (req->res < 0 && req->res != -ENOENT)
 		lw__lock_doom(lock, &req->id);
 	lw__breq_free(req);
-	schedule(lock, lw__now_boot() + LW_MIN(lock->backoff, lock->timing->refresh_interval / 4));
+	schedule(lock, lw__now_boot() + LW_MIN(lock->backoff, lock->own.timing->refresh_interval / 4));
 }
 
 /* A refresh succeeded: the deadline runs from when it was sent. */
@@ -174,9 +174,9 @@ static void refreshed(struct lw_lock *lock, const char *what)
 	int64_t deadline;
 	char hex[LW_ID_HEX + 1];
 
-	lock->created_at = lock->req_started;
+	lock->own.created_at = lock->req_started;
 	lock->created_mono = lock->req_started_mono;
-	deadline = lw__add_sat(lock->created_at, lw__refreshability(lock->timing));
+	deadline = lw__add_sat(lock->own.created_at, lw__refreshability(lock->own.timing));
 	if (deadline > deadline_of(lock)) {
 		atomic_store(&lock->deadline, deadline);
 		lw__timer_start(lock->loop->engine, &lock->deadline_timer, deadline);
@@ -236,7 +236,7 @@ static void on_written(struct lw__breq *req)
 	lock->has_old = true;
 	lw__lock_set_id(lock, &req->id);
 	lw__breq_free(req);
-	if (lw__listing_add_own(lock->repo, &lock->id, lock) < 0)
+	if (lw__listing_add_own(lock->repo, &lock->id, &lock->own) < 0)
 		lw__warn(&lock->loop->log, "out of memory");
 	refreshed(lock, "lock file");
 	if (lock->state != LW__LOCK_HELD)
@@ -323,7 +323,7 @@ static void after_deadline(struct lw__timer *t)
  * they run together. */
 static int64_t slept(const struct lw_lock *lock)
 {
-	return (lw__now_boot() - lock->created_at) - (lw__now_mono() - lock->created_mono);
+	return (lw__now_boot() - lock->own.created_at) - (lw__now_mono() - lock->created_mono);
 }
 
 static void on_recover_kept(struct lw__breq *req)
@@ -348,7 +348,7 @@ static void on_recover_kept(struct lw__breq *req)
 		return;
 	}
 	lock->recovering = false;
-	lock->created_at = lock->req_started;
+	lock->own.created_at = lock->req_started;
 	lock->created_mono = lock->req_started_mono;
 	lw__refresh_resume(lock);
 }
@@ -381,7 +381,7 @@ static void on_recover_cancelled(struct lw__breq *req)
 	lock->req = NULL;
 	if (req->op == LW__BOP_CREATE || req->op == LW__BOP_REMOVE) {
 		/* it may have landed: ours, deleted at the end at the latest */
-		lw__listing_add_own(lock->repo, &req->id, lock);
+		lw__listing_add_own(lock->repo, &req->id, &lock->own);
 		lw__lock_doom(lock, &req->id);
 	}
 	lw__breq_free(req);
@@ -393,7 +393,7 @@ static void on_recover_cancelled(struct lw__breq *req)
 static void hold(struct lw_lock *lock)
 {
 	struct lw__engine *e = lock->loop->engine;
-	int64_t bound = lw__add_sat(lw__now_boot(), lock->timing->op_timeout);
+	int64_t bound = lw__add_sat(lw__now_boot(), lock->own.timing->op_timeout);
 	char dur[32];
 
 	lw__ctx_hold(lock->ctx, true);
@@ -413,7 +413,7 @@ static void hold(struct lw_lock *lock)
 
 void lw__refresh_resume(struct lw_lock *lock)
 {
-	int64_t deadline = lw__add_sat(lock->created_at, lw__refreshability(lock->timing));
+	int64_t deadline = lw__add_sat(lock->own.created_at, lw__refreshability(lock->own.timing));
 	struct lw__engine *e = lock->loop->engine;
 	char hex[LW_ID_HEX + 1];
 
@@ -445,7 +445,7 @@ static void on_deadline(struct lw__timer *t)
 	int64_t gap = slept(lock);
 	char why[400], dur[32];
 
-	if (lock->timing->suspend_recovery && !lock->recovering &&
+	if (lock->own.timing->suspend_recovery && !lock->recovering &&
 	    gap > LW_MSEC(10) && lw__now_boot() - gap < deadline_of(lock)) {
 		hold(lock);
 		return;
@@ -472,7 +472,7 @@ static void on_deadline(struct lw__timer *t)
 
 void lw__refresh_begin(struct lw_lock *lock)
 {
-	int64_t deadline = lw__add_sat(lock->created_at, lw__refreshability(lock->timing));
+	int64_t deadline = lw__add_sat(lock->own.created_at, lw__refreshability(lock->own.timing));
 
 	atomic_store(&lock->deadline, deadline);
 	lw__timer_init(&lock->deadline_timer, on_deadline);

@@ -62,13 +62,13 @@ static void count(struct lw_lock *lock, const struct lw_event *ev, void *userdat
 
 /* Waits for LOCK's context to end; returns how late after DEADLINE its
  * eventfd woke a waiting thread. */
-static int64_t latency(struct lw_lock *lock, int64_t deadline)
+static int64_t latency(const struct lwt *t, struct lw_lock *lock, int64_t deadline)
 {
 	int64_t woke = lwt_wait_fd(lw_ctx_fd(lw_lock_ctx(lock)),
 				   (int)((deadline - lw__now_boot()) / LW_MSEC(1)) + 3000);
 
 	cr_assert_neq(woke, 0, "the context ended");
-	cr_log_info("%s: woken %lld us after the deadline", lw_engine_name(lock->loop->engine->ops->kind),
+	cr_log_info("%s: woken %lld us after the deadline", lw_engine_name(lw_loop_engine(t->loop)),
 		    (long long)((woke - deadline) / 1000));
 	return woke - deadline;
 }
@@ -88,7 +88,7 @@ LWT_ENGINE_TEST(deadline, refreshes_fail, .init = setup, .fini = teardown, .time
 	cr_assert_eq(lw_lock_acquire(lock), 0, "%s", lw_errmsg());
 	atomic_store(&mode, FAIL_WRITES);
 	deadline = lw_lock_deadline(lock);
-	late = latency(lock, deadline);
+	late = latency(&t, lock, deadline);
 	cr_expect_geq(late, 0, "never before the deadline (%lld ns)", (long long)late);
 	cr_expect_lt(late, LATENCY_BOUND, "cancelled %lld us after the deadline",
 		     (long long)(late / 1000));
@@ -114,7 +114,7 @@ LWT_ENGINE_TEST(deadline, hung_write, .init = setup, .fini = teardown, .timeout 
 	lock = lwt_lock(t.repo, LW_LOCK_EXCLUSIVE, 0);
 	atomic_store(&mode, HANG_WRITES);
 	deadline = lw_lock_deadline(lock);
-	late = latency(lock, deadline);
+	late = latency(&t, lock, deadline);
 	cr_expect_geq(late, 0);
 	cr_expect_lt(late, LATENCY_BOUND, "cancelled %lld us after the deadline",
 		     (long long)(late / 1000));
@@ -206,7 +206,7 @@ LWT_ENGINE_TEST(deadline, earlier_deadline_rearms, .init = setup, .fini = teardo
 	atomic_store(&mode, FAIL_WRITES);
 	deadline = lw_lock_deadline(near);
 	cr_expect_lt(deadline, lw_lock_deadline(far));
-	late = latency(near, deadline);
+	late = latency(&t, near, deadline);
 	cr_expect_geq(late, 0);
 	cr_expect_lt(late, LATENCY_BOUND, "cancelled %lld us after the deadline",
 		     (long long)(late / 1000));
