@@ -1,10 +1,8 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /* What both engines share: choosing one, the timer heap, deferred work,
- * watch slots, the wake-up eventfd and fault injection. */
+ * watch slots and the wake-up eventfd (fault injection: fault.c). */
 #include "config.h"
 
-#include <fcntl.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <limits.h>
 #include <string.h>
@@ -243,43 +241,6 @@ void lw__watch_stop(struct lw__engine *e, struct lw__watch *w)
 
 /* ------------------------------------------------------ file operations */
 
-static pthread_mutex_t fault_mu = PTHREAD_MUTEX_INITIALIZER;
-static lw__fault_fn fault_fn;
-static void *fault_userdata;
-static int hang_pipe[2] = { -1, -1 };
-
-void lw__fault_set(lw__fault_fn fn, void *userdata)
-{
-	pthread_mutex_lock(&fault_mu);
-	fault_fn = fn;
-	fault_userdata = userdata;
-	pthread_mutex_unlock(&fault_mu);
-}
-
-int lw__fault_hang_fd(void)
-{
-	int fd;
-
-	pthread_mutex_lock(&fault_mu);
-	if (hang_pipe[0] < 0 && pipe2(hang_pipe, O_CLOEXEC) < 0)
-		hang_pipe[0] = hang_pipe[1] = -1;
-	fd = hang_pipe[0];
-	pthread_mutex_unlock(&fault_mu);
-	return fd;
-}
-
-void lw__fault_release(void)
-{
-	pthread_mutex_lock(&fault_mu);
-	/* Closing the write end ends every read of the pipe.  The read end
-	 * stays open: a hung operation may not have started its read yet, and
-	 * its descriptor number must not be reused under it. */
-	if (hang_pipe[1] >= 0)
-		close(hang_pipe[1]);
-	hang_pipe[0] = hang_pipe[1] = -1;
-	pthread_mutex_unlock(&fault_mu);
-}
-
 static void fop_deferred(struct lw__defer *d)
 {
 	struct lw__fop *op = LW_CONTAINER_OF(d, struct lw__fop, defer);
@@ -301,10 +262,7 @@ void lw__fop_submit(struct lw__engine *e, struct lw__fop *op)
 	op->names = NULL;
 	op->names_len = 0;
 	op->defer.queued = false;
-	pthread_mutex_lock(&fault_mu);
-	if (fault_fn)
-		r = fault_fn(op, fault_userdata);
-	pthread_mutex_unlock(&fault_mu);
+	r = lw__fault_check(op);
 	if (r < 0) {
 		lw__fop_complete_later(e, op, r);
 		return;

@@ -148,6 +148,8 @@ void lw__fault_set(lw__fault_fn fn, void *userdata);
 void lw__fault_release(void);
 /* The read end of the hang pipe (engines use it to build the hang). */
 int lw__fault_hang_fd(void);
+/* What the hook says of OP: 0, a negative errno or LW__FAULT_HANG. */
+int lw__fault_check(const struct lw__fop *op);
 
 /* ------------------------------------------------------------ engine */
 
