@@ -119,15 +119,19 @@ void lw__log_init(struct lw__log *log);
 void lw__logf(const struct lw__log *log, int priority, const char *fmt, ...)
 	LW_PRINTF(3, 4);
 #define lw__log_enabled(log, prio) ((log) && (prio) <= (log)->priority)
-#define lw__err(log, ...) lw__logf(log, LOG_ERR, __VA_ARGS__)
-#define lw__warn(log, ...) lw__logf(log, LOG_WARNING, __VA_ARGS__)
-#define lw__notice(log, ...) lw__logf(log, LOG_NOTICE, __VA_ARGS__)
-#define lw__info(log, ...) lw__logf(log, LOG_INFO, __VA_ARGS__)
-#define lw__dbg(log, ...)                                  \
+/* The arguments are evaluated only when PRIO passes the log's priority
+ * (kmod's gating): a message nobody reads costs one comparison, not its
+ * formatting, at every level.  They must have no side effects. */
+#define lw__log_at(log, prio, ...)                         \
 	do {                                               \
-		if (lw__log_enabled(log, LOG_DEBUG))      \
-			lw__logf(log, LOG_DEBUG, __VA_ARGS__); \
+		if (lw__log_enabled(log, prio))           \
+			lw__logf(log, prio, __VA_ARGS__);  \
 	} while (0)
+#define lw__err(log, ...) lw__log_at(log, LOG_ERR, __VA_ARGS__)
+#define lw__warn(log, ...) lw__log_at(log, LOG_WARNING, __VA_ARGS__)
+#define lw__notice(log, ...) lw__log_at(log, LOG_NOTICE, __VA_ARGS__)
+#define lw__info(log, ...) lw__log_at(log, LOG_INFO, __VA_ARGS__)
+#define lw__dbg(log, ...) lw__log_at(log, LOG_DEBUG, __VA_ARGS__)
 
 /* ------------------------------------------------------------ errors */
 
