@@ -68,7 +68,7 @@ static void locked(struct lw_lock *lock, const char *holder)
 	wait = LW_MIN(lw__backoff_jitter(lock->backoff), lock->give_up_at - now);
 	lock->backoff = LW_MIN(2 * lock->backoff,
 			       BACKOFF_GROWTH * lock->own.timing->retry_backoff);
-	lock->phase = LW__PH_BACKOFF;
+	lw__lock_phase(lock, LW__PH_BACKOFF);
 	lw__timer_start(lock->loop->engine, &lock->step_timer, now + wait);
 	lw__lock_emit(lock, LW_EVENT_RETRY, -LW_ELOCKED, now + wait, lock->give_up_at,
 		      "%s", msg);
@@ -100,7 +100,7 @@ static void undo(struct lw_lock *lock, const struct lw__entry *holder)
 
 	free(lock->last_error);
 	lock->last_error = strdup(lw__entry_describe(holder, desc, sizeof(desc)));
-	lock->phase = LW__PH_UNDO;
+	lw__lock_phase(lock, LW__PH_UNDO);
 	if (!lock->last_error ||
 	    !lw__lock_request(lock, LW__BOP_REMOVE, &lock->id, NULL, 0,
 			      lw__add_sat(lw__now_boot(), lock->own.timing->op_timeout), on_undone))
@@ -122,7 +122,7 @@ static void confirmed(struct lw_lock *lock)
 		fail(lock, -LW_EBACKEND, "the lock could not be confirmed before its deadline");
 		return;
 	}
-	lock->state = LW__LOCK_HELD;
+	lw__lock_go(lock, LW__LOCK_HELD, (enum lw__phase)lock->phase);
 	atomic_store(&lock->fencing_token, lock->token);
 	lw__refresh_begin(lock);
 	lw__id_hex(&lock->id, hex);
@@ -224,7 +224,7 @@ static void on_created(struct lw__breq *req)
 		fail(lock, -ENOMEM, "out of memory");
 		return;
 	}
-	lock->phase = LW__PH_RECHECK;
+	lw__lock_phase(lock, LW__PH_RECHECK);
 	lock->attempt = 0;
 	lw__timer_start(lock->loop->engine, &lock->step_timer,
 			lw__add_sat(lw__now_boot(), lock->own.timing->recheck_delay));
@@ -274,7 +274,7 @@ static void create(struct lw_lock *lock)
 {
 	struct lw_repo *repo = lock->repo;
 
-	lock->phase = LW__PH_CREATE;
+	lw__lock_phase(lock, LW__PH_CREATE);
 	if (!lock->recovering) {
 		if (repo->creating >= CREATES_AT_ONCE) {
 			lw__list_add_tail(&repo->create_queue, &lock->create_link);
@@ -306,7 +306,7 @@ static void on_step(struct lw__timer *t)
 	struct lw_lock *lock = LW_CONTAINER_OF(t, struct lw_lock, step_timer);
 
 	if (lock->phase == LW__PH_BACKOFF)
-		lock->phase = LW__PH_CHECK1;
+		lw__lock_phase(lock, LW__PH_CHECK1);
 	lw__listing_request(lock->repo, &lock->waiter);
 }
 
@@ -319,7 +319,7 @@ void lw__acquire_recover(struct lw_lock *lock, int64_t slept)
 		   lw__fmt_duration(slept, dur, sizeof(dur)), lock->repo->url.display);
 	lock->recovering = true;
 	lock->attempt = 0;
-	lock->phase = LW__PH_CHECK1;
+	lw__lock_phase(lock, LW__PH_CHECK1);
 	lw__timer_stop(lock->loop->engine, &lock->step_timer);
 	lw__timer_init(&lock->step_timer, on_step);
 	lw__listing_request(lock->repo, &lock->waiter);
@@ -338,7 +338,7 @@ void lw__acquire_start(struct lw_lock *lock)
 		snprintf(msg, sizeof(msg), "out of memory");
 	}
 	if (r < 0) {
-		lock->state = LW__LOCK_DONE;
+		lw__lock_go(lock, LW__LOCK_DONE, LW__PH_NONE);
 		lw__ctx_end(lock->ctx, LW_CAUSE_CANCELLED, "%s", msg);
 		lock->acquire_fn(lock, r, msg, lock->acquire_data);
 		lock->acquire_fn = NULL;
@@ -347,13 +347,12 @@ void lw__acquire_start(struct lw_lock *lock)
 	lock->reserved = true;
 	lw__timer_init(&lock->deadline_timer, NULL);
 	lw__timer_init(&lock->step_timer, on_step);
-	lock->state = LW__LOCK_ACQUIRING;
+	lw__lock_go(lock, LW__LOCK_ACQUIRING, LW__PH_CHECK1);
 	lw__lock_ref(lock); /* the loop's, until the lock is done */
 	lw__loop_add_active(loop, &lock->active);
 	lock->give_up_at = lock->own.timing->retry_lock > 0 ?
 				   lw__add_sat(lw__now_boot(), lock->own.timing->retry_lock) : 0;
 	lock->backoff = lock->own.timing->retry_backoff;
-	lock->phase = LW__PH_CHECK1;
 	lock->waiter.fn = on_listing;
 	lw__listing_request(lock->repo, &lock->waiter);
 }

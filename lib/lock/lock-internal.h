@@ -98,6 +98,14 @@ struct lw_lock {
 };
 
 /* lock.c */
+/* Every change of LOCK's state or phase goes through here (one debug log
+ * line each, as curl's multistate() does). */
+void lw__lock_go(struct lw_lock *lock, enum lw__lock_state state, enum lw__phase phase);
+/* A new phase in the same state. */
+static inline void lw__lock_phase(struct lw_lock *lock, enum lw__phase phase)
+{
+	lw__lock_go(lock, (enum lw__lock_state)lock->state, phase);
+}
 void lw__lock_ref(struct lw_lock *lock);
 void lw__lock_unref(struct lw_lock *lock);
 void lw__lock_emit(struct lw_lock *lock, enum lw_event_type type, int err,

@@ -17,6 +17,46 @@
 /* Attempts to delete each lock file while ending. */
 #define DELETE_ATTEMPTS 3
 
+static const char *const state_names[] = {
+	[LW__LOCK_NEW] = "new",
+	[LW__LOCK_ACQUIRING] = "acquiring",
+	[LW__LOCK_HELD] = "held",
+	[LW__LOCK_ENDING] = "ending",
+	[LW__LOCK_DONE] = "done",
+};
+
+static const char *const phase_names[] = {
+	[LW__PH_NONE] = "-",
+	[LW__PH_CHECK1] = "check",
+	[LW__PH_CREATE] = "create",
+	[LW__PH_RECHECK] = "recheck",
+	[LW__PH_BACKOFF] = "backoff",
+	[LW__PH_UNDO] = "undo",
+	[LW__PH_IDLE] = "idle",
+	[LW__PH_CHECK_OLD] = "check-old",
+	[LW__PH_WRITE] = "write",
+	[LW__PH_KEEPALIVE] = "keepalive",
+	[LW__PH_DELETE_OLD] = "delete-old",
+	[LW__PH_CLEANUP] = "cleanup",
+};
+
+void lw__lock_go(struct lw_lock *lock, enum lw__lock_state state, enum lw__phase phase)
+{
+	if (lock->state == state && lock->phase == phase)
+		return;
+	if (lw__log_enabled(&lock->loop->log, LOG_DEBUG)) {
+		char hex[LW_ID_HEX + 1] = "-";
+
+		if (lock->has_id)
+			lw__id_hex(&lock->id, hex);
+		lw__dbg(&lock->loop->log, "lock %p (%.12s) on %s: %s/%s -> %s/%s", (void *)lock,
+			hex, lock->repo->url.display, state_names[lock->state],
+			phase_names[lock->phase], state_names[state], phase_names[phase]);
+	}
+	lock->state = state;
+	lock->phase = phase;
+}
+
 void lw__lock_ref(struct lw_lock *lock)
 {
 	lock->refs++;
@@ -172,8 +212,7 @@ static void finish_end(struct lw_lock *lock)
 	lw_lock_fn fn;
 	void *data;
 
-	lock->state = LW__LOCK_DONE;
-	lock->phase = LW__PH_NONE;
+	lw__lock_go(lock, LW__LOCK_DONE, LW__PH_NONE);
 	lw__loop_del_active(lock->loop, &lock->active);
 	lw__lock_ref(lock);
 	if (lock->acquire_fn) {
@@ -265,7 +304,7 @@ void lw__lock_doom(struct lw_lock *lock, const struct lw__id *id)
 
 static void cleanup(struct lw_lock *lock)
 {
-	lock->phase = LW__PH_CLEANUP;
+	lw__lock_phase(lock, LW__PH_CLEANUP);
 	lock->attempt = 0;
 	delete_next(lock);
 }
@@ -297,7 +336,7 @@ void lw__lock_end(struct lw_lock *lock, int result, enum lw_cause cause,
 	va_end(ap);
 	lw__ctx_end(lock->ctx, cause, "%s", msg);
 	lock->result = lock->state == LW__LOCK_ACQUIRING ? (result ? result : -ECANCELED) : 0;
-	lock->state = LW__LOCK_ENDING;
+	lw__lock_go(lock, LW__LOCK_ENDING, (enum lw__phase)lock->phase);
 	lw__timer_stop(lock->loop->engine, &lock->deadline_timer);
 	lw__timer_stop(lock->loop->engine, &lock->step_timer);
 	lw__listing_cancel(lock->repo, &lock->waiter);

@@ -46,7 +46,7 @@ static int64_t deadline_of(const struct lw_lock *lock)
 
 static void schedule(struct lw_lock *lock, int64_t when)
 {
-	lock->phase = LW__PH_IDLE;
+	lw__lock_phase(lock, LW__PH_IDLE);
 	lw__timer_start(lock->loop->engine, &lock->step_timer, when);
 }
 
@@ -148,7 +148,7 @@ static void on_old_deleted(struct lw__breq *req)
 
 static void delete_old(struct lw_lock *lock)
 {
-	lock->phase = LW__PH_DELETE_OLD;
+	lw__lock_phase(lock, LW__PH_DELETE_OLD);
 	if (!lw__lock_request(lock, LW__BOP_REMOVE, &lock->old_id, NULL, 0,
 			      deadline_of(lock), on_old_deleted))
 		schedule(lock, lw__now_boot() + lock->backoff);
@@ -251,7 +251,7 @@ static void write_record(struct lw_lock *lock)
 	int len = lw__lock_record(lock, buf, sizeof(buf));
 	struct lw__id id;
 
-	lock->phase = LW__PH_WRITE;
+	lw__lock_phase(lock, LW__PH_WRITE);
 	if (len < 0 || lw__id_random(&id) < 0 ||
 	    !lw__lock_request(lock, LW__BOP_CREATE, &id, buf, (size_t)len,
 			      deadline_of(lock), on_written))
@@ -284,14 +284,14 @@ static void on_tick(struct lw__timer *t)
 	struct lw_lock *lock = LW_CONTAINER_OF(t, struct lw_lock, step_timer);
 
 	if (lock->repo->backend->ops->leased) {
-		lock->phase = LW__PH_KEEPALIVE;
+		lw__lock_phase(lock, LW__PH_KEEPALIVE);
 		if (!lw__lock_request(lock, LW__BOP_KEEPALIVE, &lock->id, NULL, 0,
 				      deadline_of(lock), on_kept))
 			schedule(lock, lw__now_boot() + lock->backoff);
 	} else if (lock->has_old) {
 		delete_old(lock);
 	} else if (lock->repo->backend->ops->remove_hides_missing) {
-		lock->phase = LW__PH_CHECK_OLD;
+		lw__lock_phase(lock, LW__PH_CHECK_OLD);
 		if (!lw__lock_request(lock, LW__BOP_EXISTS, &lock->id, NULL, 0,
 				      deadline_of(lock), on_checked))
 			schedule(lock, lw__now_boot() + lock->backoff);
@@ -368,7 +368,7 @@ static void recover(struct lw_lock *lock)
 	}
 	lock->recovering = true;
 	lw__timer_stop(lock->loop->engine, &lock->step_timer);
-	lock->phase = LW__PH_KEEPALIVE;
+	lw__lock_phase(lock, LW__PH_KEEPALIVE);
 	if (!lw__lock_request(lock, LW__BOP_KEEPALIVE, &lock->id, NULL, 0,
 			      deadline_of(lock), on_recover_kept))
 		lw__lock_end(lock, 0, LW_CAUSE_DEADLINE, "out of memory");
