@@ -107,12 +107,17 @@ static void next_tick(struct lw_lock *lock)
 	schedule(lock, lw__add_sat(lock->own.created_at, lock->own.timing->refresh_interval));
 }
 
-/* A request that completes after the deadline cancelled the context (and
- * before after_deadline ran) changes nothing: the lock is over.  A file it
- * may have written (a create, even a failed one: a stalled server may still
- * store it) or was removing goes with the lock's own. */
-static bool over(struct lw_lock *lock, struct lw__breq *req)
+/* What every reply of a refresh step opens with: the lock's request is
+ * over.  One that completes after the deadline cancelled the context (and
+ * before after_deadline ran) changes nothing: the lock is over, REQ is
+ * freed and this returns true.  A file it may have written (a create, even
+ * a failed one: a stalled server may still store it) or was removing goes
+ * with the lock's own. */
+static bool reply_over(struct lw__breq *req)
 {
+	struct lw_lock *lock = req->userdata;
+
+	lock->req = NULL;
 	if (!lw_ctx_done(lock->ctx))
 		return false;
 	if (req->op == LW__BOP_CREATE || req->op == LW__BOP_REMOVE)
@@ -121,13 +126,30 @@ static bool over(struct lw_lock *lock, struct lw__breq *req)
 	return true;
 }
 
+/* A reply about the lock's current file (or, leased, its lease): gone, the
+ * lock is lost; failed, the step is retried (WHAT says which).  Frees REQ;
+ * returns whether it succeeded. */
+static bool answered(struct lw_lock *lock, struct lw__breq *req, const char *what)
+{
+	int res = req->res;
+
+	if (res == -ENOENT) {
+		lw__breq_free(req);
+		lost(lock, &lock->id);
+		return false;
+	}
+	if (res < 0)
+		retry(lock, req, what);
+	lw__breq_free(req);
+	return res >= 0;
+}
+
 static void on_old_deleted(struct lw__breq *req)
 {
 	struct lw_lock *lock = req->userdata;
 	int res = req->res;
 
-	lock->req = NULL;
-	if (over(lock, req))
+	if (reply_over(req))
 		return;
 	if (res == -ENOENT && lock->attempt == 0) {
 		lw__breq_free(req);
@@ -158,8 +180,7 @@ static void on_stray_removed(struct lw__breq *req)
 {
 	struct lw_lock *lock = req->userdata;
 
-	lock->req = NULL;
-	if (over(lock, req))
+	if (reply_over(req))
 		return;
 	/* still unremoved: it goes when the lock ends, at the latest */
 	if (req->res < 0 && req->res != -ENOENT)
@@ -192,22 +213,9 @@ static void refreshed(struct lw_lock *lock, const char *what)
 static void on_kept(struct lw__breq *req)
 {
 	struct lw_lock *lock = req->userdata;
-	int res = req->res;
 
-	lock->req = NULL;
-	if (over(lock, req))
+	if (reply_over(req) || !answered(lock, req, "renewing the lock's lease"))
 		return;
-	if (res == -ENOENT) {
-		lw__breq_free(req);
-		lost(lock, &lock->id);
-		return;
-	}
-	if (res < 0) {
-		retry(lock, req, "renewing the lock's lease");
-		lw__breq_free(req);
-		return;
-	}
-	lw__breq_free(req);
 	refreshed(lock, "renewed the lease of lock");
 	if (lock->state == LW__LOCK_HELD) /* else the event callback released it */
 		next_tick(lock);
@@ -217,8 +225,7 @@ static void on_written(struct lw__breq *req)
 {
 	struct lw_lock *lock = req->userdata;
 
-	lock->req = NULL;
-	if (over(lock, req))
+	if (reply_over(req))
 		return;
 	if (req->res < 0) {
 		struct lw__id stray = req->id;
@@ -262,21 +269,8 @@ static void on_checked(struct lw__breq *req)
 {
 	struct lw_lock *lock = req->userdata;
 
-	lock->req = NULL;
-	if (over(lock, req))
-		return;
-	if (req->res == -ENOENT) {
-		lw__breq_free(req);
-		lost(lock, &lock->id);
-		return;
-	}
-	if (req->res < 0) {
-		retry(lock, req, "checking the lock file");
-		lw__breq_free(req);
-		return;
-	}
-	lw__breq_free(req);
-	write_record(lock);
+	if (!reply_over(req) && answered(lock, req, "checking the lock file"))
+		write_record(lock);
 }
 
 static void on_tick(struct lw__timer *t)
@@ -332,8 +326,7 @@ static void on_recover_kept(struct lw__breq *req)
 	int res = req->res;
 	char msg[300];
 
-	lock->req = NULL;
-	if (over(lock, req))
+	if (reply_over(req))
 		return;
 	snprintf(msg, sizeof(msg), "%s", req->msg[0] ? req->msg : lw_strerror(res));
 	lw__breq_free(req);
