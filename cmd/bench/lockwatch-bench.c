@@ -82,6 +82,16 @@ struct blk {
 	bool released;
 };
 
+/* An acquire's instants, for its phases (report.h); apart from the locks'
+ * blocks and freed once every acquire settled, so that the memory per
+ * held lock is not the bench's. */
+struct acq_times {
+	int64_t start;   /* lw_lock_acquire_async */
+	int64_t create;  /* its create request started */
+	int64_t began;   /* ... left the backend's lines (0: not said) */
+	int64_t created; /* ... ended */
+};
+
 struct group_ctl {
 	atomic_int go;
 	atomic_llong hold_at; /* CLOCK_BOOTTIME when ramps start */
@@ -98,6 +108,7 @@ struct run {
 	struct lw_repo **repos;
 	size_t nrepos;
 	struct blk *blks;
+	struct acq_times *acq; /* while acquiring */
 	unsigned long next;      /* next lock to acquire */
 	int64_t acquire_start;   /* for acquire_rate */
 	unsigned long inflight;  /* acquires */
@@ -282,6 +293,15 @@ static void on_request(void *userdata, const struct lw__breq *req, int64_t start
 	}
 	if (op == BENCH_OP_REFRESH && req->res == 0)
 		atomic_fetch_add_explicit(&r->refreshes, 1, memory_order_relaxed);
+	if (op == BENCH_OP_CREATE && r->acq) {
+		const struct lw_lock *lock = req->userdata;
+		struct blk *b = lock->event_data;
+		struct acq_times *a = &r->acq[b - r->blks];
+
+		a->create = started;
+		a->began = req->began;
+		a->created = ended;
+	}
 	if (!recording(ph, op))
 		return;
 	o = &r->res->ops[op];
@@ -340,6 +360,23 @@ static void acquire_failed(struct run *r, struct blk *b, int err, const char *ms
 			 msg && *msg ? msg : lw_strerror(err));
 }
 
+/* A held lock's acquire, phase by phase (report.h). */
+static void add_phases(struct run *r, const struct acq_times *a)
+{
+	struct bench_hist *h = r->res->acquire;
+	int64_t now = bench_now(), began = a->began ? a->began : a->create;
+	int64_t delay = r->job->recheck_delay;
+
+	if (!a->created)
+		return;
+	bench_hist_add(&h[BENCH_PH_CHECK1], a->create - a->start);
+	bench_hist_add(&h[BENCH_PH_WAIT], began - a->create);
+	bench_hist_add(&h[BENCH_PH_CREATE], a->created - began);
+	bench_hist_add(&h[BENCH_PH_RECHECK], delay);
+	bench_hist_add(&h[BENCH_PH_CHECK2], LW_MAX(now - a->created - delay, 0));
+	bench_hist_add(&h[BENCH_PH_TOTAL], now - a->start);
+}
+
 static void on_acquired(struct lw_lock *lock, int err, const char *msg, void *userdata)
 {
 	struct blk *b = userdata;
@@ -353,6 +390,8 @@ static void on_acquired(struct lw_lock *lock, int err, const char *msg, void *us
 		b->state = B_HELD;
 		b->deadline = lw_lock_deadline(lock);
 		atomic_fetch_add(&r->held, 1);
+		if (r->acq)
+			add_phases(r, &r->acq[b - r->blks]);
 	}
 	acquire_more(r);
 }
@@ -388,6 +427,8 @@ static void acquire_more(struct run *r)
 				&b->lock);
 		if (e == 0)
 			e = lw_lock_set_event_fn(b->lock, on_event, b);
+		if (e == 0 && r->acq)
+			r->acq[b - r->blks].start = bench_now();
 		if (e == 0)
 			e = lw_lock_acquire_async(b->lock, on_acquired, b);
 		r->next++;
@@ -631,6 +672,8 @@ static void *run_main(void *arg)
 	t = bench_now();
 	atomic_store(&r->phase, PH_ACQUIRE);
 	r->acquire_start = t;
+	/* the observer reads it on the loop thread, which is this one */
+	r->acq = calloc(r->job->locks, sizeof(*r->acq));
 	acquire_more(r);
 	while (r->settled < r->job->locks) {
 		/* paced: wake up for the next acquire, a millisecond at least */
@@ -641,6 +684,8 @@ static void *run_main(void *arg)
 	for (int op = 0; op < BENCH_NOPS; op++)
 		if (recording(PH_ACQUIRE, op))
 			r->res->ops[op].window = bench_now() - t;
+	free(r->acq);
+	r->acq = NULL;
 	atomic_store(&r->phase, PH_ACQUIRED);
 	wait_go(r, GO_HOLD);
 

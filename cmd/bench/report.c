@@ -13,6 +13,12 @@ const char *const bench_op_name[BENCH_NOPS] = {
 	[BENCH_OP_READ] = "read", [BENCH_OP_CHECK] = "check",
 };
 
+const char *const bench_phase_name[BENCH_NPHASES] = {
+	[BENCH_PH_CHECK1] = "check1", [BENCH_PH_WAIT] = "wait",
+	[BENCH_PH_CREATE] = "create", [BENCH_PH_RECHECK] = "recheck",
+	[BENCH_PH_CHECK2] = "check2", [BENCH_PH_TOTAL] = "total",
+};
+
 void bench_result_init(struct bench_result *r, const struct bench_job *job)
 {
 	memset(r, 0, sizeof(*r));
@@ -21,6 +27,8 @@ void bench_result_init(struct bench_result *r, const struct bench_job *job)
 	for (int i = 0; i < BENCH_NOPS; i++)
 		bench_hist_init(&r->ops[i].lat);
 	bench_hist_init(&r->cancel);
+	for (int i = 0; i < BENCH_NPHASES; i++)
+		bench_hist_init(&r->acquire[i]);
 }
 
 static double per_sec(uint64_t n, int64_t window)
@@ -114,6 +122,33 @@ static void normal_cpu(FILE *f, const char *indent, const struct bench_cpu *c,
 	fputc('\n', f);
 }
 
+/* The acquire's phases, one line each: where an acquire's time went. */
+static void normal_phases(FILE *f, const struct bench_result *r)
+{
+	static const char *const what[BENCH_NPHASES] = {
+		[BENCH_PH_CHECK1] = "first check, and a place to create",
+		[BENCH_PH_WAIT] = "the create's wait: descriptor or connection",
+		[BENCH_PH_CREATE] = "the create",
+		[BENCH_PH_RECHECK] = "recheck delay, as set",
+		[BENCH_PH_CHECK2] = "second check, from the delay's end",
+		[BENCH_PH_TOTAL] = "start to held",
+	};
+	const struct bench_hist *t = &r->acquire[BENCH_PH_TOTAL];
+
+	if (!t->n)
+		return;
+	fprintf(f, "  acquire: N=%" PRIu64 ", phases (msec): %8s %8s %8s %8s\n", t->n,
+		"avg", "p50", "p99", "max");
+	for (int i = 0; i < BENCH_NPHASES; i++) {
+		const struct bench_hist *h = &r->acquire[i];
+
+		fprintf(f, "    %-7s %-44s %8.2f %8.2f %8.2f %8.2f\n", bench_phase_name[i],
+			what[i], h->mean / 1e6,
+			(double)bench_hist_percentile(h, 50) / 1e6,
+			(double)bench_hist_percentile(h, 99) / 1e6, (double)h->max / 1e6);
+	}
+}
+
 static void normal_job(FILE *f, const struct bench_result *r)
 {
 	const struct bench_job *j = r->job;
@@ -141,6 +176,7 @@ static void normal_job(FILE *f, const struct bench_result *r)
 		r->asked, r->held, r->lost, r->failed, r->missed);
 	if (r->failed && r->errmsg[0])
 		fprintf(f, "    first failure: %s\n", r->errmsg);
+	normal_phases(f, r);
 	if (r->cancel.n)
 		normal_lat(f, "  ", "cancel lat", &r->cancel);
 	if (r->warnings)
@@ -327,6 +363,13 @@ static void json_job(struct jw *w, const struct bench_result *r,
 	jw_int(w, "held", (int64_t)r->held);
 	jw_int(w, "lost", (int64_t)r->lost);
 	jw_int(w, "failed", (int64_t)r->failed);
+	jw_close(w, '}');
+	jw_open(w, "acquire", '{');
+	for (int i = 0; i < BENCH_NPHASES; i++) {
+		jw_open(w, bench_phase_name[i], '{');
+		json_lat(w, "lat_ns", &r->acquire[i]);
+		jw_close(w, '}');
+	}
 	jw_close(w, '}');
 	jw_open(w, "cancel", '{');
 	jw_int(w, "missed", (int64_t)r->missed);

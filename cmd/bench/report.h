@@ -26,6 +26,23 @@ enum bench_op {
 
 extern const char *const bench_op_name[BENCH_NOPS];
 
+/* An acquire's time, phase by phase (lockwatch-bench, successful acquires
+ * only): from the start to the create (the first check, and a place among
+ * a repository's creates in flight), the create's wait for a descriptor or
+ * a connection, the create itself, the recheck delay as set, and from its
+ * end to the lock held (the second check; a late timer counts here). */
+enum bench_phase {
+	BENCH_PH_CHECK1,
+	BENCH_PH_WAIT,
+	BENCH_PH_CREATE,
+	BENCH_PH_RECHECK,
+	BENCH_PH_CHECK2,
+	BENCH_PH_TOTAL,
+	BENCH_NPHASES,
+};
+
+extern const char *const bench_phase_name[BENCH_NPHASES];
+
 struct bench_opstat {
 	struct bench_hist lat; /* of the successful ones */
 	uint64_t errors;
@@ -60,6 +77,7 @@ struct bench_result {
 	unsigned long asked, held, lost, failed;
 	unsigned long missed;  /* still held well after their deadline */
 	struct bench_hist cancel; /* deadline to the end of the context */
+	struct bench_hist acquire[BENCH_NPHASES];
 	struct bench_cpu cpu;
 	unsigned long warnings;   /* the library's log lines, kept off stderr */
 	char first_warning[300];

@@ -84,6 +84,9 @@ struct lw__breq {
 	 * (for the observer only; backends ignore it) */
 	bool refresh;
 	int64_t started;    /* CLOCK_BOOTTIME at start, set only when observed */
+	/* when it left the backend's lines (a descriptor, a connection) and
+	 * began; set only when observed, 0 where a backend does not say */
+	int64_t began;
 };
 
 /*

@@ -355,6 +355,8 @@ static void begin(struct local_req *lr)
 	struct local *l = priv(be);
 	struct lw__fop *f = &lr->fop;
 
+	if (req->started)
+		req->began = lw__now_boot();
 	switch (req->op) {
 	case LW__BOP_CREATE:
 		f->path = lr->tmp;

@@ -208,6 +208,8 @@ static void on_http_done(struct lw__http_req *r)
 	struct http_breq *hr = LW_CONTAINER_OF(r, struct http_breq, http);
 
 	conclude(hr);
+	if (hr->base.started)
+		hr->base.began = r->began;
 	lw__breq_complete(&hr->base);
 }
 

@@ -690,7 +690,8 @@ static void begin(struct lw__http_req *r)
 		finish_later(r);
 		return;
 	}
-	r->attempts++;
+	if (r->attempts++ == 0)
+		r->began = lw__now_boot();
 	r->state = LW__HTTP_ACTIVE;
 	p->active++;
 	p->http->active++;

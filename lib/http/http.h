@@ -113,6 +113,7 @@ struct lw__http_req {
 	bool reached;           /* some attempt may have reached the server */
 	bool earlier_reached;   /* an attempt before the last one may have */
 	unsigned attempts;
+	int64_t began;          /* when the first attempt got a connection */
 	char err[256];          /* for a person, when RES < 0 */
 
 	/* private */

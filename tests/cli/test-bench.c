@@ -458,6 +458,27 @@ ParameterizedTest(struct engine *engine, bench, runs, .timeout = 120)
 	cr_assert_leq(json_object_get_int64(p99), num(j, "refresh/lat_ns/max"));
 	cr_assert_gt(json_object_get_double(get(j, "refresh/iops")), 50);
 	cr_assert_eq(num(j, "cancel/lat_ns/N"), 0, "nothing was cancelled");
+	/* every acquire's phases: the recheck delay is the default 200 ms,
+	 * and the phases add up to the whole */
+	{
+		static const char *const ph[] = { "check1", "wait", "create", "recheck",
+						  "check2" };
+		char key[64];
+		double sum = 0;
+
+		for (size_t k = 0; k < sizeof(ph) / sizeof(ph[0]); k++) {
+			snprintf(key, sizeof(key), "acquire/%s/lat_ns/N", ph[k]);
+			cr_assert_eq(num(j, key), 200, "%s", key);
+			snprintf(key, sizeof(key), "acquire/%s/lat_ns/mean", ph[k]);
+			sum += json_object_get_double(get(j, key));
+		}
+		cr_assert_eq(num(j, "acquire/recheck/lat_ns/min"), 200 * NS_PER_MS);
+		cr_assert_eq(num(j, "acquire/total/lat_ns/N"), 200);
+		cr_assert_geq(num(j, "acquire/total/lat_ns/min"), 200 * NS_PER_MS);
+		cr_assert(fabs(sum - json_object_get_double(get(j, "acquire/total/lat_ns/mean"))) <
+				  NS_PER_MS,
+			  "the phases add up to the acquire (%.0f ns)", sum);
+	}
 	cr_assert_gt(num(j, "mem/rss_held_kib"), 0);
 	/* the resident set grows with the locks (the heap figure comes from
 	 * mallinfo2, which a sanitizer's allocator leaves at 0) */
