@@ -292,6 +292,9 @@ void lw__fop_to_worker(struct lw__engine *e, struct lw__fop *op)
 
 /* After EMFILE with nothing of ours about to be freed: try again then. */
 #define FD_RETRY LW_MSEC(50)
+/* After EMFILE: the bound grows back from what the loop held then after
+ * this long without another. */
+#define FD_PROBE_AFTER LW_SEC(1)
 
 /*
  * The default bound: RLIMIT_NOFILE's soft limit less a quarter of it (at
@@ -337,9 +340,10 @@ bool lw__fd_take(struct lw__engine *e, struct lw__fd_waiter *w)
 void lw__fd_give(struct lw__engine *e)
 {
 	e->fd_used--;
-	/* since EMFILE: one more than before with every descriptor freed,
-	 * until the bound again or the kernel's next EMFILE */
-	if (e->fd_cap < e->fd_limit)
+	/* a second after EMFILE: one more than before with every descriptor
+	 * freed, until the bound again or the kernel's next EMFILE (sooner,
+	 * nearly every operation tried one too many) */
+	if (e->fd_cap < e->fd_limit && lw__now_boot() - e->fd_starved_at > FD_PROBE_AFTER)
 		e->fd_cap++;
 	fd_grant(e);
 }
@@ -357,6 +361,8 @@ void lw__fd_starved(struct lw__engine *e, struct lw__fd_waiter *w, int err)
 		e->fd_limit);
 	e->fd_used--;
 	e->fd_cap = e->fd_used;
+	e->fd_starved_at = lw__now_boot();
+	lw__list_del(&w->link); /* one that waited for more: first now */
 	lw__list_add(&e->fd_line, &w->link);
 	/* what frees a descriptor may not be ours (the application's, or a
 	 * connection that stays open): the line moves on after a moment

@@ -196,6 +196,7 @@ struct lw__engine {
 	unsigned fd_limit;
 	unsigned fd_cap;  /* FD_LIMIT, or less since EMFILE: what is granted */
 	unsigned fd_used;
+	int64_t fd_starved_at; /* the last EMFILE or ENFILE */
 	struct lw__list fd_line;
 	struct lw__timer fd_retry;
 };

@@ -405,6 +405,21 @@ static void apply_budget(struct lw__http *h)
 	kick(h);
 }
 
+/* The kernel refused a socket (ERR): one connection fewer, until the
+ * loop frees a descriptor (engine.h). */
+static void starve(struct lw__http *h, int err)
+{
+	long n;
+
+	if (!h->fd_held)
+		return;
+	h->fd_held--;
+	lw__fd_starved(h->engine, &h->fdw, err);
+	n = (long)LW_MAX(h->fd_held, 1u);
+	curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, n);
+	curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, n);
+}
+
 static void on_fd_granted(struct lw__fd_waiter *w)
 {
 	struct lw__http *h = LW_CONTAINER_OF(w, struct lw__http, fdw);
@@ -777,17 +792,22 @@ static void attempt_done(struct lw__http_req *r, CURLcode cc)
 		transient = r->status >= 500 || r->status == 429 || r->status == 408;
 	lw__dbg(h->log, "%s %s: %ld%s%s (attempt %u)", r->method, r->url, r->status,
 		res ? ", " : "", res ? r->err : "", r->attempts);
-	wait = transient ? jitter(h, r->backoff) : 0;
-	if (!reached && lw__fd_exhausted(-r->sock_errno)) {
+	if (!reached && lw__fd_exhausted(-r->sock_errno) && now < r->deadline) {
 		/* no descriptor for a socket (the application or another loop
-		 * holds them): back-pressure, not a failed attempt; tried
-		 * again soon, for as long as the deadline leaves room */
+		 * holds them): back-pressure, not a failed attempt.  The client
+		 * keeps to the connections it has, and the request waits first
+		 * in line for one of them. */
 		lw__dbg(h->log, "%s %s: no descriptor for a socket (%s)", r->method, r->url,
 			r->sock_errno == ENFILE ? "ENFILE" : "EMFILE");
 		r->attempts--;
-		transient = true;
-		wait = jitter(h, BACKOFF_FIRST);
+		starve(h, -r->sock_errno);
+		r->state = LW__HTTP_QUEUED;
+		lw__list_add(&p->queue, &r->link);
+		lw__timer_start(h->engine, &r->timer, r->deadline);
+		dispatch(p);
+		return;
 	}
+	wait = transient ? jitter(h, r->backoff) : 0;
 	if (transient && r->attempts < (r->attempts_max ? r->attempts_max : ATTEMPTS_MAX) &&
 	    now + wait < r->deadline) {
 		lw__dbg(h->log, "retrying %s %s in %s", r->method, r->url,
