@@ -44,6 +44,7 @@
 #include "sys.h"
 #include "http/http.h"
 #include "core/protocol.h"
+#include "lock/lock-internal.h"
 #include "util/url.h"
 
 #define PROGRAM "lockwatch-bench-" PACKAGE_VERSION
