@@ -31,10 +31,7 @@
 #include "job.h"
 #include "report.h"
 #include "sys.h"
-#include "util/internal.h"
-#include "util/process.h"
-#include "format/record.h"
-#include "util/url.h"
+#include "testing.h"
 
 #define PROGRAM "bench-baseline-" PACKAGE_VERSION
 

@@ -42,10 +42,7 @@
 #include "listener.h"
 #include "report.h"
 #include "sys.h"
-#include "http/http.h"
-#include "core/protocol.h"
-#include "lock/lock-internal.h"
-#include "util/url.h"
+#include "testing.h"
 
 #define PROGRAM "lockwatch-bench-" PACKAGE_VERSION
 /* How often a waiting job thread looks at the group's state. */
@@ -295,8 +292,7 @@ static void on_request(void *userdata, const struct lw__breq *req, int64_t start
 	if (op == BENCH_OP_REFRESH && req->res == 0)
 		atomic_fetch_add_explicit(&r->refreshes, 1, memory_order_relaxed);
 	if (op == BENCH_OP_CREATE && r->acq) {
-		const struct lw_lock *lock = req->userdata;
-		struct blk *b = lock->event_data;
+		struct blk *b = lw__breq_event_data(req);
 		struct acq_times *a = &r->acq[b - r->blks];
 
 		a->create = started;
@@ -331,7 +327,7 @@ static void on_event(struct lw_lock *lock, const struct lw_event *ev, void *user
 		/* done_at: when the context ended, on this thread's clock */
 		if (lw_ctx_err(ctx) == LW_CAUSE_DEADLINE &&
 		    atomic_load(&r->phase) < PH_TEARDOWN)
-			bench_hist_add(&r->res->cancel, ctx->done_at - b->deadline);
+			bench_hist_add(&r->res->cancel, lw__ctx_done_at(ctx) - b->deadline);
 		break;
 	default:
 		break;

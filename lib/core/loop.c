@@ -39,30 +39,6 @@ void lw__loop_unref(struct lw_loop *loop)
 	free(loop);
 }
 
-struct observe_call {
-	struct lw__call c;
-	struct lw_loop *loop;
-	struct lw__observer observer;
-};
-
-static void observe_on_loop(struct lw__call *c)
-{
-	struct observe_call *oc = LW_CONTAINER_OF(c, struct observe_call, c);
-
-	oc->loop->observer = oc->observer;
-}
-
-int lw__loop_observe(struct lw_loop *loop,
-		     void (*fn)(void *userdata, const struct lw__breq *req,
-				int64_t started, int64_t ended),
-		     void *userdata)
-{
-	struct observe_call oc = { .c.fn = observe_on_loop, .loop = loop,
-				   .observer = { .fn = fn, .userdata = userdata } };
-
-	return lw__call_sync(loop, &oc.c);
-}
-
 /* ------------------------------------------------------------ shutdown */
 
 struct loop_call {

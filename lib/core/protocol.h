@@ -94,12 +94,6 @@ void lw__loop_del_active(struct lw_loop *loop, struct lw__loop_hook *h);
 void lw__loop_add_open(struct lw_loop *loop, struct lw__loop_hook *h);
 struct lw_loop *lw__loop_ref(struct lw_loop *loop);
 void lw__loop_unref(struct lw_loop *loop);
-/* Sets the observer of every backend request of LOOP (lockwatch-bench);
- * FN NULL removes it.  Returns 0, or -ESHUTDOWN. */
-int lw__loop_observe(struct lw_loop *loop,
-		     void (*fn)(void *userdata, const struct lw__breq *req,
-				int64_t started, int64_t ended),
-		     void *userdata);
 
 /* --------------------------------------------------------- repository */
 

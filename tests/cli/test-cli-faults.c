@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "clitest.h"
-#include "format/record.h"
+#include "testing.h"
 
 /* refresh every second, deadline 2.5 s after a refresh, stale after 4 s */
 #define FAST "--refresh-interval", "1s", "--stale-timeout", "4s"

@@ -19,7 +19,7 @@
 
 #include "clitest.h"
 #include "nginx.h"
-#include "format/record.h"
+#include "testing.h"
 
 /* Refresh timing of the cases: refreshes every second, deadline 2.5 s
  * after the last one started. */

@@ -17,9 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "util/base64.h"
+#include "testing.h"
 #include "etcd.h"
-#include "util/internal.h"
 #include "nginx.h"
 
 #define ETCD "/usr/bin/etcd"

@@ -14,8 +14,7 @@
 #include "runenv.h"
 #include "lwtest.h"
 #include "nginx.h"
-#include "util/process.h"
-#include "core/protocol.h"
+#include "testing.h"
 
 /* the backends of lock files first, then etcd; each on both engines */
 #define NFILES 6

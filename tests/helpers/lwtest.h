@@ -9,9 +9,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
-#include "util/internal.h"
 #include "lockwatch.h"
-#include "format/record.h"
+#include "testing.h"
 
 /* Where a test's repository lives.  nginx (tests/helpers/nginx.c) keeps the files
  * of dav: and rest: repositories in a directory on this machine: the tests

@@ -4,7 +4,7 @@
 #pragma once
 
 #include "lockwatch.h"
-#include "format/record.h"
+#include "testing.h"
 
 static const struct lw__record sample = {
 	.time = INT64_C(1795776793892740547),

@@ -33,7 +33,7 @@
 #include <unistd.h>
 
 #include "etcd.h"
-#include "util/internal.h"
+#include "testing.h"
 
 #define ETCDCTL "/usr/bin/etcdctl"
 #define DEPTH 500

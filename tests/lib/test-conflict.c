@@ -9,9 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "engine/engine.h"
+#include "testing.h"
 #include "lwtest.h"
-#include "util/process.h"
 
 #define REFRESH LW_SEC(1)
 #define STALE LW_SEC(3)

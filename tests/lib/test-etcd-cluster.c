@@ -15,7 +15,7 @@
 
 #include "etcd.h"
 #include "lwtest.h"
-#include "core/protocol.h"
+#include "testing.h"
 
 #define REFRESH LW_SEC(1)
 #define STALE LW_SEC(5)
@@ -66,7 +66,7 @@ static void on_done(struct lw_ctx *ctx, void *userdata)
 {
 	struct held *h = userdata;
 
-	atomic_store(&h->ended, ctx->done_at);
+	atomic_store(&h->ended, lw__ctx_done_at(ctx));
 }
 
 static void on_acquired(struct lw_lock *lock, int err, const char *msg, void *userdata)

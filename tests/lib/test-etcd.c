@@ -20,12 +20,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "util/base64.h"
+#include "testing.h"
 #include "clitest.h"
 #include "etcd.h"
 #include "lwtest.h"
 #include "nginx.h"
-#include "util/process.h"
 
 #define REFRESH LW_SEC(1)
 #define STALE LW_SEC(3)

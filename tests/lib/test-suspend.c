@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/engine.h"
+#include "testing.h"
 #include "lwtest.h"
 #include "nginx.h"
 
