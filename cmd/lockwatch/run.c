@@ -668,6 +668,10 @@ static int configure(struct run *run)
 			  lw_repo_url(cli->repo));
 		return EXIT_FAIL;
 	}
+	if (r == -ENOTDIR) { /* locks/ is a symlink: refused, not retried */
+		cli_error(cli, "%s", lw_errmsg());
+		return EXIT_FAIL;
+	}
 	return 0;
 }
 

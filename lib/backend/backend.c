@@ -144,6 +144,7 @@ void lw__breq_free(struct lw__breq *req)
 	if (req->be->ops->req_fini)
 		req->be->ops->req_fini(req);
 	free(req->ids);
+	free(req->types);
 	free(req->buf);
 	free(req);
 }

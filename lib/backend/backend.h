@@ -64,6 +64,9 @@ struct lw__breq {
 	char msg[160];      /* what went wrong, for a person; "" when fine */
 	struct lw__id *ids; /* LIST */
 	size_t nids;
+	/* LIST: what each of IDS is (LW__FTYPE_*, engine.h); NULL when every
+	 * one is a regular file.  Only regular files can be lock files. */
+	uint8_t *types;
 	uint8_t *buf;       /* READ */
 	size_t buflen;
 	/* the request failed after the server may have acted on it (a
@@ -107,6 +110,9 @@ struct lw__backend_ops {
 	/* A delete of a missing file succeeds (rest-server answers 200), so
 	 * a refresh checks with EXISTS that the old file is still there. */
 	bool remove_hides_missing;
+	/* REMOVE of a folder removes it only when it is empty (rmdir).  Over
+	 * HTTP a DELETE of a collection takes what is in it: never sent. */
+	bool removes_empty_folders;
 	/* The server keeps each lock alive by a lease that expires on its own
 	 * (etcd): the record is written once, a refresh is KEEPALIVE (no new
 	 * file, no delete), REMOVE ends the lease, and a lock whose holder

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "util/json.h"
 #include "util/internal.h"
@@ -26,3 +27,8 @@
  */
 int lw__json_listing_parse(const char *buf, size_t len, struct lw__id **idsp,
 			   size_t *np, char *why, size_t whysize);
+/* The same, keeping the entries named like a lock whose "type" is not
+ * "file", with *TYPESP (NULL when every one is a file; free it) telling
+ * each one's type: LW__FTYPE_FILE, _DIR ("directory") or _OTHER. */
+int lw__json_listing_parse_typed(const char *buf, size_t len, struct lw__id **idsp,
+				 uint8_t **typesp, size_t *np, char *why, size_t whysize);

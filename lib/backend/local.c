@@ -5,6 +5,16 @@
  * RENAME_NOREPLACE, so that a reader never sees half a record and an
  * existing file is never overwritten.  Every step is one engine file
  * operation bounded by the request's deadline.
+ *
+ * Nothing under the repository is reached through a symlink: each request
+ * first opens locks/ itself with O_NOFOLLOW (a locks/ that is a symlink is
+ * refused: ENOTDIR), and then works on one name in that directory, opened
+ * with openat2's RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH where the kernel has
+ * it and O_NOFOLLOW otherwise; unlinkat and renameat never follow a last
+ * component.  The directory is opened afresh by every request, so that a
+ * locks/ replaced meanwhile is the one seen.  Its descriptor (O_PATH) is
+ * closed on the loop thread as soon as the step that needs it is done:
+ * closing an O_PATH descriptor never waits for the file system.
  */
 #include "config.h"
 
@@ -37,12 +47,13 @@ struct local {
 };
 
 enum step {
-	S_OPEN, S_WRITE, S_FSYNC, S_CLOSE, S_RENAME, /* create */
+	S_OPEN, S_WRITE, S_FSYNC, S_CLOSE, S_RENAME_DIR, S_RENAME, /* create */
 	S_READ_OPEN, S_READ, S_READ_CLOSE,          /* read */
-	S_UNLINK,                                    /* remove */
+	S_UNLINK, S_RMDIR,                           /* remove */
 	S_READDIR,                                   /* list */
-	S_MKDIR_ROOT, S_MKDIR_LOCKS,                 /* init */
-	S_CLEAN_CLOSE, S_CLEAN_UNLINK,               /* after a failure */
+	S_MKDIR_ROOT, S_MKDIR_LOCKS, S_CHECK_DIR,    /* init */
+	S_DIR,                                       /* every request's first */
+	S_CLEAN_CLOSE, S_CLEAN_DIR, S_CLEAN_UNLINK,  /* after a failure */
 };
 
 struct local_req {
@@ -54,10 +65,12 @@ struct local_req {
 	bool fd_held;           /* one of the loop's budget */
 	enum step step;
 	int fd;
+	int dirfd;      /* locks/, opened without following a symlink */
 	size_t written;
 	int err;        /* the failure being cleaned up after */
 	char *path;     /* locks/ID */
 	char *tmp;      /* locks/.tmp-ID */
+	const char *name, *tmp_name; /* their last components */
 };
 
 static struct local *priv(struct lw__backend *be)
@@ -73,7 +86,39 @@ static void submit(struct local_req *lr, enum step step, enum lw__fop_type type)
 	lw__fop_submit(lr->base.be->engine, &lr->fop);
 }
 
+/* Runs TYPE on NAME (shown as PATH) in the request's locks/. */
+static void submit_in_dir(struct local_req *lr, enum step step, enum lw__fop_type type,
+			  const char *path, const char *name)
+{
+	lr->fop.path = path;
+	lr->fop.name = name;
+	lr->fop.dirfd = lr->dirfd;
+	submit(lr, step, type);
+}
+
+/* Opens locks/ for STEP (S_DIR, S_RENAME_DIR, S_CLEAN_DIR, S_CHECK_DIR):
+ * O_NOFOLLOW with O_DIRECTORY fails on a symlink. */
+static void open_dir(struct local_req *lr, enum step step)
+{
+	struct lw__fop *f = &lr->fop;
+
+	f->path = priv(lr->base.be)->locks;
+	f->name = NULL;
+	f->beneath = false;
+	f->flags = O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+	f->mode = 0;
+	submit(lr, step, LW__FOP_OPENAT);
+}
+
+static void close_dir(struct local_req *lr)
+{
+	if (lr->dirfd >= 0)
+		close(lr->dirfd); /* O_PATH: nothing to wait for */
+	lr->dirfd = -1;
+}
+
 static void run(struct local_req *lr);
+static void start_in_dir(struct local_req *lr);
 static void fd_granted(struct lw__fd_waiter *w);
 
 /* The descriptor is closed (or was never opened): back to the budget. */
@@ -89,6 +134,7 @@ static void finish(struct local_req *lr, int res)
 {
 	struct local *l = priv(lr->base.be);
 
+	close_dir(lr);
 	fd_release(lr);
 	if (lr->running) {
 		lr->running = false;
@@ -116,22 +162,35 @@ static void cleanup(struct local_req *lr, int err)
 		submit(lr, S_CLEAN_CLOSE, LW__FOP_CLOSE);
 		return;
 	}
-	lr->fop.path = lr->tmp;
+	if (lr->dirfd < 0) {
+		open_dir(lr, S_CLEAN_DIR);
+		return;
+	}
 	lr->fop.flags = 0;
-	submit(lr, S_CLEAN_UNLINK, LW__FOP_UNLINKAT);
+	submit_in_dir(lr, S_CLEAN_UNLINK, LW__FOP_UNLINKAT, lr->tmp, lr->tmp_name);
 }
 
 static void fail(struct local_req *lr, int res)
 {
 	static const char *const verbs[] = {
 		[S_OPEN] = "creating", [S_WRITE] = "writing", [S_FSYNC] = "syncing",
-		[S_CLOSE] = "closing", [S_RENAME] = "renaming into place",
+		[S_CLOSE] = "closing", [S_RENAME_DIR] = "opening",
+		[S_RENAME] = "renaming into place",
 		[S_READ_OPEN] = "opening", [S_READ] = "reading",
-		[S_UNLINK] = "removing", [S_READDIR] = "listing",
+		[S_UNLINK] = "removing", [S_RMDIR] = "removing", [S_READDIR] = "listing",
 		[S_MKDIR_ROOT] = "creating", [S_MKDIR_LOCKS] = "creating",
+		[S_CHECK_DIR] = "opening", [S_DIR] = "opening",
 	};
-	const char *path = lr->step <= S_RENAME ? lr->tmp : lr->fop.path;
+	bool dir = lr->step == S_DIR || lr->step == S_RENAME_DIR || lr->step == S_CHECK_DIR;
+	const char *path = lr->step <= S_RENAME && !dir ? lr->tmp : lr->fop.path;
 
+	if (dir && (res == -ENOTDIR || res == -ELOOP)) {
+		/* a symlink (or a file) where locks/ belongs: never followed */
+		res = -ENOTDIR;
+		lw__breq_fail(&lr->base, res, "%s is not a folder (a symlink?): lockwatch "
+			      "follows no symlink in a repository", path);
+		lw__sanitize(lr->base.msg);
+	}
 	if (!lr->base.msg[0] && res != -ENOENT) {
 		lw__breq_fail(&lr->base, res, "%s %s: %s", verbs[lr->step], path,
 			      res == -ETIMEDOUT ? "no result by the deadline" :
@@ -150,24 +209,41 @@ static void fail(struct local_req *lr, int res)
 	}
 }
 
-/* The names in locks/ that are lock ids; anything else is not ours. */
+/* The names in locks/ that are lock ids, and what each is; anything else
+ * is not ours. */
 static int parse_names(struct local_req *lr, const char *names, size_t len)
 {
-	size_t n = 0, cap = 0;
+	struct lw__breq *req = &lr->base;
+	size_t n = 0, cap = 0, tcap = 0;
 
 	for (size_t off = 0; off < len;) {
-		const char *name = names + off;
+		char type = names[off];
+		const char *name = names + off + 1;
 		size_t nlen = strlen(name);
 
-		off += nlen + 1;
+		off += nlen + 2;
 		if (nlen != LW_ID_HEX)
 			continue;
-		if (lw__grow(&lr->base.ids, &cap, n, sizeof(*lr->base.ids), 64) < 0)
+		if (lw__grow(&req->ids, &cap, n, sizeof(*req->ids), 64) < 0)
 			return -ENOMEM;
-		if (lw__id_parse(name, nlen, &lr->base.ids[n]))
-			n++;
+		if (!lw__id_parse(name, nlen, &req->ids[n]))
+			continue;
+		if (type != LW__FTYPE_FILE && !req->types) {
+			/* the first that is not a file: the others so far were */
+			tcap = LW_MAX(cap, (size_t)64);
+			req->types = malloc(tcap);
+			if (!req->types)
+				return -ENOMEM;
+			memset(req->types, LW__FTYPE_FILE, n);
+		}
+		if (req->types) {
+			if (lw__grow(&req->types, &tcap, n, 1, 64) < 0)
+				return -ENOMEM;
+			req->types[n] = (uint8_t)type;
+		}
+		n++;
 	}
-	lr->base.nids = n;
+	req->nids = n;
 	return 0;
 }
 
@@ -175,7 +251,20 @@ static void on_fop(struct lw__fop *f, int res)
 {
 	struct local_req *lr = LW_CONTAINER_OF(f, struct local_req, fop);
 
+	f->name = f->name2 = NULL;
+	f->beneath = false;
+	if (res >= 0 && (lr->step == S_DIR || lr->step == S_RENAME_DIR ||
+			 lr->step == S_CLEAN_DIR || lr->step == S_CHECK_DIR))
+		lr->dirfd = res;
 	switch (lr->step) {
+	case S_CLEAN_DIR:
+		if (res < 0) {
+			finish(lr, lr->err);
+			return;
+		}
+		lr->fop.flags = 0;
+		submit_in_dir(lr, S_CLEAN_UNLINK, LW__FOP_UNLINKAT, lr->tmp, lr->tmp_name);
+		return;
 	case S_CLEAN_CLOSE:
 		fd_release(lr);
 		cleanup(lr, lr->err);
@@ -187,12 +276,14 @@ static void on_fop(struct lw__fop *f, int res)
 	case S_CLOSE:
 		fd_release(lr);
 		break;
+	case S_DIR:
 	case S_OPEN:
 	case S_READ_OPEN:
 	case S_READDIR:
 		/* back-pressure, not a failure: try again when the loop
-		 * frees a descriptor */
+		 * frees a descriptor (from the start: locks/ again too) */
 		if (lw__fd_exhausted(res) && !lr->base.cancelled) {
+			close_dir(lr);
 			lr->fd_held = false;
 			lw__fd_starved(lr->base.be->engine, &lr->fdw, res);
 			return;
@@ -202,6 +293,13 @@ static void on_fop(struct lw__fop *f, int res)
 		break;
 	default:
 		break;
+	}
+	/* a directory where a lock file was: remove it if it is empty,
+	 * never what is in it */
+	if (res == -EISDIR && lr->step == S_UNLINK) {
+		lr->fop.flags = AT_REMOVEDIR;
+		submit_in_dir(lr, S_RMDIR, LW__FOP_UNLINKAT, lr->path, lr->name);
+		return;
 	}
 	if (res == -EEXIST && (lr->step == S_MKDIR_ROOT || lr->step == S_MKDIR_LOCKS))
 		res = 0; /* init is idempotent */
@@ -222,8 +320,12 @@ static void on_fop(struct lw__fop *f, int res)
 	}
 
 	switch (lr->step) {
+	case S_DIR:
+		start_in_dir(lr);
+		return;
 	case S_OPEN:
 		lr->written = 0;
+		close_dir(lr); /* opened again for the rename */
 		/* fall through */
 	case S_WRITE:
 		if (lr->step == S_WRITE)
@@ -244,12 +346,16 @@ static void on_fop(struct lw__fop *f, int res)
 		submit(lr, S_CLOSE, LW__FOP_CLOSE);
 		return;
 	case S_CLOSE:
-		f->path = lr->tmp;
+		open_dir(lr, S_RENAME_DIR);
+		return;
+	case S_RENAME_DIR:
 		f->path2 = lr->path;
+		f->name2 = lr->name;
 		f->flags = RENAME_NOREPLACE;
-		submit(lr, S_RENAME, LW__FOP_RENAMEAT);
+		submit_in_dir(lr, S_RENAME, LW__FOP_RENAMEAT, lr->tmp, lr->tmp_name);
 		return;
 	case S_READ_OPEN:
+		close_dir(lr);
 		lr->base.buf = malloc(LW_RECORD_MAX + 1);
 		if (!lr->base.buf) {
 			fail(lr, -ENOMEM);
@@ -282,8 +388,13 @@ static void on_fop(struct lw__fop *f, int res)
 		f->mode = 0755;
 		submit(lr, S_MKDIR_LOCKS, LW__FOP_MKDIRAT);
 		return;
-	case S_UNLINK:
 	case S_MKDIR_LOCKS:
+		/* an existing locks/ must be a folder, not a symlink to one */
+		open_dir(lr, S_CHECK_DIR);
+		return;
+	case S_UNLINK:
+	case S_RMDIR:
+	case S_CHECK_DIR:
 		finish(lr, 0);
 		return;
 	default:
@@ -297,6 +408,7 @@ static void local_start(struct lw__backend *be, struct lw__breq *req)
 	struct local *l = priv(be);
 
 	lr->fd = -1;
+	lr->dirfd = -1;
 	lr->fop.done = on_fop;
 	lw__list_init(&lr->link);
 	lw__fd_waiter_init(&lr->fdw, fd_granted);
@@ -337,9 +449,11 @@ static void run(struct local_req *lr)
 	lr->tmp = lr->path + l->locks_len + LW_ID_HEX + 2;
 	sprintf(lr->path, "%s/%s", l->locks, hex);
 	sprintf(lr->tmp, "%s/.tmp-%s", l->locks, hex);
+	lr->name = lr->path + l->locks_len + 1;
+	lr->tmp_name = lr->tmp + l->locks_len + 1;
 	lr->fop.path = lr->path;
-	if (req->op == LW__BOP_CREATE || req->op == LW__BOP_READ ||
-	    req->op == LW__BOP_LIST) {
+	/* every request but init holds locks/ open, most also a file */
+	if (req->op != LW__BOP_INIT) {
 		if (!lw__fd_take(be->engine, &lr->fdw))
 			return; /* fd_granted goes on */
 		lr->fd_held = true;
@@ -351,38 +465,19 @@ static void run(struct local_req *lr)
 static void begin(struct local_req *lr)
 {
 	struct lw__breq *req = &lr->base;
-	struct lw__backend *be = req->be;
-	struct local *l = priv(be);
 	struct lw__fop *f = &lr->fop;
 
 	if (req->started)
 		req->began = lw__now_boot();
 	switch (req->op) {
 	case LW__BOP_CREATE:
-		f->path = lr->tmp;
-		f->flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW;
-		/* others must read locks to check conflicts; nobody writes a
-		 * lock file once it is in place (the umask still applies) */
-		f->mode = 0444;
-		submit(lr, S_OPEN, LW__FOP_OPENAT);
-		return;
 	case LW__BOP_READ:
-		f->path = lr->path;
-		/* O_NONBLOCK: a FIFO planted in locks/ must not hang the open */
-		f->flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
-		submit(lr, S_READ_OPEN, LW__FOP_OPENAT);
-		return;
 	case LW__BOP_REMOVE:
-		f->path = lr->path;
-		f->flags = 0;
-		submit(lr, S_UNLINK, LW__FOP_UNLINKAT);
-		return;
 	case LW__BOP_LIST:
-		f->path = l->locks;
-		submit(lr, S_READDIR, LW__FOP_READDIR);
+		open_dir(lr, S_DIR);
 		return;
 	case LW__BOP_INIT:
-		f->path = l->root;
+		f->path = priv(req->be)->root;
 		f->mode = 0755;
 		submit(lr, S_MKDIR_ROOT, LW__FOP_MKDIRAT);
 		return;
@@ -391,7 +486,38 @@ static void begin(struct local_req *lr)
 		break;
 	}
 	lr->step = S_UNLINK;
-	lw__fop_complete_later(be->engine, f, -EOPNOTSUPP);
+	lw__fop_complete_later(req->be->engine, f, -EOPNOTSUPP);
+}
+
+/* With locks/ open: the request's own step, on one name in it. */
+static void start_in_dir(struct local_req *lr)
+{
+	struct lw__breq *req = &lr->base;
+	struct lw__fop *f = &lr->fop;
+
+	switch (req->op) {
+	case LW__BOP_CREATE:
+		f->flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW;
+		/* others must read locks to check conflicts; nobody writes a
+		 * lock file once it is in place (the umask still applies) */
+		f->mode = 0444;
+		f->beneath = true;
+		submit_in_dir(lr, S_OPEN, LW__FOP_OPENAT, lr->tmp, lr->tmp_name);
+		return;
+	case LW__BOP_READ:
+		/* O_NONBLOCK: a FIFO planted in locks/ must not hang the open */
+		f->flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
+		f->beneath = true;
+		submit_in_dir(lr, S_READ_OPEN, LW__FOP_OPENAT, lr->path, lr->name);
+		return;
+	case LW__BOP_REMOVE:
+		f->flags = 0;
+		submit_in_dir(lr, S_UNLINK, LW__FOP_UNLINKAT, lr->path, lr->name);
+		return;
+	default: /* LIST */
+		submit_in_dir(lr, S_READDIR, LW__FOP_READDIR, priv(req->be)->locks, ".");
+		return;
+	}
 }
 
 static void local_cancel(struct lw__backend *be, struct lw__breq *req)
@@ -451,6 +577,7 @@ static void local_close(struct lw__backend *be)
 const struct lw__backend_ops lw__backend_local = {
 	.name = "local",
 	.req_size = sizeof(struct local_req),
+	.removes_empty_folders = true,
 	.open = local_open,
 	.close = local_close,
 	.start = local_start,

@@ -145,8 +145,8 @@ static void conclude_ok(struct http_breq *hr)
 
 	switch (req->op) {
 	case LW__BOP_LIST:
-		res = lw__json_listing_parse(r->resp, r->resp_len, &req->ids, &req->nids,
-					     why, sizeof(why));
+		res = lw__json_listing_parse_typed(r->resp, r->resp_len, &req->ids,
+						   &req->types, &req->nids, why, sizeof(why));
 		if (res == -ENOMEM)
 			fail(hr, res, "out of memory");
 		else if (res < 0)

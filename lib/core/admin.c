@@ -17,6 +17,8 @@ struct inspect;
 struct item {
 	struct lw_lock_info info;
 	struct lw__id id;
+	uint8_t ftype;          /* LW__FTYPE_* */
+	char why[96];
 	struct lw__record *rec; /* a copy: the listing's may go meanwhile */
 	struct inspect *in;
 };
@@ -72,6 +74,7 @@ static void fill(struct item *it, const struct lw__entry *e, int64_t now_real,
 	struct lw_lock_info *info = &it->info;
 
 	it->id = e->id;
+	it->ftype = e->ftype;
 	lw__id_hex(&e->id, info->id);
 	info->stale = e->stale;
 	switch (e->state) {
@@ -109,6 +112,10 @@ static void fill(struct item *it, const struct lw__entry *e, int64_t now_real,
 	case LW__ENTRY_FOREIGN:
 		info->kind = e->invalid ? LW_KIND_INVALID : LW_KIND_FOREIGN;
 		info->why = e->why;
+		/* say what it is: restic's own lock, say, is a foreign lock */
+		if (!e->invalid && e->ftype == LW__FTYPE_FILE)
+			info->why = lw__sfmt(it->why, sizeof(it->why), "foreign lock file (%s)",
+					     e->why);
 		break;
 	default:
 		info->kind = LW_KIND_EMPTY;
@@ -162,6 +169,11 @@ static void removal_next(struct inspect *in)
 
 		if (!doomed(in, it))
 			continue;
+		if (it->ftype == LW__FTYPE_DIR && !in->repo->backend->ops->removes_empty_folders) {
+			/* a DELETE of a collection would take what is in it */
+			it->info.err = -EISDIR;
+			continue;
+		}
 		req = lw__breq_new(in->repo->backend, LW__BOP_REMOVE, &it->id, NULL, 0,
 				   lw__add_sat(lw__now_boot(), timeout), on_removed, it);
 		if (!req) {

@@ -47,6 +47,19 @@ static void set_state(struct lw__entry *e, enum lw__entry_state state)
 	e->rec = NULL;
 }
 
+/* An entry named like a lock that is not a regular file (a symlink, a
+ * folder, a FIFO): never read or followed, it blocks like a foreign lock;
+ * `unlock --remove-all` removes a symlink or an empty folder itself. */
+static void not_a_file(struct lw__entry *e, uint8_t ftype)
+{
+	set_state(e, LW__ENTRY_FOREIGN);
+	e->ftype = ftype;
+	e->invalid = false;
+	e->why = ftype == LW__FTYPE_SYMLINK ? "not a lock file: a symbolic link" :
+		 ftype == LW__FTYPE_DIR ? "not a lock file: a folder" :
+		 "not a lock file: a FIFO, socket or device";
+}
+
 /* Hands the finished listing (or its error) to the locks that waited. */
 static void deliver(struct lw_repo *repo)
 {
@@ -185,6 +198,10 @@ static void on_read(struct lw__breq *req)
 		/* gone meanwhile, or one of ours now: nothing to learn */
 	} else if (req->res == -ENOENT) {
 		e->seen = 0; /* deleted since the listing: it is gone */
+	} else if (req->res == -ELOOP || req->res == -EISDIR || req->res == -ENXIO) {
+		/* it became a symlink, a folder or a socket since the listing */
+		not_a_file(e, req->res == -ELOOP ? LW__FTYPE_SYMLINK :
+			      req->res == -EISDIR ? LW__FTYPE_DIR : LW__FTYPE_OTHER);
 	} else if (req->res < 0) {
 		if (!l->err) {
 			l->err = req->res;
@@ -295,8 +312,10 @@ static void on_list(struct lw__breq *req)
 			continue; /* deleted by us after the snapshot was taken */
 		if (!e) {
 			e = calloc(1, sizeof(*e));
-			if (e)
+			if (e) {
 				e->id = req->ids[i]; /* the key, before insertion */
+				e->ftype = LW__FTYPE_FILE;
+			}
 			if (!e || lw__idmap_put(&l->map, e) < 0) {
 				free(e);
 				l->err = -ENOMEM;
@@ -304,8 +323,14 @@ static void on_list(struct lw__breq *req)
 			}
 		}
 		e->seen = l->gen;
-		if (e->state == LW__ENTRY_UNREAD)
+		if (req->types && req->types[i] != LW__FTYPE_FILE && e->state != LW__ENTRY_OWN)
+			not_a_file(e, req->types[i]);
+		else if (e->ftype != LW__FTYPE_FILE && e->state == LW__ENTRY_FOREIGN)
+			set_state(e, LW__ENTRY_UNREAD); /* a file again: read it */
+		if (e->state == LW__ENTRY_UNREAD) {
+			e->ftype = LW__FTYPE_FILE;
 			l->unread[l->nunread++] = e;
+		}
 	}
 	if (l->err)
 		snprintf(l->msg, sizeof(l->msg), "out of memory");
@@ -441,6 +466,8 @@ char *lw__entry_describe(const struct lw__entry *e, char *buf, size_t size)
 		return lw__sfmt(buf, size, "%s lock %.12s of this process",
 				e->own->exclusive ? "exclusive" : "shared", hex);
 	case LW__ENTRY_FOREIGN:
+		if (e->ftype != LW__FTYPE_FILE)
+			return lw__sfmt(buf, size, "%.12s in locks/, %s", hex, e->why);
 		return lw__sfmt(buf, size, "%s lock file %.12s (%s)",
 				e->invalid ? "invalid" : "foreign", hex, e->why);
 	default:
@@ -459,6 +486,7 @@ int lw__listing_add_own(struct lw_repo *repo, const struct lw__id *id,
 		if (!e)
 			return -ENOMEM;
 		e->id = *id;
+		e->ftype = LW__FTYPE_FILE;
 		if (lw__idmap_put(&l->map, e) < 0) {
 			free(e);
 			return -ENOMEM;

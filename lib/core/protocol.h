@@ -131,6 +131,7 @@ struct lw__entry {
 	bool stale;
 	bool removing;    /* a stale-lock removal is in flight */
 	bool invalid;     /* FOREIGN: ours, but breaking the format */
+	uint8_t ftype;    /* LW__FTYPE_*: anything but a file is FOREIGN */
 	union {
 		struct lw__record *rec;
 		const struct lw__own *own;

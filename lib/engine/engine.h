@@ -102,7 +102,17 @@ enum lw__fop_type {
 	LW__FOP_RENAMEAT, /* path -> path2, flags (renameat2) */
 	LW__FOP_UNLINKAT, /* path, flags */
 	LW__FOP_MKDIRAT,  /* path, mode */
-	LW__FOP_READDIR,  /* path -> names: NUL-separated, lw__names_free */
+	LW__FOP_READDIR,  /* path -> names: each a type byte (LW__FTYPE_*)
+			     and the name, NUL-terminated; lw__names_free */
+};
+
+/* What a READDIR entry is, from d_type (or fstatat where it says nothing):
+ * nothing but a regular file can be a lock file. */
+enum lw__ftype {
+	LW__FTYPE_FILE = 'f',
+	LW__FTYPE_DIR = 'd',
+	LW__FTYPE_SYMLINK = 'l',
+	LW__FTYPE_OTHER = 'o', /* FIFO, socket, device */
 };
 
 /*
@@ -120,6 +130,17 @@ struct lw__fop {
 	unsigned mode;
 	const char *path;
 	const char *path2;
+	/* When NAME is set the operation runs on NAME (and NAME2) in the
+	 * directory DIRFD, and PATH (PATH2) only names it for messages and
+	 * the fault hook: a name of one component in a directory opened
+	 * without following a symlink reaches nothing outside it. */
+	int dirfd;
+	const char *name;
+	const char *name2;
+	/* OPENAT: resolve without any symlink and without leaving DIRFD
+	 * (openat2 RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH where the kernel has
+	 * it, O_NOFOLLOW otherwise) */
+	bool beneath;
 	void *buf;
 	size_t len;
 	uint64_t off;
@@ -130,6 +151,7 @@ struct lw__fop {
 	/* engine private */
 	struct lw__defer defer;
 	int64_t kts[2]; /* io_uring: the deadline as the kernel reads it */
+	uint64_t how[3]; /* io_uring: openat2's struct open_how, likewise */
 	int res;
 	bool hang;
 };

@@ -19,6 +19,7 @@
 #include "config.h"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <liburing.h>
 #include <poll.h>
 #include <pthread.h>
@@ -59,6 +60,8 @@ struct uring_engine {
 
 _Static_assert(sizeof(((struct lw__fop *)0)->kts) == sizeof(struct __kernel_timespec),
 	       "lw__fop.kts holds a __kernel_timespec");
+_Static_assert(sizeof(((struct lw__fop *)0)->how) == sizeof(struct open_how),
+	       "lw__fop.how holds a struct open_how");
 
 static struct uring_engine *to_ue(struct lw__engine *e)
 {
@@ -82,7 +85,7 @@ static void probe(void)
 		IORING_OP_POLL_ADD, IORING_OP_POLL_REMOVE, IORING_OP_LINK_TIMEOUT,
 		IORING_OP_OPENAT, IORING_OP_READ, IORING_OP_WRITE, IORING_OP_FSYNC,
 		IORING_OP_CLOSE, IORING_OP_RENAMEAT, IORING_OP_UNLINKAT,
-		IORING_OP_MKDIRAT,
+		IORING_OP_MKDIRAT, IORING_OP_OPENAT2,
 	};
 	struct io_uring_probe *p = io_uring_get_probe();
 
@@ -296,9 +299,24 @@ static void ue_fop_submit(struct lw__engine *e, struct lw__fop *op)
 	if (op->hang) {
 		io_uring_prep_read(sqe, lw__fault_hang_fd(), &op->res, 1, 0);
 	} else {
+		int dfd = op->name ? op->dirfd : AT_FDCWD;
+		const char *path = op->name ? op->name : op->path;
+		const char *path2 = op->name ? op->name2 : op->path2;
+
 		switch (op->type) {
 		case LW__FOP_OPENAT:
-			io_uring_prep_openat(sqe, AT_FDCWD, op->path, op->flags, op->mode);
+			if (op->beneath) {
+				struct open_how *how = (void *)op->how;
+
+				*how = (struct open_how){
+					.flags = (uint64_t)op->flags,
+					.mode = op->flags & O_CREAT ? op->mode : 0,
+					.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS,
+				};
+				io_uring_prep_openat2(sqe, dfd, path, how);
+			} else {
+				io_uring_prep_openat(sqe, dfd, path, op->flags, op->mode);
+			}
 			break;
 		case LW__FOP_READ:
 			io_uring_prep_read(sqe, op->fd, op->buf, (unsigned)op->len, op->off);
@@ -313,14 +331,13 @@ static void ue_fop_submit(struct lw__engine *e, struct lw__fop *op)
 			io_uring_prep_close(sqe, op->fd);
 			break;
 		case LW__FOP_RENAMEAT:
-			io_uring_prep_renameat(sqe, AT_FDCWD, op->path, AT_FDCWD,
-					       op->path2, (unsigned)op->flags);
+			io_uring_prep_renameat(sqe, dfd, path, dfd, path2, (unsigned)op->flags);
 			break;
 		case LW__FOP_UNLINKAT:
-			io_uring_prep_unlinkat(sqe, AT_FDCWD, op->path, op->flags);
+			io_uring_prep_unlinkat(sqe, dfd, path, op->flags);
 			break;
 		case LW__FOP_MKDIRAT:
-			io_uring_prep_mkdirat(sqe, AT_FDCWD, op->path, op->mode);
+			io_uring_prep_mkdirat(sqe, dfd, path, op->mode);
 			break;
 		case LW__FOP_READDIR:
 			break;

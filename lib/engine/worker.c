@@ -15,7 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <linux/openat2.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,7 +36,9 @@ struct job {
 	int flags;
 	unsigned mode;
 	bool hang;
-	char *path;
+	bool beneath;
+	int dirfd;  /* a copy of the operation's, or AT_FDCWD */
+	char *path; /* the operation's NAME when it has one */
 	char *path2;
 	void *data;
 	size_t len;
@@ -57,6 +62,8 @@ struct lw__worker {
 
 static void job_free(struct job *j)
 {
+	if (j->dirfd >= 0)
+		close(j->dirfd);
 	free(j->path);
 	free(j->path2);
 	free(j->data);
@@ -113,25 +120,53 @@ static int names_grow(char **buf, size_t *cap, size_t need)
 	return 0;
 }
 
-static int read_names(const char *path, char **namesp, size_t *lenp)
+/* The entry's type, asking the file system where readdir does not say. */
+static char entry_type(DIR *d, const struct dirent *de)
 {
-	DIR *d = opendir(path);
+	struct stat st;
+	unsigned char t = de->d_type;
+
+	if (t == DT_UNKNOWN && fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		t = S_ISREG(st.st_mode) ? DT_REG : S_ISDIR(st.st_mode) ? DT_DIR :
+		    S_ISLNK(st.st_mode) ? DT_LNK : DT_FIFO;
+	switch (t) {
+	case DT_REG:
+	case DT_UNKNOWN: /* gone meanwhile, or unknowable: reading it will tell */
+		return LW__FTYPE_FILE;
+	case DT_DIR:
+		return LW__FTYPE_DIR;
+	case DT_LNK:
+		return LW__FTYPE_SYMLINK;
+	default:
+		return LW__FTYPE_OTHER;
+	}
+}
+
+static int read_names(int at, const char *path, char **namesp, size_t *lenp)
+{
+	int fd = openat(at, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 	char *buf = NULL;
 	size_t len = 0, cap = 0;
 	struct dirent *de;
 	int r = 0;
 
-	if (!d)
-		return -errno;
+	if (!d) {
+		r = -errno;
+		if (fd >= 0)
+			close(fd);
+		return r;
+	}
 	while ((errno = 0, de = readdir(d))) {
 		size_t n = strlen(de->d_name) + 1;
 
 		if (de->d_name[0] == '.' && (n == 2 || (n == 3 && de->d_name[1] == '.')))
 			continue;
-		if (len + n > cap && (r = names_grow(&buf, &cap, len + n)) < 0)
+		if (len + 1 + n > cap && (r = names_grow(&buf, &cap, len + 1 + n)) < 0)
 			break;
-		memcpy(buf + len, de->d_name, n);
-		len += n;
+		buf[len] = entry_type(d, de);
+		memcpy(buf + len + 1, de->d_name, n);
+		len += 1 + n;
 	}
 	if (!r && errno)
 		r = -errno;
@@ -152,6 +187,28 @@ static int read_names(const char *path, char **namesp, size_t *lenp)
 	return 0;
 }
 
+/* openat2(2) where the kernel (or a seccomp filter) lets us. */
+static atomic_bool no_openat2;
+
+static int open_beneath(struct job *j)
+{
+	struct open_how how = {
+		.flags = (uint64_t)j->flags,
+		.mode = j->flags & O_CREAT ? j->mode : 0,
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS,
+	};
+	long n;
+
+	if (!atomic_load(&no_openat2)) {
+		n = syscall(SYS_openat2, j->dirfd, j->path, &how, sizeof(how));
+		if (n >= 0 || (errno != ENOSYS && errno != EPERM))
+			return n < 0 ? -errno : (int)n;
+		atomic_store(&no_openat2, true);
+	}
+	n = openat(j->dirfd, j->path, j->flags | O_NOFOLLOW, j->mode);
+	return n < 0 ? -errno : (int)n;
+}
+
 static int run(struct job *j)
 {
 	ssize_t n;
@@ -165,7 +222,9 @@ static int run(struct job *j)
 	}
 	switch (j->type) {
 	case LW__FOP_OPENAT:
-		n = openat(AT_FDCWD, j->path, j->flags, j->mode);
+		if (j->beneath)
+			return open_beneath(j);
+		n = openat(j->dirfd, j->path, j->flags, j->mode);
 		break;
 	case LW__FOP_READ:
 		n = pread(j->fd, j->data, j->len, (off_t)j->off);
@@ -180,16 +239,16 @@ static int run(struct job *j)
 		n = close(j->fd);
 		break;
 	case LW__FOP_RENAMEAT:
-		n = renameat2(AT_FDCWD, j->path, AT_FDCWD, j->path2, (unsigned)j->flags);
+		n = renameat2(j->dirfd, j->path, j->dirfd, j->path2, (unsigned)j->flags);
 		break;
 	case LW__FOP_UNLINKAT:
-		n = unlinkat(AT_FDCWD, j->path, j->flags);
+		n = unlinkat(j->dirfd, j->path, j->flags);
 		break;
 	case LW__FOP_MKDIRAT:
-		n = mkdirat(AT_FDCWD, j->path, j->mode);
+		n = mkdirat(j->dirfd, j->path, j->mode);
 		break;
 	case LW__FOP_READDIR:
-		return read_names(j->path, &j->names, &j->names_len);
+		return read_names(j->dirfd, j->path, &j->names, &j->names_len);
 	default:
 		return -EINVAL;
 	}
@@ -295,10 +354,12 @@ struct lw__worker *lw__worker_new(struct lw__engine *e)
 static struct job *job_new(const struct lw__fop *op)
 {
 	struct job *j = calloc(1, sizeof(*j));
+	int err;
 
 	if (!j)
 		return NULL;
 	j->type = op->type;
+	j->dirfd = AT_FDCWD;
 	j->fd = op->fd;
 	j->flags = op->flags;
 	j->mode = op->mode;
@@ -307,8 +368,15 @@ static struct job *job_new(const struct lw__fop *op)
 		j->fd = lw__fault_hang_fd();
 	j->len = op->len;
 	j->off = op->off;
-	if ((op->path && !(j->path = strdup(op->path))) ||
-	    (op->path2 && !(j->path2 = strdup(op->path2))))
+	j->beneath = op->beneath;
+	/* its own descriptor of the directory: a thread stuck in a hung
+	 * call may outlive the operation's */
+	if (op->name && (j->dirfd = fcntl(op->dirfd, F_DUPFD_CLOEXEC, 0)) < 0)
+		goto fail;
+	if (op->name ? (!(j->path = strdup(op->name)) ||
+			(op->name2 && !(j->path2 = strdup(op->name2)))) :
+		       ((op->path && !(j->path = strdup(op->path))) ||
+			(op->path2 && !(j->path2 = strdup(op->path2)))))
 		goto fail;
 	if (op->type == LW__FOP_READ || op->type == LW__FOP_WRITE) {
 		j->data = malloc(op->len ? op->len : 1);
@@ -319,7 +387,9 @@ static struct job *job_new(const struct lw__fop *op)
 	}
 	return j;
 fail:
+	err = errno;
 	job_free(j);
+	errno = err;
 	return NULL;
 }
 
@@ -329,7 +399,9 @@ void lw__worker_submit(struct lw__worker *w, struct lw__fop *op)
 	int r = 0;
 
 	if (!j) {
-		lw__fop_complete_later(w->e, op, -ENOMEM);
+		/* no descriptor for its copy of the directory is back-pressure */
+		lw__fop_complete_later(w->e, op, errno == EMFILE || errno == ENFILE ?
+					     -errno : -ENOMEM);
 		return;
 	}
 	j->op = op;

@@ -336,6 +336,7 @@ int lw__record_decode(const void *buf, size_t len, struct lw__record **out,
 		      const char **why)
 {
 	struct scan s = { .p = buf, .len = len };
+	const uint8_t *p = buf;
 	msgpack_unpacked u;
 	size_t off = 0;
 	int r;
@@ -345,6 +346,10 @@ int lw__record_decode(const void *buf, size_t len, struct lw__record **out,
 		return foreign(why, "empty");
 	if (len > LW_RECORD_MAX)
 		return foreign(why, "larger than 4096 bytes");
+	/* a record is a map: anything else (restic's encrypted lock, whose
+	 * first byte is random) is another tool's file, not a broken record */
+	if (!((p[0] >= 0x80 && p[0] <= 0x8f) || p[0] == 0xde || p[0] == 0xdf))
+		return foreign(why, "not a lockwatch record");
 	if (skip(&s, 0))
 		return foreign(why, "not msgpack, truncated or nested too deep");
 	if (s.pos != len)

@@ -144,7 +144,8 @@ static void on_listing(struct lw__list_waiter *w, int err, const char *msg)
 	char desc[600];
 
 	if (err) {
-		if (lock->attempt >= CHECK_ATTEMPTS) {
+		/* a locks/ that is a symlink or a file stays one: no retry */
+		if (lock->attempt >= CHECK_ATTEMPTS || err == -ENOTDIR) {
 			fail(lock, err == -ENOMEM ? err : -LW_EBACKEND, msg);
 			return;
 		}

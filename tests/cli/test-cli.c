@@ -838,3 +838,80 @@ Test(cli, urls_that_leave_locks_are_refused, .timeout = 120)
 	lwt_nginx_stop(ng);
 	rmdir(tmp);
 }
+
+/* ------------------------------------------- entries of locks/ that are not files */
+
+#define FOLDER_ID "d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1"
+
+/* A folder named like a lock in locks/ (issue 12: run printed nothing for
+ * 38 s and exited 1; dav: skipped it): run refuses at once with exit 11
+ * naming it, list calls it not a lock file, on every backend alike. */
+CLI_TEST(folder_in_locks_blocks_at_once, 60)
+{
+	const char *run[] = { "run", "--", "true", NULL };
+	const char *list[] = { "list", NULL };
+	const char *unlock[] = { "unlock", "--remove-all", NULL };
+	char path[700], *out;
+	struct proc pr;
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/locks/%s", r->dir, FOLDER_ID);
+	cr_assert_eq(mkdir(path, 0755), 0);
+	cr_expect_eq(clitest_run(&pr, r->tmp, r, p, run), 11);
+	cr_expect_lt(pr.ended - pr.started, LW_SEC(5), "not at once");
+	expect_err(&pr, "d1d1d1d1d1d1 in locks/, not a lock file: a folder");
+	cr_expect_eq(clitest_run(&pr, r->tmp, r, p, list), 0);
+	out = clitest_read(pr.out);
+	cr_expect(strstr(out, "d1d1d1d1d1d1") && strstr(out, "not a lock file: a folder"), "%s",
+		  out);
+	free(out);
+	/* locally an empty folder goes; a DELETE over HTTP would take what
+	 * is in one, so it is never sent */
+	clitest_run(&pr, r->tmp, r, p, unlock);
+	if (strcmp(r->be->name, "local") == 0) {
+		cr_expect_eq(pr.status, 0);
+		cr_expect_neq(stat(path, &st), 0, "the empty folder is still there");
+		cr_expect_eq(clitest_run(&pr, r->tmp, r, p, run), 0);
+	} else {
+		cr_expect_eq(pr.status, 1);
+		expect_err(&pr, "could not remove d1d1d1d1d1d1");
+		cr_expect_eq(stat(path, &st), 0, "the folder was deleted over HTTP");
+	}
+}
+
+/* locks/ a symlink to a folder of packs (issue 12: unlock --remove-all
+ * deleted a pack): every command refuses it at once; nothing is touched. */
+Test(cli, symlinked_locks_is_refused, .timeout = 60)
+{
+	static const char *const cmds[][4] = {
+		{ "run", "--", "true" }, { "list" }, { "unlock", "--remove-all" }, { "init" },
+	};
+	static const char *const engines[] = { "uring", "epoll" };
+	char tmp[] = "/tmp/lockwatch-cli-XXXXXX", path[700], repo[64];
+	struct stat st;
+
+	cr_assert_not_null(mkdtemp(tmp));
+	snprintf(repo, sizeof(repo), "%s/repo", tmp);
+	snprintf(path, sizeof(path), "mkdir -p %s/data/00 && ln -s data/00 %s/locks", repo, repo);
+	cr_assert_eq(system(path), 0);
+	snprintf(path, sizeof(path), "%s/data/00/%s", repo, FOLDER_ID);
+	clitest_write(path, "pack", 4);
+	for (size_t e = 0; e < sizeof(engines) / sizeof(engines[0]); e++) {
+		for (size_t c = 0; c < sizeof(cmds) / sizeof(cmds[0]); c++) {
+			const char *args[8] = { "-r", repo, "--engine", engines[e] };
+			struct proc pr;
+
+			for (size_t i = 0; i < 3 && cmds[c][i]; i++)
+				args[4 + i] = cmds[c][i];
+			cr_expect_eq(clitest_run(&pr, tmp, NULL, NULL, args), 1, "%s %s", engines[e],
+				     cmds[c][0]);
+			cr_expect_lt(pr.ended - pr.started, LW_SEC(5), "%s %s: not at once",
+				     engines[e], cmds[c][0]);
+			expect_err(&pr, "locks is not a folder (a symlink?)");
+			cr_expect_eq(stat(path, &st), 0, "%s %s: the pack is gone", engines[e],
+				     cmds[c][0]);
+		}
+	}
+	snprintf(path, sizeof(path), "rm -rf '%s'", tmp);
+	cr_expect_eq(system(path), 0);
+}

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -102,6 +103,31 @@ LWT_MATRIX_TEST(conflict, foreign_file_blocks, .timeout = 30)
 	lw_lock_free(l);
 	cr_expect(lwt_exists(&t, id), "a foreign file is never removed");
 	cr_expect_eq(lwt_count(&t), 1);
+	lwt_stop(&t);
+}
+
+static int note_why(const struct lw_lock_info *info, void *userdata)
+{
+	cr_expect_eq(info->kind, LW_KIND_FOREIGN);
+	snprintf(userdata, 100, "%s", info->why ? info->why : "(none)");
+	return 0;
+}
+
+/* restic's own lock file, IV || ciphertext || MAC, random from its first
+ * byte (issue 12: listed as "trailing bytes after the record"). */
+LWT_FILES_TEST(conflict, restic_lock_is_foreign, .timeout = 30)
+{
+	uint8_t restic[96];
+	char why[100] = "";
+	struct lwt t;
+	char id[65];
+
+	for (size_t i = 0; i < sizeof(restic); i++)
+		restic[i] = (uint8_t)(i * 37 + 5);
+	lwt_start(&t, p, NULL, REFRESH, STALE);
+	lwt_plant_bytes(&t, restic, sizeof(restic), id);
+	cr_expect_eq(lw_repo_list(t.repo, note_why, why), 0, "%s", lw_errmsg());
+	cr_expect_str_eq(why, "foreign lock file (not a lockwatch record)");
 	lwt_stop(&t);
 }
 
@@ -520,5 +546,158 @@ LWT_ENGINE_TEST(conflict, stale_but_unremovable_blocks, .fini = no_faults, .time
 	l = lwt_lock(t.repo, 0, 0);
 	cr_expect(!lwt_exists(&t, id), "removed once it could be");
 	lw_lock_free(l);
+	lwt_stop(&t);
+}
+
+/* ------------------------------------------ entries of locks/ that are not files */
+
+#define SYMLINK_ID "5151515151515151515151515151515151515151515151515151515151515151"
+#define DIR_ID "d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1"
+#define FULL_ID "f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0"
+#define FIFO_ID "fefefefefefefefefefefefefefefefefefefefefefefefefefefefefefefefe"
+
+/* T's repository folder plus NAME, in one of a few static buffers. */
+static char *repo_path(const struct lwt *t, const char *name)
+{
+	static __thread char bufs[4][PATH_MAX + 200];
+	static __thread int n;
+	char *b = bufs[n++ % 4];
+
+	snprintf(b, sizeof(bufs[0]), "%s/%s", t->dir, name);
+	return b;
+}
+
+static bool exists_nofollow(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0;
+}
+
+static void write_pack(const char *path)
+{
+	FILE *f = fopen(path, "w");
+
+	cr_assert(f, "%s", path);
+	fputs("pack", f);
+	cr_assert_eq(fclose(f), 0);
+}
+
+struct not_files {
+	int n, removed, failed;
+};
+
+static int note_not_file(const struct lw_lock_info *info, void *userdata)
+{
+	struct not_files *nf = userdata;
+
+	nf->n++;
+	cr_expect_eq(info->kind, LW_KIND_FOREIGN, "%s: kind %d", info->id, info->kind);
+	cr_expect(info->why && strncmp(info->why, "not a lock file: ", 17) == 0, "%s: why %s",
+		  info->id, info->why ? info->why : "(none)");
+	if (info->err)
+		nf->failed++;
+	else
+		nf->removed++;
+	return 0;
+}
+
+/* Symlinks, folders and FIFOs named like a lock in a local locks/ (issue
+ * 12: list and unlock failed, run retried for 38 s): each one is "not a
+ * lock file", blocks at once like a foreign lock, and unlock --remove-all
+ * removes a symlink (never what it points to), an empty folder and a FIFO,
+ * and leaves a folder with something in it. */
+LWT_ENGINE_TEST(conflict, entries_that_are_not_files, .timeout = 30)
+{
+	struct lwt t;
+	struct lw_lock *l;
+	struct not_files nf = { 0 };
+	int64_t start, took;
+
+	lwt_start(&t, p, NULL, REFRESH, STALE);
+	cr_assert_eq(mkdir(repo_path(&t, "data"), 0755), 0);
+	write_pack(repo_path(&t, "data/pack"));
+	cr_assert_eq(symlink("../data/pack", repo_path(&t, "locks/" SYMLINK_ID)), 0);
+	cr_assert_eq(mkdir(repo_path(&t, "locks/" DIR_ID), 0755), 0);
+	cr_assert_eq(mkdir(repo_path(&t, "locks/" FULL_ID), 0755), 0);
+	write_pack(repo_path(&t, "locks/" FULL_ID "/pack"));
+	cr_assert_eq(mkfifo(repo_path(&t, "locks/" FIFO_ID), 0644), 0);
+
+	start = lwt_ms();
+	l = lwt_lock(t.repo, 0, -LW_ELOCKED);
+	took = lwt_ms() - start;
+	cr_expect(strstr(lw_errmsg(), "not a lock file"), "%s", lw_errmsg());
+	/* the fixture retries a failed listing after 100, 200, 400 ms */
+	cr_expect_lt(took, 500, "blocked at once, not after retries (%lld ms)", (long long)took);
+	lw_lock_free(l);
+
+	cr_expect_eq(lw_repo_list(t.repo, note_not_file, &nf), 0, "%s", lw_errmsg());
+	cr_expect_eq(nf.n, 4, "listed: %d", nf.n);
+	nf = (struct not_files){ 0 };
+	cr_expect_eq(lw_repo_unlock(t.repo, LW_UNLOCK_ALL, note_not_file, &nf), 3, "%s",
+		     lw_errmsg());
+	cr_expect_eq(nf.failed, 1, "the folder with something in it stays");
+	cr_expect(!exists_nofollow(repo_path(&t, "locks/" SYMLINK_ID)), "the symlink is gone");
+	cr_expect(exists_nofollow(repo_path(&t, "data/pack")), "what it pointed to is there");
+	cr_expect(!exists_nofollow(repo_path(&t, "locks/" DIR_ID)), "the empty folder is gone");
+	cr_expect(!exists_nofollow(repo_path(&t, "locks/" FIFO_ID)), "the FIFO is gone");
+	cr_expect(exists_nofollow(repo_path(&t, "locks/" FULL_ID "/pack")),
+		  "a folder with something in it is left whole");
+	lwt_stop(&t);
+}
+
+/* locks/ itself a symlink (issue 12: `ln -s data/00 locks; unlock
+ * --remove-all` deleted a pack): refused by every call, at once, and
+ * nothing it points to is touched. */
+LWT_ENGINE_TEST(conflict, locks_symlink_is_refused, .timeout = 30)
+{
+	struct lwt t;
+	struct lw_lock *l;
+	int64_t start, took;
+
+	lwt_start(&t, p, NULL, REFRESH, STALE);
+	cr_assert_eq(mkdir(repo_path(&t, "data"), 0755), 0);
+	cr_assert_eq(rmdir(repo_path(&t, "locks")), 0);
+	cr_assert_eq(symlink("data", repo_path(&t, "locks")), 0);
+	write_pack(repo_path(&t, "data/" FULL_ID));
+	start = lwt_ms();
+	l = lwt_lock(t.repo, LW_LOCK_EXCLUSIVE, -LW_EBACKEND);
+	took = lwt_ms() - start;
+	cr_expect(strstr(lw_errmsg(), "not a folder") && strstr(lw_errmsg(), "symlink"), "%s",
+		  lw_errmsg());
+	cr_expect_lt(took, 500, "refused at once, not after retries (%lld ms)", (long long)took);
+	lw_lock_free(l);
+	cr_expect_eq(lw_repo_list(t.repo, NULL, NULL), -ENOTDIR, "%s", lw_errmsg());
+	cr_expect_eq(lw_repo_unlock(t.repo, LW_UNLOCK_ALL, NULL, NULL), -ENOTDIR, "%s",
+		     lw_errmsg());
+	cr_expect_lt(lw_repo_init(t.repo), 0, "init accepts a symlinked locks/");
+	cr_expect(exists_nofollow(repo_path(&t, "data/" FULL_ID)), "the pack is gone");
+	lwt_stop(&t);
+}
+
+/* Over HTTP a folder named like a lock blocks as on a local repository
+ * (dav: skipped it: the backends disagreed), and unlock --remove-all never
+ * sends DELETE for it, which would take what is in it.  Locally an empty
+ * one is removed. */
+LWT_FILES_TEST(conflict, folder_in_locks_blocks_everywhere, .timeout = 30)
+{
+	struct lwt t;
+	struct lw_lock *l;
+	struct not_files nf = { 0 };
+
+	lwt_start(&t, p, NULL, REFRESH, STALE);
+	cr_assert_eq(mkdir(repo_path(&t, "locks/" FULL_ID), 0755), 0);
+	write_pack(repo_path(&t, "locks/" FULL_ID "/pack"));
+	cr_assert_eq(mkdir(repo_path(&t, "locks/" DIR_ID), 0755), 0);
+	l = lwt_lock(t.repo, 0, -LW_ELOCKED);
+	cr_expect(strstr(lw_errmsg(), "not a lock file: a folder"), "%s", lw_errmsg());
+	lw_lock_free(l);
+	cr_expect_eq(lw_repo_list(t.repo, note_not_file, &nf), 0, "%s", lw_errmsg());
+	cr_expect_eq(nf.n, 2);
+	nf = (struct not_files){ 0 };
+	lw_repo_unlock(t.repo, LW_UNLOCK_ALL, note_not_file, &nf);
+	cr_expect(exists_nofollow(repo_path(&t, "locks/" FULL_ID "/pack")), "a DELETE took it");
+	cr_expect_eq(exists_nofollow(repo_path(&t, "locks/" DIR_ID)), p->backend != LWT_BE_LOCAL,
+		     "an empty folder goes only from a local repository");
 	lwt_stop(&t);
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "backend/json-listing.h"
+#include "engine/engine.h"
 
 #define A64 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define B64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -194,4 +195,37 @@ Test(json, a_hundred_thousand_entries)
 	cr_assert_eq(ids[count - 1].b[LW_ID_LEN - 1], (count - 1) & 0xff);
 	free(ids);
 	free(s);
+}
+
+/* What the HTTP backends use: an entry named like a lock that is not a file
+ * is kept, typed, so that it blocks like a foreign lock (issue 12: dav:
+ * skipped it where the local backend failed on it). */
+Test(json, typed_keeps_what_is_not_a_file)
+{
+	static const char s[] =
+		"[{\"name\":\"" A64 "\",\"type\":\"file\"},"
+		"{\"name\":\"" B64 "\",\"type\":\"directory\"},"
+		"{\"name\":\"x\",\"type\":\"directory\"},"
+		"{\"name\":\"cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc\","
+		"\"type\":\"other\"}]";
+	struct lw__id *ids;
+	uint8_t *types;
+	size_t n;
+
+	cr_assert_eq(lw__json_listing_parse_typed(s, sizeof(s) - 1, &ids, &types, &n, why,
+						  sizeof(why)), 0, "%s", why);
+	cr_assert_eq(n, 3);
+	cr_assert_not_null(types);
+	cr_expect_eq(types[0], LW__FTYPE_FILE);
+	cr_expect_eq(types[1], LW__FTYPE_DIR);
+	cr_expect_eq(types[2], LW__FTYPE_OTHER);
+	free(ids);
+	free(types);
+	cr_assert_eq(lw__json_listing_parse_typed("[\"" A64 "\"]", 68, &ids, &types, &n, why,
+						  sizeof(why)), 0, "%s", why);
+	cr_expect_eq(n, 1);
+	cr_expect_null(types, "all files: no types");
+	free(ids);
+	/* the untyped form skips them, as before */
+	cr_assert_str_eq(names(s), A64);
 }
