@@ -36,57 +36,53 @@ int lw__loop_run(struct lw_loop *loop, int timeout_ms)
 	return r;
 }
 
-/* Runs the calls of list C, signalling the synchronous ones done. */
-static void run_call_list(struct lw_loop *loop, struct lw__call *c)
+/* Runs the calls of Q, signalling the synchronous ones done. */
+static void run_call_list(struct lw_loop *loop, struct lw__queue *q)
 {
-	while (c) {
-		struct lw__call *next = c->next;
+	struct lw__qnode *n;
+
+	while ((n = lw__queue_pop(q))) {
+		struct lw__call *c = LW_CONTAINER_OF(n, struct lw__call, node);
 		bool sync = c->sync;
 
 		c->fn(c); /* may free an asynchronous call */
 		if (sync)
 			lw__loop_signal(loop, &c->done);
 		lw__engine_urgent(loop->engine);
-		c = next;
 	}
 }
 
 void lw__loop_run_calls(void *userdata)
 {
 	struct lw_loop *loop = userdata;
-	struct lw__call *c;
+	struct lw__queue q;
 
 	pthread_mutex_lock(&loop->mu);
-	c = loop->calls;
-	loop->calls = NULL;
-	loop->calls_tail = &loop->calls;
+	lw__queue_move(&q, &loop->calls);
 	pthread_mutex_unlock(&loop->mu);
-	run_call_list(loop, c);
+	run_call_list(loop, &q);
 }
 
 void lw__loop_close_calls(struct lw_loop *loop)
 {
-	struct lw__call *c;
+	struct lw__queue q;
 
 	pthread_mutex_lock(&loop->mu);
 	loop->shutdown = true;
-	c = loop->calls;
-	loop->calls = NULL;
+	lw__queue_move(&q, &loop->calls);
 	pthread_mutex_unlock(&loop->mu);
-	run_call_list(loop, c);
+	run_call_list(loop, &q);
 }
 
 int lw__post(struct lw_loop *loop, struct lw__call *c)
 {
-	c->next = NULL;
 	c->done = false;
 	pthread_mutex_lock(&loop->mu);
 	if (loop->shutdown) {
 		pthread_mutex_unlock(&loop->mu);
 		return -ESHUTDOWN;
 	}
-	*loop->calls_tail = c;
-	loop->calls_tail = &c->next;
+	lw__queue_push(&loop->calls, &c->node);
 	/* under the mutex: shutdown cannot free the engine meanwhile */
 	lw__engine_wake(loop->engine);
 	pthread_mutex_unlock(&loop->mu);

@@ -210,7 +210,7 @@ LW_EXPORT int lw_loop_new(enum lw_engine engine, struct lw_loop **loopp)
 	pthread_mutex_init(&loop->mu, NULL);
 	pthread_mutex_init(&loop->run_mu, NULL);
 	lw__cond_init_monotonic(&loop->cv);
-	loop->calls_tail = &loop->calls;
+	lw__queue_init(&loop->calls);
 	lw__list_init(&loop->active);
 	lw__list_init(&loop->open);
 	r = lw__engine_new(engine, &loop->log, lw__loop_run_calls, loop, &loop->engine);

@@ -18,6 +18,7 @@
 #include "engine/engine.h"
 #include "util/idmap.h"
 #include "util/list.h"
+#include "util/queue.h"
 #include "format/record.h"
 
 /* -------------------------------------------------------------- loop */
@@ -35,7 +36,7 @@ struct lw__loop_hook {
 
 /* A function to run on the loop thread. */
 struct lw__call {
-	struct lw__call *next;
+	struct lw__qnode node;    /* in loop->calls */
 	void (*fn)(struct lw__call *c);
 	bool sync;  /* a thread waits for it: DONE is set under loop->mu */
 	bool done;
@@ -48,8 +49,7 @@ struct lw_loop {
 	atomic_int refs;          /* the application's, and one per repository */
 	pthread_mutex_t mu;       /* calls, done flags, shutdown */
 	pthread_cond_t cv;        /* broadcast when a waited-for thing is done */
-	struct lw__call *calls;
-	struct lw__call **calls_tail;
+	struct lw__queue calls;   /* of struct lw__call, under mu */
 	pthread_mutex_t run_mu;   /* held by whoever runs the loop */
 	pthread_t thread;
 	bool started;

@@ -121,25 +121,14 @@ void lw__defer(struct lw__engine *e, struct lw__defer *d,
 	if (d->queued)
 		return;
 	d->queued = true;
-	d->next = NULL;
-	*e->defer_tail = d;
-	e->defer_tail = &d->next;
+	lw__queue_push(&e->deferred, &d->node);
 }
 
 void lw__defer_cancel(struct lw__engine *e, struct lw__defer *d)
 {
-	struct lw__defer **p;
-
 	if (!d->queued)
 		return;
-	for (p = &e->defer_head; *p; p = &(*p)->next) {
-		if (*p == d) {
-			*p = d->next;
-			if (!*p)
-				e->defer_tail = p;
-			break;
-		}
-	}
+	lw__queue_remove(&e->deferred, &d->node);
 	d->queued = false;
 }
 
@@ -147,24 +136,18 @@ void lw__defer_cancel(struct lw__engine *e, struct lw__defer *d)
  * rest stays first in line); what it defers runs next turn. */
 static void run_deferred(struct lw__engine *e)
 {
-	struct lw__defer *d = e->defer_head, **old_tail = e->defer_tail;
+	struct lw__queue now;
+	struct lw__qnode *n;
 
-	e->defer_head = NULL;
-	e->defer_tail = &e->defer_head;
-	for (int n = 0; d && n < DEFER_BUDGET; n++) {
-		struct lw__defer *next = d->next;
+	lw__queue_move(&now, &e->deferred);
+	for (int i = 0; i < DEFER_BUDGET && (n = lw__queue_pop(&now)); i++) {
+		struct lw__defer *d = LW_CONTAINER_OF(n, struct lw__defer, node);
 
 		d->queued = false;
 		d->fn(d);
 		lw__engine_urgent(e);
-		d = next;
 	}
-	if (d) {
-		*old_tail = e->defer_head;
-		if (!e->defer_head)
-			e->defer_tail = old_tail;
-		e->defer_head = d;
-	}
+	lw__queue_prepend(&e->deferred, &now);
 }
 
 /* ------------------------------------------------------- watch slots */
@@ -426,7 +409,7 @@ static int engine_create(const struct lw__engine_ops *ops,
 	e->log = log;
 	e->on_wake = on_wake;
 	e->wake_userdata = userdata;
-	e->defer_tail = &e->defer_head;
+	lw__queue_init(&e->deferred);
 	lw__heap_init(&e->heap);
 	lw__heap_init(&e->urgent);
 	atomic_init(&e->wake_pending, false);
@@ -498,7 +481,7 @@ int lw__engine_run_once(struct lw__engine *e, int timeout_ms)
 	fire_timers(e);
 	run_deferred(e);
 	min = lw__engine_next_timer(e);
-	if (e->defer_head || (min && min->when <= lw__now_boot()))
+	if (!lw__queue_empty(&e->deferred) || (min && min->when <= lw__now_boot()))
 		timeout = 0;
 	r = e->ops->wait(e, timeout);
 	fire_timers(e);

@@ -16,6 +16,7 @@
 
 #include "util/heap.h"
 #include "util/internal.h"
+#include "util/queue.h"
 #include "util/list.h"
 
 struct lw__engine;
@@ -58,7 +59,7 @@ void lw__engine_urgent(struct lw__engine *e);
  * callback queued it (libcurl, for one, refuses re-entry from its own
  * callbacks). */
 struct lw__defer {
-	struct lw__defer *next;
+	struct lw__qnode node;
 	void (*fn)(struct lw__defer *d);
 	bool queued;
 };
@@ -204,8 +205,7 @@ struct lw__engine {
 	const struct lw__log *log;
 	struct lw__heap heap;   /* timers */
 	struct lw__heap urgent; /* urgent timers, kept apart: see fire_timers */
-	struct lw__defer *defer_head;
-	struct lw__defer **defer_tail;
+	struct lw__queue deferred; /* of struct lw__defer */
 	struct lw__watch_slot *slots;
 	uint32_t nslots;
 	uint32_t free_slot; /* head of the free list threaded through gen */

@@ -29,7 +29,7 @@
 #define MAX_NAMES_BYTES (256u << 20)
 
 struct job {
-	struct job *next;
+	struct lw__qnode node;
 	struct lw__fop *op; /* only touched on the loop thread */
 	enum lw__fop_type type;
 	int fd;
@@ -52,8 +52,8 @@ struct lw__worker {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	pthread_cond_t gone; /* a thread exited */
-	struct job *todo, **todo_tail;
-	struct job *done, **done_tail;
+	struct lw__queue todo;
+	struct lw__queue done;
 	struct lw__engine *e; /* NULL once the loop let go */
 	int refs;             /* the loop's and one per thread */
 	int threads;
@@ -278,17 +278,14 @@ static void *thread_main(void *arg)
 	for (;;) {
 		struct job *j;
 
-		while (!w->todo && w->e) {
+		while (lw__queue_empty(&w->todo) && w->e) {
 			w->idle++;
 			pthread_cond_wait(&w->cv, &w->mu);
 			w->idle--;
 		}
 		if (!w->e)
 			break;
-		j = w->todo;
-		w->todo = j->next;
-		if (!w->todo)
-			w->todo_tail = &w->todo;
+		j = LW_CONTAINER_OF(lw__queue_pop(&w->todo), struct job, node);
 		pthread_mutex_unlock(&w->mu);
 
 		j->res = run(j);
@@ -298,9 +295,7 @@ static void *thread_main(void *arg)
 			job_discard(j);
 			break;
 		}
-		j->next = NULL;
-		*w->done_tail = j;
-		w->done_tail = &j->next;
+		lw__queue_push(&w->done, &j->node);
 		/* under the mutex: the engine cannot be freed meanwhile */
 		lw__engine_wake(w->e);
 	}
@@ -344,8 +339,8 @@ struct lw__worker *lw__worker_new(struct lw__engine *e)
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cv, NULL);
 	lw__cond_init_monotonic(&w->gone);
-	w->todo_tail = &w->todo;
-	w->done_tail = &w->done;
+	lw__queue_init(&w->todo);
+	lw__queue_init(&w->done);
 	w->e = e;
 	w->refs = 1;
 	return w;
@@ -414,23 +409,21 @@ void lw__worker_submit(struct lw__worker *w, struct lw__fop *op)
 		lw__fop_complete_later(w->e, op, r);
 		return;
 	}
-	*w->todo_tail = j;
-	w->todo_tail = &j->next;
+	lw__queue_push(&w->todo, &j->node);
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
 }
 
 void lw__worker_reap(struct lw__worker *w)
 {
-	struct job *j;
+	struct lw__queue done;
+	struct lw__qnode *n;
 
 	pthread_mutex_lock(&w->mu);
-	j = w->done;
-	w->done = NULL;
-	w->done_tail = &w->done;
+	lw__queue_move(&done, &w->done);
 	pthread_mutex_unlock(&w->mu);
-	while (j) {
-		struct job *next = j->next;
+	while ((n = lw__queue_pop(&done))) {
+		struct job *j = LW_CONTAINER_OF(n, struct job, node);
 		struct lw__fop *op = j->op;
 
 		if (op->type == LW__FOP_READ && j->res > 0)
@@ -443,25 +436,19 @@ void lw__worker_reap(struct lw__worker *w)
 		op->done(op, j->res);
 		job_free(j);
 		lw__engine_urgent(w->e);
-		j = next;
 	}
 }
 
 void lw__worker_free(struct lw__worker *w)
 {
-	struct job *j, *next;
+	struct lw__qnode *n;
 
 	pthread_mutex_lock(&w->mu);
 	w->e = NULL;
-	for (j = w->todo; j; j = next) {
-		next = j->next;
-		job_free(j);
-	}
-	for (j = w->done; j; j = next) {
-		next = j->next;
-		job_discard(j);
-	}
-	w->todo = w->done = NULL;
+	while ((n = lw__queue_pop(&w->todo)))
+		job_free(LW_CONTAINER_OF(n, struct job, node));
+	while ((n = lw__queue_pop(&w->done)))
+		job_discard(LW_CONTAINER_OF(n, struct job, node));
 	pthread_cond_broadcast(&w->cv);
 	/* Threads that are not stuck in a hung call finish soon: wait a
 	 * little for them, so that a process exiting right after leaves no
