@@ -146,6 +146,8 @@ static void take_turns(const struct repo *r, int writers, int readers, int runs,
 	int64_t t0 = clitest_now(), until = t0 + LW_SEC(timeout_s);
 
 	cr_assert(iv && pids);
+	if (lwt_engine_wanted(LW_ENGINE_URING))
+		lwt_engine_case(LW_ENGINE_URING);
 	snprintf(counter, sizeof(counter), "%s/counter", r->dir);
 	clitest_write(counter, "0\n", 2);
 	/* workers alternate the engines: writers and readers use both */

@@ -143,16 +143,20 @@ struct cli_param *clitest_params(size_t *n)
 
 	*n = 0;
 	for (size_t b = 0; b < clitest_nbackends; b++)
-		for (size_t e = 0; e < 2; e++)
+		for (size_t e = 0; e < 2; e++) {
 			if (lwt_engine_wanted(engines[e]))
 				p[(*n)++] = (struct cli_param){ .backend = (int)b,
 								.engine = engines[e] };
+			else
+				lwt_left_out++;
+		}
 	return p;
 }
 
 void clitest_repo(struct repo *r, const struct cli_param *p)
 {
 	memset(r, 0, sizeof(*r));
+	lwt_engine_case(p->engine);
 	r->be = &clitest_backends[p->backend];
 	snprintf(r->tmp, sizeof(r->tmp), "/tmp/lockwatch-cli-XXXXXX");
 	cr_assert_not_null(mkdtemp(r->tmp));

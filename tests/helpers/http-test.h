@@ -67,14 +67,15 @@ static inline void lwt_sleep(int64_t ns)
 	nanosleep(&ts, NULL);
 }
 
-/* A started loop on ENGINE; skips the test where io_uring is refused. */
+/* A started loop on ENGINE (lwt_engine_case: where io_uring cannot start,
+ * a uring case fails unless allowed to skip). */
 static inline struct lw_loop *lwt_loop(enum lw_engine engine)
 {
 	struct lw_loop *loop;
-	int r = lw_loop_new(engine, &loop);
+	int r;
 
-	if (r == -EPERM || r == -ENOSYS)
-		cr_skip_test("io_uring is not available here: %s", lw_errmsg());
+	lwt_engine_case(engine);
+	r = lw_loop_new(engine, &loop);
 	cr_assert_eq(r, 0, "%s", lw_errmsg());
 	cr_assert_eq(lw_loop_start(loop), 0);
 	return loop;

@@ -80,6 +80,7 @@ static void open_repo(struct lwt *t, int64_t refresh, int64_t stale)
 void lwt_start(struct lwt *t, const struct lwt_param *p, const char *base,
 	       int64_t refresh, int64_t stale)
 {
+	lwt_engine_case(p->engine);
 	memset(t, 0, sizeof(*t));
 	t->param = *p;
 	if (p->backend == LWT_BE_LOCAL) {

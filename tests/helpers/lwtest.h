@@ -11,6 +11,7 @@
 
 #include "lockwatch.h"
 #include "testing.h"
+#include "runenv.h"
 
 /* Where a test's repository lives.  nginx (tests/helpers/nginx.c) keeps the files
  * of dav: and rest: repositories in a directory on this machine: the tests

@@ -6,6 +6,8 @@
  * shared rings).  How long a backend operation may take outside a lock's
  * deadline: 5 s, ten times that under valgrind (LWT_VALGRIND, set by
  * tests/helpers/valgrind-check), where a TLS handshake alone takes seconds.
+ * Whether a uring case may skip where io_uring cannot start
+ * (LOCKWATCH_TEST_ALLOW_NO_URING=1; without it, it fails).
  */
 #pragma once
 
@@ -15,6 +17,15 @@
 #include <string.h>
 
 #include <lockwatch.h>
+
+/* Cases of the matrix that LOCKWATCH_ENGINE left out, counted for the
+ * summary at the end (tests/helpers/report.c). */
+extern size_t lwt_left_out;
+
+/* At the start of a case on ENGINE: fails it, or skips it where
+ * LOCKWATCH_TEST_ALLOW_NO_URING=1, when ENGINE is uring and io_uring
+ * cannot start here. */
+void lwt_engine_case(enum lw_engine engine);
 
 static inline bool lwt_engine_wanted(enum lw_engine engine)
 {
@@ -40,6 +51,7 @@ static inline size_t lwt_keep_wanted(void *cases, size_t n, size_t size, size_t 
 		if (lwt_engine_wanted(e))
 			memmove(c + k++ * size, c + i * size, size);
 	}
+	lwt_left_out += n - k;
 	return k;
 }
 

@@ -8,6 +8,8 @@
  */
 #include "config.h"
 
+#include <criterion/hooks.h>
+#include <criterion/options.h>
 #include <signal.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -96,6 +98,7 @@ static void hold(struct setup *s, const struct lwt_param *p, int n)
 	cr_assert_not_null(s->etcd, "etcd did not start");
 	lwt_etcd_prefix(prefix);
 	snprintf(url, sizeof(url), "etcd:%s/%s", lwt_etcd_endpoints(s->etcd), prefix);
+	lwt_engine_case(p->engine);
 	cr_assert_eq(lw_loop_new(p->engine, &s->loop), 0);
 	cr_assert_eq(lw_loop_start(s->loop), 0);
 	cr_assert_eq(lw_repo_new(s->loop, url, &s->repo), 0, "%s", lw_errmsg());
@@ -224,16 +227,8 @@ CLUSTER_TEST(quorum_lost, .timeout = 120)
 	drop(&s);
 }
 
-/* One case at a time: each brings three etcd members and its locks.
- * (Exported: criterion finds its test workers' entry through main.) */
-LW_EXPORT int main(int argc, char *argv[])
+/* One case at a time: each brings three etcd members and its locks. */
+ReportHook(PRE_ALL)(struct criterion_test_set *set)
 {
-	struct criterion_test_set *tests = criterion_initialize();
-	int result = 0;
-
 	criterion_options.jobs = 1;
-	if (criterion_handle_args(argc, argv, true))
-		result = !criterion_run_all_tests(tests);
-	criterion_finalize(tests);
-	return result;
 }

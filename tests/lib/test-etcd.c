@@ -356,6 +356,7 @@ ETCD_TEST(not_an_etcd_server, .timeout = 30)
 
 	cr_assert_not_null(ng);
 	snprintf(url, sizeof(url), "etcd:http://127.0.0.1:%d/p", lwt_nginx_port(ng, LWT_DAV));
+	lwt_engine_case(p->engine);
 	cr_assert_eq(lw_loop_new(p->engine, &loop), 0);
 	cr_assert_eq(lw_loop_start(loop), 0);
 	cr_assert_eq(lw_repo_new(loop, url, &repo), 0);
@@ -499,6 +500,7 @@ static bool sleep_past_deadline(const struct lwt_param *p, bool revoke)
 	cr_assert_not_null(a.etcd, "etcd did not start");
 	lwt_etcd_prefix(prefix);
 	snprintf(url, sizeof(url), "etcd:%s/%s", lwt_etcd_endpoints(a.etcd), prefix);
+	lwt_engine_case(p->engine);
 	cr_assert_eq(lw_loop_new(p->engine, &loop), 0);
 	cr_assert_eq(lw_loop_start(loop), 0);
 	cr_assert_eq(lw_repo_new(loop, url, &repo), 0, "%s", lw_errmsg());

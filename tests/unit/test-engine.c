@@ -47,6 +47,7 @@ static void start(struct batch *b, const struct lwt_param *p)
 
 	*b = (struct batch){ 0 };
 	current = b;
+	lwt_engine_case(p->engine);
 	cr_assert_eq(lw__engine_new(p->engine, &log, NULL, NULL, &b->e), 0);
 	lw__timer_init(&b->deadline, on_deadline);
 	lw__timer_set_urgent(&b->deadline);
