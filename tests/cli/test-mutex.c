@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -230,6 +231,52 @@ static struct criterion_test_params backends(void)
 		take_turns(&r, writers, readers, runs, 550);                  \
 		clitest_repo_free(&r);                                        \
 	}
+
+/*
+ * Shared locks are held at the same time: SHARED `lockwatch run` jobs
+ * (shared: the default) each note that they are in, then wait until all
+ * are, at most BARRIER_S.  The barrier completes only if every lock is held at once: a
+ * "shared" lock that excluded the others would pass the tests above (and
+ * the readers' overlaps they log), not this one.  $1: the barrier folder,
+ * $2: the job's number, $3: how many, $4: BARRIER_S.
+ */
+#define SHARED 5
+#define BARRIER_S "10"
+static const char barrier_job[] =
+	"touch \"$1/in.$2\"; end=$(($(date +%s) + $4))\n"
+	"while [ $(ls \"$1\" | grep -c '^in\\.') -lt \"$3\" ]; do\n"
+	"  [ $(date +%s) -lt $end ] || exit 3; sleep 0.01\n"
+	"done\n"
+	"touch \"$1/all.$2\"\n";
+
+CLITEST(mutex, shared_held_at_once, 60)
+{
+	struct proc pr[SHARED];
+	char barrier[600], idx[SHARED][8], marker[700], n[8];
+
+	snprintf(barrier, sizeof(barrier), "%s/barrier", r->tmp);
+	cr_assert_eq(mkdir(barrier, 0700), 0);
+	snprintf(n, sizeof(n), "%d", SHARED);
+	for (int i = 0; i < SHARED; i++) {
+		const char *args[] = { "run", "--retry-lock", "30s", "--", "sh", "-c",
+				       barrier_job, "job", barrier, idx[i], n, BARRIER_S,
+				       NULL };
+
+		snprintf(idx[i], sizeof(idx[i]), "%d", i);
+		clitest_start(&pr[i], r->tmp, r, p, NULL, args);
+	}
+	for (int i = 0; i < SHARED; i++) {
+		int st = clitest_wait(&pr[i], 50000);
+		char *err = clitest_read(pr[i].err);
+
+		cr_expect_eq(st, 0, "job %d: exit %d (3: the others never held at once): %s", i,
+			     st, err);
+		free(err);
+		snprintf(marker, sizeof(marker), "%s/all.%d", barrier, i);
+		cr_expect_eq(access(marker, F_OK), 0, "job %d never saw all %d in", i, SHARED);
+	}
+	cr_expect_eq(clitest_count_locks(r), 0, "files left in locks/");
+}
 
 MUTEX_TEST(counter, 20, 0, 20)
 MUTEX_TEST(shared_and_exclusive, 10, 10, 10)
