@@ -4,7 +4,7 @@
  * own, then short runs of the built binary on a local repository and on a
  * real nginx, on both engines, whose JSON output json-c reads back.
  */
-#include <criterion/criterion.h>
+#include "test.h"
 #include <criterion/parameterized.h>
 #include <dirent.h>
 #include <errno.h>

@@ -8,7 +8,7 @@
  */
 #include "config.h"
 
-#include <criterion/criterion.h>
+#include "test.h"
 #include <criterion/parameterized.h>
 #include <fcntl.h>
 #include <signal.h>

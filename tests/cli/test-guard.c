@@ -7,7 +7,7 @@
  */
 #include "config.h"
 
-#include <criterion/criterion.h>
+#include "test.h"
 #include <criterion/parameterized.h>
 #include <dirent.h>
 #include <signal.h>

@@ -21,7 +21,7 @@
  */
 #include "config.h"
 
-#include <criterion/criterion.h>
+#include "test.h"
 #include <criterion/parameterized.h>
 #include <inttypes.h>
 #include <signal.h>

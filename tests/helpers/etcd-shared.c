@@ -3,7 +3,7 @@
  * (see tests/helpers/etcd.h). */
 #include "config.h"
 
-#include <criterion/criterion.h>
+#include "test.h"
 #include <criterion/hooks.h>
 
 #include "etcd.h"

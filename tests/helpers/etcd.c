@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 #include "config.h"
 
-#include <criterion/criterion.h>
+#include "test.h"
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>

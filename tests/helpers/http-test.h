@@ -3,7 +3,7 @@
  * engines, and small helpers around locks. */
 #pragma once
 
-#include <criterion/criterion.h>
+#include "test.h"
 #include <criterion/hooks.h>
 #include <criterion/options.h>
 #include <criterion/parameterized.h>

@@ -3,7 +3,7 @@
  * engine, and ways to plant lock files of other holders. */
 #pragma once
 
-#include <criterion/criterion.h>
+#include "test.h"
 #include <criterion/parameterized.h>
 #include <limits.h>
 #include <stdatomic.h>

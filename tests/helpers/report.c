@@ -9,7 +9,7 @@
  */
 #include "config.h"
 
-#include <criterion/criterion.h>
+#include "test.h"
 #include <criterion/hooks.h>
 #include <criterion/options.h>
 #include <errno.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /* lw_duration_parse: Go's syntax, stricter; lw_duration_format. */
-#include <criterion/criterion.h>
+#include "test.h"
 #include <errno.h>
 #include <stdint.h>
 

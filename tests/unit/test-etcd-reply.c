@@ -4,7 +4,7 @@
  * captured with curl, then broken in every way a server or a proxy can. */
 #include "config.h"
 
-#include <criterion/criterion.h>
+#include "test.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

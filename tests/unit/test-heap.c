@@ -3,7 +3,7 @@
  * pushes, moves and removals came before. */
 #include "config.h"
 
-#include <criterion/criterion.h>
+#include "test.h"
 #include <stdlib.h>
 
 #include "util/heap.h"

@@ -2,7 +2,7 @@
 /* The JSON listing parser of the HTTP backends: pure code, no server. */
 #include "config.h"
 
-#include <criterion/criterion.h>
+#include "test.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

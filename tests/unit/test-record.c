@@ -3,7 +3,7 @@
  * hostile form is rejected without a large allocation. */
 #include "config.h"
 
-#include <criterion/criterion.h>
+#include "test.h"
 #include <errno.h>
 #include <msgpack.h>
 #include <stdlib.h>

@@ -3,7 +3,7 @@
  * a password. */
 #include "config.h"
 
-#include <criterion/criterion.h>
+#include "test.h"
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
