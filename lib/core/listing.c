@@ -4,9 +4,11 @@
  *
  * restic reads every lock file at every check.  A process that acquires
  * thousands of locks on one repository cannot: that is quadratic.  Here a
- * listing serves every lock that asked for one before it started, lock files
- * are read once (their content never changes: a refresh writes a new file),
- * and locks of this process are known without reading.  Each listing counts
+ * listing serves every lock that asked for one before it started (and a
+ * first check, the one in flight: lw__listing_join), lock files are read
+ * once (their content never changes: a refresh writes a new file), and
+ * locks of this process are known without reading, from before their file
+ * is written: a listing that sees one mid-create does not read it back.  Each listing counts
  * the entries that block a shared and an exclusive lock, so a check is O(1).
  */
 #include "config.h"
@@ -370,6 +372,16 @@ void lw__listing_request(struct lw_repo *repo, struct lw__list_waiter *w)
 	lw__list_add_tail(&l->next, &w->link);
 	if (!l->running)
 		start(repo);
+}
+
+void lw__listing_join(struct lw_repo *repo, struct lw__list_waiter *w)
+{
+	struct lw__listing *l = &repo->listing;
+
+	if (l->running)
+		lw__list_add_tail(&l->now, &w->link);
+	else
+		lw__listing_request(repo, w);
 }
 
 void lw__listing_cancel(struct lw_repo *repo, struct lw__list_waiter *w)

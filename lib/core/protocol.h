@@ -200,6 +200,10 @@ int lw__timing_check(const struct lw__timing *t, char *msg, size_t size);
 
 /* Asks for a listing that starts after this call; W->fn runs with it. */
 void lw__listing_request(struct lw_repo *repo, struct lw__list_waiter *w);
+/* For a first check, which may see a snapshot taken a little before it
+ * asked (the second check is what makes acquire sound): the listing in
+ * flight, if any, serves W too. */
+void lw__listing_join(struct lw_repo *repo, struct lw__list_waiter *w);
 void lw__listing_cancel(struct lw_repo *repo, struct lw__list_waiter *w);
 /* Whether ID was in the last listing. */
 bool lw__listing_has(struct lw_repo *repo, const struct lw__id *id);

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "http/http.h"
 
@@ -59,6 +60,7 @@ struct lw__http {
 	 * turns (WAITING). */
 	struct lw__fd_waiter fdw;
 	unsigned fd_held;
+	unsigned nopen;         /* sockets curl has open */
 	unsigned active;
 	struct lw__list waiting;
 	uint64_t rng;
@@ -405,8 +407,9 @@ static void apply_budget(struct lw__http *h)
 	kick(h);
 }
 
-/* The kernel refused a socket (ERR): one connection fewer, until the
- * loop frees a descriptor (engine.h). */
+/* The kernel refused a socket (ERR): the client keeps to the connections
+ * it has open (one at least), until the loop frees a descriptor
+ * (engine.h). */
 static void starve(struct lw__http *h, int err)
 {
 	long n;
@@ -415,6 +418,10 @@ static void starve(struct lw__http *h, int err)
 		return;
 	h->fd_held--;
 	lw__fd_starved(h->engine, &h->fdw, err);
+	while (h->fd_held > LW_MAX(h->nopen, 1u)) {
+		h->fd_held--;
+		lw__fd_give(h->engine);
+	}
 	n = (long)LW_MAX(h->fd_held, 1u);
 	curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, n);
 	curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, n);
@@ -604,7 +611,18 @@ static curl_socket_t open_socket(void *userp, curlsocktype purpose,
 
 	if (fd == CURL_SOCKET_BAD)
 		r->sock_errno = errno;
+	else
+		r->pool->http->nopen++;
 	return fd;
+}
+
+/* A connection's socket outlives the request that opened it. */
+static int close_socket(void *userp, curl_socket_t fd)
+{
+	struct lw__http *h = userp;
+
+	h->nopen--;
+	return close(fd);
 }
 
 static CURL *make_easy(struct lw__http_req *r, int64_t left)
@@ -635,6 +653,8 @@ static CURL *make_easy(struct lw__http_req *r, int64_t left)
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
+	curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+	curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, p->http);
 	if (strcmp(r->method, "HEAD") == 0)
 		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
 	else if (strcmp(r->method, "GET") != 0 && strcmp(r->method, "POST") != 0)

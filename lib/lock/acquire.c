@@ -247,9 +247,15 @@ static void start_create(struct lw_lock *lock)
 			lock->old_id = lock->id;
 			lock->has_old = true;
 		}
-		if (lw__lock_request(lock, LW__BOP_CREATE, &id, buf, (size_t)len,
-				     lw__add_sat(lw__now_boot(), lock->own.timing->op_timeout), on_created))
-			return;
+		/* ours before it lands: a listing that sees it mid-create
+		 * must not read it back */
+		if (lw__listing_add_own(lock->repo, &id, &lock->own) == 0) {
+			if (lw__lock_request(lock, LW__BOP_CREATE, &id, buf, (size_t)len,
+					     lw__add_sat(lw__now_boot(), lock->own.timing->op_timeout),
+					     on_created))
+				return;
+			lw__listing_forget(lock->repo, &id);
+		}
 		r = -ENOMEM;
 		msg = "out of memory";
 	}
@@ -355,5 +361,5 @@ void lw__acquire_start(struct lw_lock *lock)
 				   lw__add_sat(lw__now_boot(), lock->own.timing->retry_lock) : 0;
 	lock->backoff = lock->own.timing->retry_backoff;
 	lock->waiter.fn = on_listing;
-	lw__listing_request(lock->repo, &lock->waiter);
+	lw__listing_join(lock->repo, &lock->waiter);
 }

