@@ -227,8 +227,8 @@ int cli_open(struct cli *cli)
 	if (r == 0)
 		r = lw_repo_new(cli->loop, cli->url, &cli->repo);
 	if (r < 0) {
-		cli_error(cli, "%s", r == -EINVAL || r == -EPROTONOSUPPORT ? lw_errmsg() :
-				     lw_strerror(r));
+		cli_error(cli, "%s", r == -EINVAL || r == -EPROTONOSUPPORT || r == -ENOTSUP ?
+				     lw_errmsg() : lw_strerror(r));
 		cli_close(cli);
 		return cli_status(r);
 	}

@@ -591,9 +591,15 @@ static int parse(struct run *run, int argc, char **argv)
 			break;
 		case OPT_REFRESH:
 			r = cli_duration(cli, "--refresh-interval", optarg, &run->refresh);
+			if (r == 0 && run->refresh == 0)
+				r = cli_usage_error(cli, "--refresh-interval 0: must be longer "
+						    "than 0 (the default is 5m)");
 			break;
 		case OPT_STALE:
 			r = cli_duration(cli, "--stale-timeout", optarg, &run->stale);
+			if (r == 0 && run->stale == 0)
+				r = cli_usage_error(cli, "--stale-timeout 0: must be longer "
+						    "than 0 (the default is 30m)");
 			break;
 		case OPT_RETRY:
 			r = cli_duration(cli, "--retry-lock", optarg, &run->retry);
@@ -624,10 +630,12 @@ static int configure(struct run *run)
 	int64_t stale = run->stale > 0 ? run->stale : LW_SEC(30 * 60);
 	int r;
 
-	/* one given alone brings the other along, in restic's ratio */
-	if (run->refresh > 0 && run->stale < 0 && stale / 6 < refresh)
-		stale = refresh <= INT64_MAX / 6 ? 6 * refresh : INT64_MAX;
-	if (run->stale > 0 && run->refresh < 0 && refresh > stale / 6)
+	/* one given alone brings the other along, in restic's ratio of 6 (a
+	 * 1s interval with the default 30m stale timeout would leave others
+	 * waiting half an hour for a lock that lost its holder 2 s after) */
+	if (run->refresh > 0 && run->stale < 0)
+		stale = refresh <= LW_DURATION_MAX / 6 ? 6 * refresh : LW_DURATION_MAX;
+	if (run->stale > 0 && run->refresh < 0)
 		refresh = stale / 6;
 	r = lw_repo_set_timing(cli->repo, refresh, stale);
 	if (r == 0 && run->retry > 0)

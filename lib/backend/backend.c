@@ -47,7 +47,7 @@ int lw__backend_open(const struct lw__url *url, struct lw__backend_env *env,
 	r = ops->open(be, url);
 	if (r < 0) {
 		snprintf(err, errsize, "cannot open the %s backend: %s", ops->name,
-			 strerror(-r));
+			 be->open_err ? be->open_err : strerror(-r));
 		free(be);
 		return r;
 	}

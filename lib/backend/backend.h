@@ -141,6 +141,7 @@ struct lw__backend {
 	struct lw__backend_opts opts;
 	const struct lw__observer *observer; /* the loop's, or NULL */
 	void *priv;
+	const char *open_err; /* set by a failing OPEN: what to tell, static */
 };
 
 extern const struct lw__backend_ops lw__backend_local;

@@ -775,8 +775,8 @@ static int eb_open(struct lw__backend *be, const struct lw__url *url)
 	int r;
 
 	if (url->user) {
-		lw__warn(be->log, "etcd: user names and passwords are not supported "
-			 "(etcd authentication needs tokens); leave them out of the URL");
+		be->open_err = "etcd authentication is not supported: leave the user "
+			       "name and password out of the URL";
 		return -ENOTSUP;
 	}
 	r = lw__http_get(&be->env->http, be->engine, be->log);

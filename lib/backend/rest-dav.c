@@ -38,6 +38,9 @@
 struct flavour {
 	const char *create;      /* the method that writes locks/ID */
 	bool exists_is_403;      /* CREATE answers 403 when the file exists */
+	/* the listing of a missing folder is an empty one (rclone serve
+	 * restic): the repository's existence is checked apart, once */
+	bool probe_repository;
 	const char *list_accept; /* the listing's Accept header */
 	const char *init_method;
 	const char *init_path;   /* after the repository's path */
@@ -47,6 +50,7 @@ struct flavour {
 static const struct flavour rest = {
 	.create = "POST",
 	.exists_is_403 = true,
+	.probe_repository = true,
 	.list_accept = "application/vnd.x.restic.rest.v2",
 	.init_method = "POST",
 	.init_path = "",
@@ -67,12 +71,18 @@ struct http_backend {
 	char *user;
 	char *password;
 	char where[300]; /* "host:port" */
+	bool exists;     /* the repository was seen (probe_repository) */
 };
+
+/* Before the first listing of a probing flavour: HEAD config (a restic
+ * repository), else HEAD of the repository's folder. */
+enum probe { PROBE_NONE, PROBE_CONFIG, PROBE_FOLDER };
 
 struct http_breq {
 	struct lw__breq base;
 	struct lw__http_req http;
 	char *path; /* what the request asks for: the repository's path + ... */
+	uint8_t probe; /* enum probe: the request in flight is a LIST's probe */
 };
 
 static struct http_backend *priv(struct lw__backend *be)
@@ -121,7 +131,10 @@ static void fail(struct http_breq *hr, int res, const char *fmt, ...)
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
 	lw__id_hex(&req->id, hex);
-	if (req->op == LW__BOP_LIST)
+	if (hr->probe)
+		snprintf(target, sizeof(target), "%s", hr->probe == PROBE_CONFIG ? "config" :
+			 "the repository's folder");
+	else if (req->op == LW__BOP_LIST)
 		snprintf(target, sizeof(target), "locks/");
 	else if (req->op == LW__BOP_INIT)
 		snprintf(target, sizeof(target), "%s%s%s", priv(req->be)->fl->init_path,
@@ -203,67 +216,141 @@ static void conclude(struct http_breq *hr)
 	req->ambiguous = req->op == LW__BOP_CREATE && req->res < 0 && r->reached;
 }
 
+static void send(struct http_breq *hr, const char *method, const char *rel);
+
+/*
+ * A probe's answer: 2xx, the repository is there, and the listing goes on;
+ * 404 on config, the folder is asked; 404 or 405 on the folder too, there
+ * is no such repository (a typo must not put locks where nobody looks).
+ * Returns whether REQ goes on.
+ */
+static bool probed(struct http_breq *hr)
+{
+	struct http_backend *hb = priv(hr->base.be);
+	const struct lw__http_req *r = &hr->http;
+	bool missing = r->res == 0 && (r->status == 404 || r->status == 405);
+
+	if (hr->base.cancelled) {
+		lw__breq_fail(&hr->base, -ECANCELED, "cancelled");
+		return false;
+	}
+	if (r->res == 0 && r->status >= 200 && r->status <= 299) {
+		hb->exists = true;
+		hr->probe = PROBE_NONE;
+		send(hr, "GET", "locks/");
+		return true;
+	}
+	if (missing && hr->probe == PROBE_CONFIG) {
+		hr->probe = PROBE_FOLDER;
+		send(hr, "HEAD", "");
+		return true;
+	}
+	if (missing) {
+		lw__breq_fail(&hr->base, -ENOENT, "no such repository on %s: no %sconfig, and %s",
+			      hr->base.be->where, hb->path, r->status == 404 ?
+			      "no such folder (create it with 'lockwatch init' or 'restic init')" :
+			      "the server does not show folders (HEAD answered 405): "
+			      "create it with 'restic init'");
+		lw__sanitize(hr->base.msg);
+		return false;
+	}
+	conclude(hr); /* the probe's own failure */
+	return false;
+}
+
 static void on_http_done(struct lw__http_req *r)
 {
 	struct http_breq *hr = LW_CONTAINER_OF(r, struct http_breq, http);
 
-	conclude(hr);
+	if (hr->probe && probed(hr))
+		return;
+	if (!hr->base.msg[0])
+		conclude(hr);
 	if (hr->base.started)
 		hr->base.began = r->began;
 	lw__breq_complete(&hr->base);
 }
 
-static void hb_start(struct lw__backend *be, struct lw__breq *req)
+/* Sends METHOD for the repository's path + REL as REQ's one request. */
+static void send(struct http_breq *hr, const char *method, const char *rel)
 {
-	struct http_backend *hb = priv(be);
-	struct http_breq *hr = LW_CONTAINER_OF(req, struct http_breq, base);
+	struct http_backend *hb = priv(hr->base.be);
+	struct lw__breq *req = &hr->base;
 	struct lw__http_req *r = &hr->http;
-	char hex[LW_ID_HEX + 1], path[LW_ID_HEX + 16];
 
-	lw__id_hex(&req->id, hex);
-	snprintf(path, sizeof(path), "locks/%s", hex);
+	lw__http_req_fini(r);
+	free(hr->path);
+	memset(r, 0, sizeof(*r));
 	r->pool = &hb->pool;
 	r->deadline = req->deadline;
 	r->done = on_http_done;
+	r->method = method;
 	switch (req->op) {
 	case LW__BOP_CREATE:
-		r->method = hb->fl->create;
 		r->body = req->data;
 		r->body_len = req->len;
 		break;
 	case LW__BOP_LIST:
-		r->method = "GET";
+		if (hr->probe)
+			break;
 		r->accept = hb->fl->list_accept;
 		r->max_body = LISTING_MAX;
-		snprintf(path, sizeof(path), "locks/");
 		break;
 	case LW__BOP_READ:
-		r->method = "GET";
 		r->max_body = LW_RECORD_MAX + 1;
 		r->cut_ok = true;
 		break;
-	case LW__BOP_REMOVE:
-		r->method = "DELETE";
-		break;
-	case LW__BOP_EXISTS:
-	case LW__BOP_KEEPALIVE: /* files have no lease: is it still there? */
-		r->method = "HEAD";
-		break;
 	case LW__BOP_INIT:
-		r->method = hb->fl->init_method;
 		r->query = hb->fl->init_query;
-		snprintf(path, sizeof(path), "%s", hb->fl->init_path);
+		break;
+	default:
 		break;
 	}
 	/* out of memory: the HTTP layer fails a request without a URL; the
 	 * HTTP layer checks that the URL asks for exactly this path */
-	if (asprintf(&hr->path, "%s%s", hb->path, path) < 0)
+	if (asprintf(&hr->path, "%s%s", hb->path, rel) < 0)
 		hr->path = NULL;
 	else if (asprintf(&r->url, "%s%s%s%s", hb->origin, hr->path, r->query ? "?" : "",
 			  r->query ? r->query : "") < 0)
 		r->url = NULL;
 	r->path = hr->path;
 	lw__http_start(r);
+}
+
+static void hb_start(struct lw__backend *be, struct lw__breq *req)
+{
+	struct http_backend *hb = priv(be);
+	struct http_breq *hr = LW_CONTAINER_OF(req, struct http_breq, base);
+	char hex[LW_ID_HEX + 1], path[LW_ID_HEX + 16];
+
+	lw__id_hex(&req->id, hex);
+	snprintf(path, sizeof(path), "locks/%s", hex);
+	switch (req->op) {
+	case LW__BOP_CREATE:
+		send(hr, hb->fl->create, path);
+		return;
+	case LW__BOP_LIST:
+		if (hb->fl->probe_repository && !hb->exists) {
+			hr->probe = PROBE_CONFIG;
+			send(hr, "HEAD", "config");
+			return;
+		}
+		send(hr, "GET", "locks/");
+		return;
+	case LW__BOP_READ:
+		send(hr, "GET", path);
+		return;
+	case LW__BOP_REMOVE:
+		send(hr, "DELETE", path);
+		return;
+	case LW__BOP_EXISTS:
+	case LW__BOP_KEEPALIVE: /* files have no lease: is it still there? */
+		send(hr, "HEAD", path);
+		return;
+	case LW__BOP_INIT:
+		send(hr, hb->fl->init_method, hb->fl->init_path);
+		return;
+	}
 }
 
 static void hb_cancel(struct lw__backend *be, struct lw__breq *req)

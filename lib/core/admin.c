@@ -236,7 +236,7 @@ static int inspect(struct lw_repo *repo, struct inspect *in, lw_info_fn fn,
 	int r = 0;
 
 	if (!repo)
-		return -EINVAL;
+		return lw__fail(-EINVAL, "no repository (NULL)");
 	if (lw__on_loop_thread(repo->loop))
 		return lw__fail(-EDEADLK, "blocking call from a callback of the loop");
 	in->c.fn = start_on_loop;

@@ -195,7 +195,7 @@ LW_EXPORT int lw_ctx_wait(struct lw_ctx *ctx, int timeout_ms)
 	int r = 0;
 
 	if (!ctx)
-		return -EINVAL;
+		return lw__fail(-EINVAL, "%s: a NULL argument", __func__);
 	if (!atomic_load(&ctx->held))
 		return lw_ctx_err(ctx);
 	clock_gettime(CLOCK_MONOTONIC, &until);
@@ -236,7 +236,7 @@ LW_EXPORT int lw_ctx_on_done(struct lw_ctx *ctx, lw_ctx_fn fn, void *userdata)
 	int r;
 
 	if (!ctx || !fn)
-		return -EINVAL;
+		return lw__fail(-EINVAL, "%s: a NULL argument", __func__);
 	cb = calloc(1, sizeof(*cb));
 	if (!cb)
 		return -ENOMEM;

@@ -33,6 +33,7 @@ void lw__loop_unref(struct lw_loop *loop)
 {
 	if (atomic_fetch_sub(&loop->refs, 1) > 1)
 		return;
+	lw__log_fini(&loop->log);
 	pthread_mutex_destroy(&loop->mu);
 	pthread_mutex_destroy(&loop->run_mu);
 	pthread_cond_destroy(&loop->cv);
@@ -267,7 +268,7 @@ LW_EXPORT int lw_loop_start(struct lw_loop *loop)
 	int r;
 
 	if (!loop)
-		return -EINVAL;
+		return lw__fail(-EINVAL, "%s: a NULL argument", __func__);
 	if (loop->started)
 		return -EALREADY;
 	/* the loop thread takes no signals: they belong to the application */
@@ -290,7 +291,7 @@ LW_EXPORT int lw_loop_run_once(struct lw_loop *loop, int timeout_ms)
 	int r;
 
 	if (!loop)
-		return -EINVAL;
+		return lw__fail(-EINVAL, "%s: a NULL argument", __func__);
 	if (lw__on_loop_thread(loop))
 		return -EDEADLK;
 	if (loop->started || loop->shutdown || pthread_mutex_trylock(&loop->run_mu) != 0)
@@ -361,7 +362,9 @@ LW_EXPORT int lw_loop_set_fd_limit(struct lw_loop *loop, unsigned limit)
 {
 	struct fd_limit_call fc = { .c.fn = set_fd_limit, .loop = loop, .limit = limit };
 
-	if (!loop || limit > INT_MAX)
-		return -EINVAL;
+	if (!loop)
+		return lw__fail(-EINVAL, "%s: a NULL argument", __func__);
+	if (limit > INT_MAX)
+		return lw__fail(-EINVAL, "a descriptor limit over INT_MAX");
 	return lw__call_sync(loop, &fc.c);
 }

@@ -237,7 +237,7 @@ static int set(struct lw_repo *repo, size_t off, int64_t value, int64_t min,
 	       const char *name)
 {
 	if (!repo)
-		return -EINVAL;
+		return lw__fail(-EINVAL, "no repository (NULL)");
 	if (value < min)
 		return lw__fail(-EINVAL, "%s must be at least %" PRId64 " ns", name, min);
 	if (value > LW_DURATION_MAX)
@@ -248,7 +248,7 @@ static int set(struct lw_repo *repo, size_t off, int64_t value, int64_t min,
 static int set_flag(struct lw_repo *repo, size_t off, bool value)
 {
 	if (!repo)
-		return -EINVAL;
+		return lw__fail(-EINVAL, "no repository (NULL)");
 	return change(repo, set_field,
 		      &(struct field){ .off = off, .value = value, .is_flag = true });
 }
@@ -270,7 +270,7 @@ LW_EXPORT int lw_repo_set_timing(struct lw_repo *repo, int64_t refresh_interval,
 	int r;
 
 	if (!repo)
-		return -EINVAL;
+		return lw__fail(-EINVAL, "%s: a NULL argument", __func__);
 	r = lw__timing_check(&t, msg, sizeof(msg));
 	if (r < 0)
 		return lw__fail(r, "%s", msg);
@@ -359,7 +359,7 @@ LW_EXPORT int lw_repo_set_max_connections(struct lw_repo *repo, unsigned n)
 	struct opts_call oc = { .apply = apply_max_connections, .n = n };
 
 	if (!repo)
-		return -EINVAL;
+		return lw__fail(-EINVAL, "%s: a NULL argument", __func__);
 	if (n < 1 || n > 1024)
 		return lw__fail(-EINVAL, "max connections must be between 1 and 1024");
 	return set_opts(repo, &oc);
@@ -379,7 +379,7 @@ LW_EXPORT int lw_repo_set_tls_ca_file(struct lw_repo *repo, const char *path)
 
 	if (!repo) {
 		free(oc.str);
-		return -EINVAL;
+		return lw__fail(-EINVAL, "%s: a NULL argument", __func__);
 	}
 	if (path && !oc.str)
 		return lw__fail(-ENOMEM, "out of memory");
@@ -396,7 +396,7 @@ LW_EXPORT int lw_repo_set_tls_insecure_skip_verify(struct lw_repo *repo, bool in
 	struct opts_call oc = { .apply = apply_insecure, .flag = insecure };
 
 	if (!repo)
-		return -EINVAL;
+		return lw__fail(-EINVAL, "%s: a NULL argument", __func__);
 	return set_opts(repo, &oc);
 }
 
@@ -440,7 +440,7 @@ LW_EXPORT int lw_repo_init(struct lw_repo *repo)
 	int r;
 
 	if (!repo)
-		return -EINVAL;
+		return lw__fail(-EINVAL, "%s: a NULL argument", __func__);
 	if (lw__on_loop_thread(repo->loop))
 		return lw__fail(-EDEADLK, "blocking call from a callback of the loop");
 	r = lw__post(repo->loop, &ic.c);

@@ -144,8 +144,9 @@ static void on_listing(struct lw__list_waiter *w, int err, const char *msg)
 	char desc[600];
 
 	if (err) {
-		/* a locks/ that is a symlink or a file stays one: no retry */
-		if (lock->attempt >= CHECK_ATTEMPTS || err == -ENOTDIR) {
+		/* a repository that does not exist, or whose locks/ is a
+		 * symlink, stays so: no retry */
+		if (lock->attempt >= CHECK_ATTEMPTS || err == -ENOTDIR || err == -ENOENT) {
 			fail(lock, err == -ENOMEM ? err : -LW_EBACKEND, msg);
 			return;
 		}

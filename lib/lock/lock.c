@@ -456,7 +456,7 @@ LW_EXPORT int lw_lock_acquire_async(struct lw_lock *lock, lw_lock_fn fn,
 				    void *userdata)
 {
 	if (!lock || !fn)
-		return -EINVAL;
+		return lw__fail(-EINVAL, "%s: a NULL argument", __func__);
 	if (atomic_exchange(&lock->acquire_called, true))
 		return lw__fail(-EALREADY, "acquire was already called on this lock");
 	lock->acquire_fn = fn;
@@ -497,7 +497,7 @@ static int blocking(struct lw_lock *lock,
 	struct waiter w = { .loop = lock ? lock->loop : NULL };
 
 	if (!lock)
-		return -EINVAL;
+		return lw__fail(-EINVAL, "%s: a NULL argument", __func__);
 	if (lw__on_loop_thread(lock->loop))
 		return lw__fail(-EDEADLK, "blocking call from a callback of the loop");
 	return wait_for(lock, async(lock, wake_waiter, &w), &w);
@@ -551,7 +551,7 @@ LW_EXPORT int lw_lock_release_async(struct lw_lock *lock, lw_lock_fn fn,
 	int r;
 
 	if (!lock || !fn)
-		return -EINVAL;
+		return lw__fail(-EINVAL, "%s: a NULL argument", __func__);
 	if (atomic_exchange(&lock->release_called, true))
 		return lw__fail(-EALREADY, "release was already called on this lock");
 	rc = malloc(sizeof(*rc));
@@ -581,7 +581,7 @@ LW_EXPORT int lw_lock_id(struct lw_lock *lock, char id[65])
 	bool has;
 
 	if (!lock || !id)
-		return -EINVAL;
+		return lw__fail(-EINVAL, "%s: a NULL argument", __func__);
 	pthread_mutex_lock(&lock->loop->mu);
 	copy = lock->id;
 	has = lock->has_id;
@@ -623,7 +623,7 @@ LW_EXPORT int lw_lock_set_event_fn(struct lw_lock *lock, lw_event_fn fn,
 				   void *userdata)
 {
 	if (!lock)
-		return -EINVAL;
+		return lw__fail(-EINVAL, "%s: a NULL argument", __func__);
 	/* before acquire, the loop thread has not seen the lock yet */
 	if (atomic_load(&lock->acquire_called))
 		return -EBUSY;

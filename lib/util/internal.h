@@ -109,13 +109,27 @@ static inline bool lw__id_eq(const struct lw__id *a, const struct lw__id *b)
 
 /* ----------------------------------------------------------- logging */
 
+/* Identical lines in a row are told once, then counted: a read-only
+ * repository must not fill stderr with dozens of warnings a second. */
+struct lw__log_repeat {
+	pthread_mutex_t mu;
+	int priority;      /* of the last line told */
+	unsigned repeats;  /* identical lines since, not told */
+	int64_t told_at;   /* CLOCK_BOOTTIME of the last line told */
+	char last[1024];
+};
+
 struct lw__log {
 	lw_log_fn fn;
 	void *userdata;
 	int priority;
+	struct lw__log_repeat *repeat; /* NULL: every line is told */
 };
 
+/* Sets LOG up (priority from LOCKWATCH_LOG, lines to stderr); _fini frees
+ * what _init took. */
 void lw__log_init(struct lw__log *log);
+void lw__log_fini(struct lw__log *log);
 void lw__logf(const struct lw__log *log, int priority, const char *fmt, ...)
 	LW_PRINTF(3, 4);
 #define lw__log_enabled(log, prio) ((log) && (prio) <= (log)->priority)

@@ -9,11 +9,13 @@
 
 #include "test.h"
 #include <criterion/parameterized.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -643,6 +645,11 @@ CLI_TEST(bad_input, 60)
 		  "--kill-after '2562047h47m16s': longer than 100 years (876600h), the limit" },
 		{ { "run", "--stale-timeout", "2562047h", "--", "true" }, 2, "100 years" },
 		{ { "run", "--refresh-interval", "876601h", "--", "true" }, 2, "100 years" },
+		/* issue 12: 0 silently meant the default */
+		{ { "run", "--refresh-interval", "0", "--", "true" }, 2,
+		  "--refresh-interval 0: must be longer than 0" },
+		{ { "run", "--stale-timeout", "0", "--", "true" }, 2,
+		  "--stale-timeout 0: must be longer than 0" },
 		{ { "run", "--refresh-interval", "1m", "--stale-timeout", "2m", "--", "true" }, 2,
 		  "2.5 x the refresh interval" },
 		{ { "run", "--retry-lock" }, 2, "--retry-lock needs a value" },
@@ -661,6 +668,9 @@ CLI_TEST(bad_input, 60)
 		  "no such repository" },
 		{ { "-r", "/nonexistent/lockwatch-repo", "list" }, 1, "No such file" },
 		{ { "--engine", "kqueue", "list" }, 2, "--engine 'kqueue'" },
+		/* issue 12: said only "Operation not supported" */
+		{ { "-r", "etcd:http://alice:pw@127.0.0.1:2379/p", "list" }, 1,
+		  "etcd authentication is not supported" },
 		{ { NULL } },
 	};
 	const char *bad_engine_env[] = { "LOCKWATCH_ENGINE=kqueue", NULL };
@@ -688,6 +698,41 @@ CLI_TEST(environment_gives_defaults, 30)
 	clitest_start(&pr, r->tmp, NULL, p, env, args);
 	cr_expect_eq(clitest_wait(&pr, 10000), 0);
 	expect_no_locks(r, "after the run");
+}
+
+/* One timing option alone brings the other along in restic's ratio of 6,
+ * as lockwatch(1) says (issue 12: --refresh-interval 1s alone kept the 30m
+ * stale timeout, a 29m58s deadline): what others see is the record's. */
+CLI_TEST(one_timing_option_brings_the_other, 60)
+{
+	static const struct {
+		const char *opt, *value;
+		const char *stale_ns;
+	} cases[] = {
+		{ "--refresh-interval", "1s", "\"stale_timeout_ns\": 6000000000" },
+		{ "--refresh-interval", "10m", "\"stale_timeout_ns\": 3600000000000" },
+		{ "--stale-timeout", "12s", "\"stale_timeout_ns\": 12000000000" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *args[] = { "run", cases[i].opt, cases[i].value, "--", "sleep", "3",
+				       NULL };
+		const char *list[] = { "list", "--json", NULL };
+		int64_t until = clitest_now() + LW_SEC(10);
+		struct proc holder, pr;
+		char *out;
+
+		clitest_start(&holder, r->tmp, r, p, NULL, args);
+		while (clitest_count_locks(r) != 1 && clitest_now() < until)
+			clitest_sleep_ms(10);
+		cr_expect_eq(clitest_run(&pr, r->tmp, r, p, list), 0);
+		out = clitest_read(pr.out);
+		cr_expect(strstr(out, cases[i].stale_ns), "%s %s: %s", cases[i].opt,
+			  cases[i].value, out);
+		free(out);
+		cr_expect_eq(clitest_wait(&holder, 10000), 0);
+	}
+	expect_no_locks(r, "after the holders");
 }
 
 /* ------------------------------------------------------- help, version */
@@ -912,6 +957,97 @@ Test(cli, symlinked_locks_is_refused, .timeout = 60)
 				     cmds[c][0]);
 		}
 	}
+	snprintf(path, sizeof(path), "rm -rf '%s'", tmp);
+	cr_expect_eq(system(path), 0);
+}
+
+/* ------------------------------------------------ a repository that is not there */
+
+/* rclone serve restic on a free port over DIR; its pid. */
+static pid_t start_rclone(const char *dir, int *port)
+{
+	char addr[64];
+	pid_t pid;
+
+	*port = lwt_free_port();
+	cr_assert_gt(*port, 0);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", *port);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		dup2(null, 1);
+		dup2(null, 2);
+		execlp("rclone", "rclone", "serve", "restic", "--addr", addr, dir, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 500 && !lwt_port_answers(*port); i++)
+		clitest_sleep_ms(10);
+	cr_assert(lwt_port_answers(*port), "rclone serve restic did not start (is rclone installed?)");
+	return pid;
+}
+
+/*
+ * A rest: or dav: repository that does not exist is refused before any
+ * lock is taken, with the message of a missing local one (issue 12: rclone
+ * answers an empty listing for a missing folder and creates it at the first
+ * write, so a typo put locks where nobody looked).  rest: looks for
+ * restic's config or the folder; dav: for locks/, which only init makes.
+ */
+Test(cli, missing_http_repository_is_refused, .timeout = 60)
+{
+	static const char *const engines[] = { "uring", "epoll" };
+	char tmp[] = "/tmp/lockwatch-cli-XXXXXX", dir[64], path[200], typo[200], real[200];
+	struct lwt_nginx *ng = lwt_nginx_start();
+	struct stat st;
+	int port, status;
+	pid_t rclone;
+
+	cr_assert(ng, "nginx did not start");
+	cr_assert_not_null(mkdtemp(tmp));
+	snprintf(dir, sizeof(dir), "%s/srv", tmp);
+	snprintf(path, sizeof(path), "mkdir -p %s/real/locks", dir);
+	cr_assert_eq(system(path), 0);
+	snprintf(path, sizeof(path), "%s/real/config", dir);
+	clitest_write(path, "a restic config", 15);
+	rclone = start_rclone(dir, &port);
+	for (size_t e = 0; e < sizeof(engines) / sizeof(engines[0]); e++) {
+		const char *urls[] = { typo, lwt_nginx_url(ng, LWT_DAV, "/typo/") };
+
+		snprintf(typo, sizeof(typo), "rest:http://127.0.0.1:%d/typo/", port);
+		for (size_t u = 0; u < 2; u++) {
+			const char *args[] = { "-r", u ? urls[1] : urls[0], "--engine", engines[e],
+					       "run", "--", "true", NULL };
+			struct proc pr;
+			char *err;
+
+			status = clitest_run(&pr, tmp, NULL, NULL, args);
+			err = clitest_read(pr.err);
+			cr_expect_eq(status, 1, "%s %s: exit %d: %s", engines[e], args[1], status, err);
+			cr_expect(strstr(err, "no such repository (create it with 'lockwatch init')"),
+				  "%s %s: %s", engines[e], args[1], err);
+			cr_expect_lt(pr.ended - pr.started, LW_SEC(5), "not at once");
+			free(err);
+		}
+		snprintf(path, sizeof(path), "%s/typo", dir);
+		cr_expect_neq(stat(path, &st), 0, "rest: the typo's folder was made");
+		snprintf(path, sizeof(path), "%s/typo", lwt_nginx_root(ng));
+		cr_expect_neq(stat(path, &st), 0, "dav: the typo's folder was made");
+		/* restic's config shows a repository */
+		snprintf(real, sizeof(real), "rest:http://127.0.0.1:%d/real/", port);
+		{
+			const char *args[] = { "-r", real, "--engine", engines[e], "run", "--",
+					       "true", NULL };
+			struct proc pr;
+
+			cr_expect_eq(clitest_run(&pr, tmp, NULL, NULL, args), 0, "%s: a real one",
+				     engines[e]);
+		}
+	}
+	kill(rclone, SIGTERM);
+	waitpid(rclone, &status, 0);
+	lwt_nginx_stop(ng);
 	snprintf(path, sizeof(path), "rm -rf '%s'", tmp);
 	cr_expect_eq(system(path), 0);
 }

@@ -250,7 +250,45 @@ LWT_ENGINE_TEST(refresh, invalid_timing, .timeout = 30)
 	cr_expect_eq(lw_repo_set_timing(t.repo, LW_SEC(1), LW_SEC(2)), -EINVAL);
 	cr_expect_eq(lw_repo_set_timing(t.repo, 0, LW_SEC(3)), -EINVAL);
 	cr_expect_eq(lw_repo_set_timing(t.repo, LW_SEC(1), LW_SEC(3)), 0);
+	/* over 100 years: refused, the limit named */
+	cr_expect_eq(lw_repo_set_timing(t.repo, LW_SEC(1), INT64_MAX), -ERANGE);
+	cr_expect(strstr(lw_errmsg(), "100 years"), "%s", lw_errmsg());
+	cr_expect_eq(lw_repo_set_op_timeout(t.repo, LW_DURATION_MAX + 1), -ERANGE);
+	cr_expect_eq(lw_repo_set_retry_lock(t.repo, LW_DURATION_MAX), 0);
 	lwt_stop(&t);
+}
+
+/* A call that fails on a NULL argument says so: lw_errmsg() never shows
+ * an earlier call's message (issue 12). */
+Test(refresh, null_argument_has_its_own_message)
+{
+	struct lw_loop *loop;
+	struct lw_repo *repo;
+	char dir[] = "/tmp/lwtest-null-XXXXXX";
+
+	cr_assert(mkdtemp(dir));
+	cr_assert_eq(lw_loop_new(LW_ENGINE_AUTO, &loop), 0, "%s", lw_errmsg());
+	cr_assert_eq(lw_repo_new(loop, dir, &repo), 0, "%s", lw_errmsg());
+	for (int i = 0; i < 6; i++) {
+		int r;
+
+		cr_assert_eq(lw_repo_set_timing(repo, LW_SEC(2), LW_SEC(3)), -EINVAL);
+		cr_assert(strstr(lw_errmsg(), "2.5 x"), "%s", lw_errmsg());
+		switch (i) {
+		case 0: r = lw_repo_set_timing(NULL, LW_SEC(1), LW_SEC(3)); break;
+		case 1: r = lw_repo_set_op_timeout(NULL, LW_SEC(1)); break;
+		case 2: r = lw_repo_list(NULL, NULL, NULL); break;
+		case 3: r = lw_lock_release(NULL); break;
+		case 4: r = lw_repo_init(NULL); break;
+		default: r = lw_loop_start(NULL); break;
+		}
+		cr_expect_eq(r, -EINVAL, "call %d", i);
+		cr_expect(!strstr(lw_errmsg(), "2.5 x") && strstr(lw_errmsg(), "NULL"),
+			  "call %d: lw_errmsg() says \"%s\"", i, lw_errmsg());
+	}
+	lw_repo_unref(repo);
+	lw_loop_free(loop);
+	rmdir(dir);
 }
 
 struct acquired {
