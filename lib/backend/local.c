@@ -62,7 +62,12 @@ struct local_req {
 	struct lw__list link;   /* in the queue while it waits */
 	struct lw__fd_waiter fdw; /* in the loop's line for a descriptor */
 	bool running;
-	bool fd_held;           /* one of the loop's budget */
+	/* Descriptors of the loop's budget it holds, as many as it has open
+	 * at most at once (locks/ and a file), for its whole life; and the
+	 * step that opens locks/ to go on with once it has them again after
+	 * EMFILE (S_DIR: from the start). */
+	unsigned fds, fds_want;
+	enum step resume;
 	enum step step;
 	int fd;
 	int dirfd;      /* locks/, opened without following a symlink */
@@ -121,13 +126,37 @@ static void run(struct local_req *lr);
 static void start_in_dir(struct local_req *lr);
 static void fd_granted(struct lw__fd_waiter *w);
 
-/* The descriptor is closed (or was never opened): back to the budget. */
+/* The request is over: its descriptors go back to the budget. */
 static void fd_release(struct local_req *lr)
 {
-	if (lr->fd_held) {
-		lr->fd_held = false;
+	while (lr->fds) {
+		lr->fds--;
 		lw__fd_give(lr->base.be->engine);
 	}
+}
+
+/* Takes what the request still lacks: false when it waits in line.  One
+ * that holds some already keeps its place first in line. */
+static bool fd_take(struct local_req *lr)
+{
+	struct lw__engine *e = lr->base.be->engine;
+
+	while (lr->fds < lr->fds_want) {
+		if (!(lr->fds ? lw__fd_take_more(e, &lr->fdw) : lw__fd_take(e, &lr->fdw)))
+			return false;
+		lr->fds++;
+	}
+	return true;
+}
+
+/* The kernel said RES (EMFILE, ENFILE) at STEP: one descriptor goes back,
+ * and the request waits first in line to go on at RESUME. */
+static void starved(struct local_req *lr, int res, enum step resume)
+{
+	close_dir(lr);
+	lr->resume = resume;
+	lr->fds--;
+	lw__fd_starved(lr->base.be->engine, &lr->fdw, res);
 }
 
 static void finish(struct local_req *lr, int res)
@@ -257,7 +286,18 @@ static void on_fop(struct lw__fop *f, int res)
 			 lr->step == S_CLEAN_DIR || lr->step == S_CHECK_DIR))
 		lr->dirfd = res;
 	switch (lr->step) {
+	case S_CLEAN_UNLINK:
+		if (lw__fd_exhausted(res)) {
+			starved(lr, res, S_CLEAN_DIR);
+			return;
+		}
+		finish(lr, lr->err);
+		return;
 	case S_CLEAN_DIR:
+		if (lw__fd_exhausted(res)) {
+			starved(lr, res, S_CLEAN_DIR);
+			return;
+		}
 		if (res < 0) {
 			finish(lr, lr->err);
 			return;
@@ -266,30 +306,32 @@ static void on_fop(struct lw__fop *f, int res)
 		submit_in_dir(lr, S_CLEAN_UNLINK, LW__FOP_UNLINKAT, lr->tmp, lr->tmp_name);
 		return;
 	case S_CLEAN_CLOSE:
-		fd_release(lr);
 		cleanup(lr, lr->err);
 		return;
-	case S_CLEAN_UNLINK:
 	case S_READ_CLOSE:
 		finish(lr, lr->err);
 		return;
-	case S_CLOSE:
-		fd_release(lr);
-		break;
 	case S_DIR:
 	case S_OPEN:
 	case S_READ_OPEN:
 	case S_READDIR:
+	case S_UNLINK:
+	case S_RMDIR:
 		/* back-pressure, not a failure: try again when the loop
-		 * frees a descriptor (from the start: locks/ again too) */
+		 * frees a descriptor (from the start: locks/ again too; a
+		 * worker's step needs one for its copy of locks/) */
 		if (lw__fd_exhausted(res) && !lr->base.cancelled) {
-			close_dir(lr);
-			lr->fd_held = false;
-			lw__fd_starved(lr->base.be->engine, &lr->fdw, res);
+			starved(lr, res, S_DIR);
 			return;
 		}
-		if (lr->step == S_READDIR)
-			fd_release(lr);
+		break;
+	case S_RENAME_DIR:
+	case S_RENAME:
+	case S_CHECK_DIR:
+		if (lw__fd_exhausted(res) && !lr->base.cancelled) {
+			starved(lr, res, lr->step == S_RENAME ? S_RENAME_DIR : lr->step);
+			return;
+		}
 		break;
 	default:
 		break;
@@ -425,8 +467,13 @@ static void fd_granted(struct lw__fd_waiter *w)
 {
 	struct local_req *lr = LW_CONTAINER_OF(w, struct local_req, fdw);
 
-	lr->fd_held = true;
-	begin(lr);
+	lr->fds++;
+	if (!fd_take(lr))
+		return;
+	if (lr->resume == S_DIR)
+		begin(lr);
+	else
+		open_dir(lr, lr->resume);
 }
 
 static void run(struct local_req *lr)
@@ -452,12 +499,13 @@ static void run(struct local_req *lr)
 	lr->name = lr->path + l->locks_len + 1;
 	lr->tmp_name = lr->tmp + l->locks_len + 1;
 	lr->fop.path = lr->path;
-	/* every request but init holds locks/ open, most also a file */
-	if (req->op != LW__BOP_INIT) {
-		if (!lw__fd_take(be->engine, &lr->fdw))
-			return; /* fd_granted goes on */
-		lr->fd_held = true;
-	}
+	/* locks/, the copy of it a worker thread's step takes (engine
+	 * worker.c), and a file or a listing's own descriptor of the folder */
+	lr->fds_want = req->op == LW__BOP_CREATE || req->op == LW__BOP_READ ||
+		       req->op == LW__BOP_LIST ? 3 : 2;
+	lr->resume = S_DIR;
+	if (!fd_take(lr))
+		return; /* fd_granted goes on */
 	begin(lr);
 }
 

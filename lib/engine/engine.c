@@ -320,6 +320,17 @@ bool lw__fd_take(struct lw__engine *e, struct lw__fd_waiter *w)
 	return false;
 }
 
+bool lw__fd_take_more(struct lw__engine *e, struct lw__fd_waiter *w)
+{
+	if (e->fd_used < e->fd_cap) {
+		e->fd_used++;
+		return true;
+	}
+	lw__list_del(&w->link);
+	lw__list_add(&e->fd_line, &w->link);
+	return false;
+}
+
 void lw__fd_give(struct lw__engine *e)
 {
 	e->fd_used--;

@@ -253,6 +253,9 @@ static inline void lw__fd_waiter_init(struct lw__fd_waiter *w,
 /* Takes a descriptor: true when W holds one now; false when it waits in
  * line (its FN runs once it holds one). */
 bool lw__fd_take(struct lw__engine *e, struct lw__fd_waiter *w);
+/* For a W that holds some and needs one more: it keeps its place first in
+ * line (anything else would let half-served waiters hold the budget). */
+bool lw__fd_take_more(struct lw__engine *e, struct lw__fd_waiter *w);
 /* Gives one back; the first in line gets it. */
 void lw__fd_give(struct lw__engine *e);
 /* W leaves the line without a descriptor; accepts one not in line. */
