@@ -14,6 +14,7 @@
 
 #include "fuzz.h"
 #include "backend/json-listing.h"
+#include "engine/engine.h"
 
 enum format { REST_V1, REST_V2, AUTOINDEX, FORMATS };
 
@@ -61,6 +62,34 @@ static bool printable_line(const char *s, size_t size)
 	return true;
 }
 
+/* The HTTP backends' form keeps what is not a file, typed: its files are
+ * the plain form's ids, in order, and every other entry has a type. */
+static void check_typed(const uint8_t *data, size_t size, const struct lw__id *ids, size_t n)
+{
+	struct lw__id *all;
+	uint8_t *types;
+	char why[128];
+	size_t m, files = 0;
+
+	if (lw__json_listing_parse_typed((const char *)data, size, &all, &types, &m, why,
+					 sizeof(why)) == -ENOMEM)
+		return;
+	fuzz_assert(m >= n);
+	fuzz_assert(types || m == n);
+	for (size_t i = 0; i < m; i++) {
+		uint8_t t = types ? types[i] : LW__FTYPE_FILE;
+
+		fuzz_assert(t == LW__FTYPE_FILE || t == LW__FTYPE_DIR || t == LW__FTYPE_OTHER);
+		if (t != LW__FTYPE_FILE)
+			continue;
+		fuzz_assert(files < n && memcmp(&all[i], &ids[files], sizeof(*ids)) == 0);
+		files++;
+	}
+	fuzz_assert(files == n);
+	free(all);
+	free(types);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct lw__id *ids;
@@ -78,6 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_assert(err == 0);
 	fuzz_assert(!ids == !n);
 
+	check_typed(data, size, ids, n);
 	for (enum format f = 0; f < FORMATS; f++) {
 		char *text = malloc((n + 2) * ENTRY_MAX);
 		struct lw__id *back;
