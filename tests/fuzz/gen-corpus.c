@@ -3,8 +3,8 @@
  * Writes the seed corpora of the fuzz targets into DIR/NAME/ (make
  * fuzz-corpus).  Valid records come from lw__record_encode; the hostile ones
  * are described field by field below and packed with msgpack-c, or written
- * byte by byte where no encoder would write them.  Listings, etcd replies,
- * URLs and durations are plain text.  Inputs that fuzzing found are committed next
+ * byte by byte where no encoder would write them.  Listings, PROPFIND
+ * replies, etcd replies, URLs and durations are plain text.  Inputs that fuzzing found are committed next
  * to these as regress-*, by hand.
  */
 #include "config.h"
@@ -309,6 +309,226 @@ static void listings(void)
 		put_text("listing", cases[i][0], cases[i][1]);
 }
 
+/* ---------------------------------------------------------- propfind */
+
+/* The reply for /repo/locks/ (the fuzz target's folder).  The first three
+ * are what the servers sent, captured with curl: the folder held one lock
+ * file, a file named "odd name %.txt", a subfolder and, on Apache, a
+ * second lock file. */
+#define DAV_OPEN "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:multistatus xmlns:D=\"DAV:\">\n"
+#define DAV_CLOSE "</D:multistatus>\n"
+#define DAV_FILE(href) "<D:response><D:href>" href "</D:href><D:propstat><D:prop>" \
+	"<D:resourcetype/><D:getcontentlength>9</D:getcontentlength></D:prop>" \
+	"<D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>\n"
+#define DAV_DIR(href) "<D:response><D:href>" href "</D:href><D:propstat><D:prop>" \
+	"<D:resourcetype><D:collection/></D:resourcetype></D:prop>" \
+	"<D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>\n"
+
+static void propfinds(void)
+{
+	static const char *const cases[][2] = {
+		{ "apache",
+		  "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"
+		  "<D:multistatus xmlns:D=\"DAV:\" xmlns:ns0=\"DAV:\">\n"
+		  "<D:response xmlns:lp1=\"DAV:\" xmlns:g0=\"DAV:\">\n"
+		  "<D:href>/repo/locks/</D:href>\n"
+		  "<D:propstat>\n"
+		  "<D:prop>\n"
+		  "<lp1:resourcetype><D:collection/></lp1:resourcetype>\n"
+		  "</D:prop>\n"
+		  "<D:status>HTTP/1.1 200 OK</D:status>\n"
+		  "</D:propstat>\n"
+		  "<D:propstat>\n"
+		  "<D:prop>\n"
+		  "<g0:getcontentlength/>\n"
+		  "</D:prop>\n"
+		  "<D:status>HTTP/1.1 404 Not Found</D:status>\n"
+		  "</D:propstat>\n"
+		  "</D:response>\n"
+		  "<D:response xmlns:lp1=\"DAV:\" xmlns:lp2=\"http://apache.org/dav/props/\">\n"
+		  "<D:href>/repo/locks/odd%20name%20%25.txt</D:href>\n"
+		  "<D:propstat>\n"
+		  "<D:prop>\n"
+		  "<lp1:resourcetype/>\n"
+		  "<lp1:getcontentlength>2</lp1:getcontentlength>\n"
+		  "</D:prop>\n"
+		  "<D:status>HTTP/1.1 200 OK</D:status>\n"
+		  "</D:propstat>\n"
+		  "</D:response>\n"
+		  "<D:response xmlns:lp1=\"DAV:\" xmlns:g0=\"DAV:\">\n"
+		  "<D:href>/repo/locks/sub/</D:href>\n"
+		  "<D:propstat>\n"
+		  "<D:prop>\n"
+		  "<lp1:resourcetype><D:collection/></lp1:resourcetype>\n"
+		  "</D:prop>\n"
+		  "<D:status>HTTP/1.1 200 OK</D:status>\n"
+		  "</D:propstat>\n"
+		  "<D:propstat>\n"
+		  "<D:prop>\n"
+		  "<g0:getcontentlength/>\n"
+		  "</D:prop>\n"
+		  "<D:status>HTTP/1.1 404 Not Found</D:status>\n"
+		  "</D:propstat>\n"
+		  "</D:response>\n"
+		  "<D:response xmlns:lp1=\"DAV:\" xmlns:lp2=\"http://apache.org/dav/props/\">\n"
+		  "<D:href>/repo/locks/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		  "aaaa</D:href>\n"
+		  "<D:propstat>\n"
+		  "<D:prop>\n"
+		  "<lp1:resourcetype/>\n"
+		  "<lp1:getcontentlength>6</lp1:getcontentlength>\n"
+		  "</D:prop>\n"
+		  "<D:status>HTTP/1.1 200 OK</D:status>\n"
+		  "</D:propstat>\n"
+		  "</D:response>\n"
+		  "<D:response xmlns:lp1=\"DAV:\" xmlns:lp2=\"http://apache.org/dav/props/\">\n"
+		  "<D:href>/repo/locks/1123456789abcdef0123456789abcdef0123456789abcdef0123456789ab"
+		  "cdef</D:href>\n"
+		  "<D:propstat>\n"
+		  "<D:prop>\n"
+		  "<lp1:resourcetype/>\n"
+		  "<lp1:getcontentlength>3</lp1:getcontentlength>\n"
+		  "</D:prop>\n"
+		  "<D:status>HTTP/1.1 200 OK</D:status>\n"
+		  "</D:propstat>\n"
+		  "</D:response>\n"
+		  "</D:multistatus>\n" },
+		{ "nginx-dav-ext",
+		  "<?xml version=\"1.0\" encoding=\"utf-8\" ?>\n"
+		  "<D:multistatus xmlns:D=\"DAV:\">\n"
+		  "<D:response>\n"
+		  "<D:href>/repo/locks/</D:href>\n"
+		  "<D:propstat>\n"
+		  "<D:prop>\n"
+		  "<D:resourcetype><D:collection/></D:resourcetype>\n"
+		  "</D:prop>\n"
+		  "<D:status>HTTP/1.1 200 OK</D:status>\n"
+		  "</D:propstat>\n"
+		  "</D:response>\n"
+		  "<D:response>\n"
+		  "<D:href>/repo/locks/odd%20name%20%25.txt</D:href>\n"
+		  "<D:propstat>\n"
+		  "<D:prop>\n"
+		  "<D:getcontentlength>2</D:getcontentlength>\n"
+		  "<D:resourcetype></D:resourcetype>\n"
+		  "</D:prop>\n"
+		  "<D:status>HTTP/1.1 200 OK</D:status>\n"
+		  "</D:propstat>\n"
+		  "</D:response>\n"
+		  "<D:response>\n"
+		  "<D:href>/repo/locks/sub/</D:href>\n"
+		  "<D:propstat>\n"
+		  "<D:prop>\n"
+		  "<D:resourcetype><D:collection/></D:resourcetype>\n"
+		  "</D:prop>\n"
+		  "<D:status>HTTP/1.1 200 OK</D:status>\n"
+		  "</D:propstat>\n"
+		  "</D:response>\n"
+		  "<D:response>\n"
+		  "<D:href>/repo/locks/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		  "aaaa</D:href>\n"
+		  "<D:propstat>\n"
+		  "<D:prop>\n"
+		  "<D:getcontentlength>6</D:getcontentlength>\n"
+		  "<D:resourcetype></D:resourcetype>\n"
+		  "</D:prop>\n"
+		  "<D:status>HTTP/1.1 200 OK</D:status>\n"
+		  "</D:propstat>\n"
+		  "</D:response>\n"
+		  "<D:response>\n"
+		  "<D:href>/repo/locks/1123456789abcdef0123456789abcdef0123456789abcdef0123456789ab"
+		  "cdef</D:href>\n"
+		  "<D:propstat>\n"
+		  "<D:prop>\n"
+		  "<D:getcontentlength>3</D:getcontentlength>\n"
+		  "<D:resourcetype></D:resourcetype>\n"
+		  "</D:prop>\n"
+		  "<D:status>HTTP/1.1 200 OK</D:status>\n"
+		  "</D:propstat>\n"
+		  "</D:response>\n"
+		  "</D:multistatus>\n" },
+		{ "rclone",
+		  "<?xml version=\"1.0\" encoding=\"UTF-8\"?><D:multistatus xmlns:D=\"DAV:\"><D:res"
+		  "ponse><D:href>/repo/locks/</D:href><D:propstat><D:prop><D:resourcetype><D:collec"
+		  "tion xmlns:D=\"DAV:\"/></D:resourcetype></D:prop><D:status>HTTP/1.1 200 OK</D:st"
+		  "atus></D:propstat></D:response><D:response><D:href>/repo/locks/1123456789abcdef0"
+		  "123456789abcdef0123456789abcdef0123456789abcdef</D:href><D:propstat><D:prop><D:r"
+		  "esourcetype></D:resourcetype></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:pr"
+		  "opstat></D:response><D:response><D:href>/repo/locks/aaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa</D:href><D:propstat><D:prop><D:resourcetype"
+		  "></D:resourcetype></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:"
+		  "response><D:response><D:href>/repo/locks/odd%20name%20%25.txt</D:href><D:propsta"
+		  "t><D:prop><D:resourcetype></D:resourcetype></D:prop><D:status>HTTP/1.1 200 OK</D"
+		  ":status></D:propstat></D:response><D:response><D:href>/repo/locks/sub/</D:href><"
+		  "D:propstat><D:prop><D:resourcetype><D:collection xmlns:D=\"DAV:\"/></D:resourcet"
+		  "ype></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response></D:m"
+		  "ultistatus>" },
+		{ "empty-folder", DAV_OPEN DAV_DIR("/repo/locks/") DAV_CLOSE },
+		{ "absolute-urls", DAV_OPEN DAV_DIR("http://127.0.0.1:8080/repo/locks/")
+		  DAV_FILE("http://127.0.0.1:8080/repo/locks/" ID_A)
+		  DAV_FILE("https://[::1]/repo/locks/" ID_B) DAV_CLOSE },
+		{ "relative-hrefs", DAV_OPEN DAV_FILE(ID_A) DAV_FILE("locks/" ID_B) DAV_CLOSE },
+		{ "default-namespace",
+		  "<multistatus xmlns=\"DAV:\"><response><href>/repo/locks/" ID_A "</href>"
+		  "</response></multistatus>" },
+		{ "other-prefix",
+		  "<x:multistatus xmlns:x=\"DAV:\" xmlns:D=\"urn:not-dav\"><x:response>"
+		  "<x:href>/repo/locks/" ID_A "</x:href></x:response><x:response><D:href>"
+		  "/repo/locks/" ID_B "</D:href><x:href>/repo/x</x:href></x:response>"
+		  "</x:multistatus>" },
+		{ "percent-encoded", DAV_OPEN DAV_FILE("/re%70o/locks/" ID_A)
+		  DAV_FILE("/repo/locks/%30123456789abcdef0123456789abcdef0123456789abcdef"
+			  "0123456789abcdef") DAV_FILE("/repo%2Flocks/" ID_A)
+		  DAV_FILE("/repo/locks/%2e%2e/locks/" ID_B) DAV_FILE("/repo/locks/%zz")
+		  DAV_FILE("/repo/locks/%00" ID_A) DAV_CLOSE },
+		{ "hostile-hrefs", DAV_OPEN DAV_FILE("/repo/locks/../locks/" ID_A)
+		  DAV_FILE("/repo/locks/./" ID_A) DAV_FILE("/repo/other/" ID_A)
+		  DAV_FILE("/repo/locks/sub/" ID_A) DAV_FILE("/repo/locks/" ID_A "?x")
+		  DAV_FILE("/repo/locks/" ID_A "#x") DAV_FILE("//evil/repo/locks/x")
+		  DAV_FILE("/repo/locks/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+		  DAV_FILE("") DAV_DIR("/repo/locks/" ID_B) DAV_FILE("/repo/locks/" ID_A "/")
+		  DAV_CLOSE },
+		{ "status-forms", DAV_OPEN "<D:response><D:href>/repo/locks/" ID_A "</D:href>"
+		  "<D:status>HTTP/1.1 404 Not Found</D:status></D:response>"
+		  "<D:response><D:href>\n /repo/locks/" ID_B "\n</D:href>"
+		  "<D:status>HTTP/1.1 200 OK</D:status></D:response>"
+		  "<D:response><D:href><![CDATA[/repo/locks/]]>" ID_A "</D:href></D:response>"
+		  "<D:responsedescription>x</D:responsedescription>" DAV_CLOSE },
+		{ "html-nginx", "<html>\r\n<head><title>405 Not Allowed</title></head>\r\n<body>\r\n"
+		  "<center><h1>405 Not Allowed</h1></center>\r\n<hr><center>nginx/1.22.1</center>\r\n"
+		  "</body>\r\n</html>\r\n" },
+		{ "html-apache", "<!DOCTYPE HTML PUBLIC \"-//IETF//DTD HTML 2.0//EN\">\n<html><head>\n"
+		  "<title>404 Not Found</title>\n</head><body></body></html>\n" },
+		{ "truncated", DAV_OPEN DAV_FILE("/repo/locks/" ID_A) "<D:response><D:href>/repo/lo" },
+		{ "billion-laughs", "<?xml version=\"1.0\"?>\n<!DOCTYPE m [\n<!ENTITY a \"aaaa\">\n"
+		  "<!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;\">\n<!ENTITY c \"&b;&b;&b;&b;&b;&b;&b;&b;\">\n]>\n"
+		  "<D:multistatus xmlns:D=\"DAV:\"><D:response><D:href>&c;</D:href></D:response>"
+		  "</D:multistatus>" },
+		{ "external-entity", "<?xml version=\"1.0\"?><!DOCTYPE m [<!ENTITY x SYSTEM "
+		  "\"file:///etc/passwd\">]><D:multistatus xmlns:D=\"DAV:\"><D:response>"
+		  "<D:href>&x;</D:href></D:response></D:multistatus>" },
+		{ "undefined-entity", DAV_OPEN "<D:response><D:href>&x;</D:href></D:response>" DAV_CLOSE },
+		{ "not-multistatus", "<?xml version=\"1.0\"?><D:prop xmlns:D=\"DAV:\"/>" },
+		{ "no-namespace", "<multistatus><response><href>/repo/locks/" ID_A "</href>"
+		  "</response></multistatus>" },
+		{ "no-href", DAV_OPEN "<D:response><D:propstat/></D:response>" DAV_CLOSE },
+		{ "two-hrefs", DAV_OPEN "<D:response><D:href>/repo/locks/" ID_A "</D:href>"
+		  "<D:href>/repo/locks/" ID_B "</D:href></D:response>" DAV_CLOSE },
+		{ "nested-deep", DAV_OPEN "<D:response><D:href>/repo/locks/" ID_A "</D:href>"
+		  "<D:propstat><D:prop><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a>"
+		  "<a><a><a><a><a><a><a><a><a><a><a><a>"
+		  "</a></a></a></a></a></a></a></a></a></a></a></a></a></a></a></a></a></a>"
+		  "</a></a></a></a></a></a></a></a></a></a></a></a>"
+		  "</D:prop></D:propstat></D:response>" DAV_CLOSE },
+		{ "json-listing", "[{\"name\":\"" ID_A "\",\"type\":\"file\"}]" },
+		{ "trailing-root", DAV_OPEN DAV_CLOSE "<D:multistatus xmlns:D=\"DAV:\"/>" },
+		{ "empty", "" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		put_text("propfind", cases[i][0], cases[i][1]);
+}
+
 /* ------------------------------------------------------- etcd replies */
 
 /* The base64 of "backups/locks/" ID, as the gateway writes keys. */
@@ -470,6 +690,7 @@ int main(int argc, char **argv)
 	raw_records();
 	truncated_records();
 	listings();
+	propfinds();
 	etcd_replies();
 	urls();
 	durations();

@@ -345,8 +345,7 @@ struct lwt_nginx *lwt_nginx_start(void)
 	return NULL;
 }
 
-/* The master's children. */
-static int workers(pid_t master, pid_t *out, int max)
+int lwt_children(pid_t master, pid_t *out, int max)
 {
 	DIR *d = opendir("/proc");
 	struct dirent *de;
@@ -376,7 +375,7 @@ static int workers(pid_t master, pid_t *out, int max)
 void lwt_nginx_signal(const struct lwt_nginx *ng, int sig)
 {
 	pid_t w[16];
-	int n = workers(ng->pid, w, 16);
+	int n = lwt_children(ng->pid, w, 16);
 
 	kill(ng->pid, sig);
 	for (int i = 0; i < n; i++)
@@ -389,7 +388,7 @@ void lwt_nginx_stop(struct lwt_nginx *ng)
 		return;
 	if (ng->pid > 0) {
 		pid_t w[16];
-		int n = workers(ng->pid, w, 16), status;
+		int n = lwt_children(ng->pid, w, 16), status;
 		bool gone = false;
 
 		lwt_nginx_signal(ng, SIGCONT);

@@ -61,6 +61,9 @@ void lwt_nginx_explain_locks(const struct lwt_nginx *ng, const char *path);
 size_t lwt_nginx_log_count(const struct lwt_nginx *ng, const char *needle);
 /* Connections of this process to PORT that are open (not TIME_WAIT). */
 int lwt_tcp_connections(int port);
+/* The processes whose parent is MASTER (a server's workers), at most MAX
+ * of them into OUT; how many. */
+int lwt_children(pid_t master, pid_t *out, int max);
 /* A loopback port nobody listens on right now (-1 if none was found). */
 int lwt_free_port(void);
 /* Whether something accepts connections on loopback PORT. */
