@@ -8,16 +8,23 @@
  *         the listing is asked for in v2 form; DELETE of a missing file
  *         answers 200, so a refresh checks the old file with HEAD first;
  *         init is POST /?create=true.
- *   dav:  a plain HTTP store (nginx dav_methods PUT DELETE, autoindex in
- *         JSON).  PUT creates; DELETE of a missing file answers 404; init
- *         PUTs locks/.keep: create_full_put_path makes the folder (the
- *         configuration DESIGN.md gives has no MKCOL) and autoindex hides
- *         dot files.
+ *   dav:  WebDAV (RFC 4918; tests/helpers/webdav.c has what Apache, nginx
+ *         and rclone answer).  PUT creates, with If-None-Match: *, which
+ *         only Apache honours (412): elsewhere the double check of acquire
+ *         stays the guarantee, as it is everywhere.  The listing is
+ *         PROPFIND Depth: 1, unless the server answers it 405 (nginx
+ *         without dav-ext), which is learnt once per repository: from then
+ *         on GET locks/ reads nginx's JSON autoindex.  DELETE of a missing
+ *         file answers 404.  init is MKCOL of the repository and of
+ *         locks/ (405: there already), then a listing to see that locks/
+ *         exists: an nginx without MKCOL answers 405 too, and there a PUT
+ *         of locks/.keep makes the folder (create_full_put_path; the
+ *         autoindex hides dot files).
  *
- * Every request is one HTTP request, retried by the HTTP layer when the
- * failure may be transient.  A retry can meet the effect of an attempt
- * whose answer was lost: a create then finds its own file (rest: 403) and
- * a delete finds nothing (404).  With 256-bit random names neither can be
+ * Every request is one HTTP request (init a few in turn), retried by the
+ * HTTP layer when the failure may be transient.  A retry can meet the effect of an attempt
+ * whose answer was lost: a create then finds its own file (rest: 403,
+ * Apache: 412) and a delete finds nothing (404).  With 256-bit random names neither can be
  * anyone else's doing, so both count as success, and only a 404 on the
  * first attempt is evidence that a lock file vanished.
  */
@@ -30,41 +37,51 @@
 #include "backend/backend.h"
 #include "http/http.h"
 #include "backend/json-listing.h"
+#include "backend/propfind.h"
 #include "format/record.h"
 
 /* 100,000 locks in nginx's autoindex form take about 15 MB. */
 #define LISTING_MAX (32u << 20)
 
 struct flavour {
-	const char *create;      /* the method that writes locks/ID */
-	bool exists_is_403;      /* CREATE answers 403 when the file exists */
+	const char *create;        /* the method that writes locks/ID */
+	long exists;               /* CREATE's answer when the file exists */
+	const char *create_header;
 	/* the listing of a missing folder is an empty one (rclone serve
 	 * restic): the repository's existence is checked apart, once */
 	bool probe_repository;
-	const char *list_accept; /* the listing's Accept header */
-	const char *init_method;
-	const char *init_path;   /* after the repository's path */
-	const char *init_query;
+	const char *list_accept;   /* the JSON listing's Accept header */
+	bool webdav;               /* PROPFIND listings, MKCOL at init */
 };
 
 static const struct flavour rest = {
 	.create = "POST",
-	.exists_is_403 = true,
+	.exists = 403,
 	.probe_repository = true,
 	.list_accept = "application/vnd.x.restic.rest.v2",
-	.init_method = "POST",
-	.init_path = "",
-	.init_query = "create=true",
 };
 
 static const struct flavour dav = {
 	.create = "PUT",
-	.init_method = "PUT",
-	.init_path = "locks/.keep",
+	.exists = 412,
+	.create_header = "If-None-Match: *",
+	.webdav = true,
+};
+
+/* How a dav: server lists a folder, learnt from its first answer. */
+enum listing { LISTING_UNKNOWN, LISTING_PROPFIND, LISTING_JSON };
+
+/* The steps of init, one request each; rest: has only the first. */
+enum init_step {
+	INIT_FIRST,   /* rest: POST ?create=true; dav: MKCOL the repository */
+	INIT_LOCKS,   /* dav: MKCOL locks/ */
+	INIT_CHECK,   /* dav: list locks/ */
+	INIT_KEEP,    /* dav: PUT locks/.keep, where MKCOL is not offered */
 };
 
 struct http_backend {
 	const struct flavour *fl;
+	enum listing listing;
 	struct lw__http_pool pool;
 	const char *origin; /* "http://host:port", no credentials */
 	const char *path;   /* "/path/": every request's starts with it */
@@ -82,7 +99,9 @@ struct http_breq {
 	struct lw__breq base;
 	struct lw__http_req http;
 	char *path; /* what the request asks for: the repository's path + ... */
-	uint8_t probe; /* enum probe: the request in flight is a LIST's probe */
+	enum init_step step;
+	bool mkcol_405;    /* init: some MKCOL was refused */
+	uint8_t probe;     /* enum probe: the request in flight is a LIST's probe */
 };
 
 static struct http_backend *priv(struct lw__backend *be)
@@ -105,6 +124,7 @@ static const char *status_text(long status)
 	case 405: return " Method Not Allowed";
 	case 408: return " Request Timeout";
 	case 409: return " Conflict";
+	case 412: return " Precondition Failed";
 	case 413: return " Content Too Large";
 	case 429: return " Too Many Requests";
 	case 500: return " Internal Server Error";
@@ -117,31 +137,31 @@ static const char *status_text(long status)
 	}
 }
 
-/* Fails REQ with RES and "METHOD locks/0123456789ab on host:port: WHAT". */
+/* Fails REQ with RES and "METHOD locks/0123456789ab on host:port: WHAT"
+ * (the path after the repository's; "/" for the repository itself). */
 static void fail(struct http_breq *hr, int res, const char *fmt, ...) LW_PRINTF(3, 4);
 
 static void fail(struct http_breq *hr, int res, const char *fmt, ...)
 {
 	struct lw__breq *req = &hr->base;
 	const struct lw__http_req *r = &hr->http;
-	char what[200], target[32], hex[LW_ID_HEX + 1], attempts[32] = "";
+	const char *base = priv(req->be)->path;
+	size_t n = strlen(base);
+	char what[200], target[48], attempts[32] = "";
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	lw__id_hex(&req->id, hex);
+	/* an id's first 12 digits are enough to know it by */
 	if (hr->probe)
 		snprintf(target, sizeof(target), "%s", hr->probe == PROBE_CONFIG ? "config" :
 			 "the repository's folder");
-	else if (req->op == LW__BOP_LIST)
-		snprintf(target, sizeof(target), "locks/");
-	else if (req->op == LW__BOP_INIT)
-		snprintf(target, sizeof(target), "%s%s%s", priv(req->be)->fl->init_path,
-			 priv(req->be)->fl->init_query ? "?" : "",
-			 priv(req->be)->fl->init_query ? priv(req->be)->fl->init_query : "");
 	else
-		snprintf(target, sizeof(target), "locks/%.12s", hex);
+		snprintf(target, sizeof(target), "%.18s%s%s",
+			 hr->path && strncmp(hr->path, base, n) == 0 && hr->path[n] ?
+				 hr->path + n : "/",
+			 r->query ? "?" : "", r->query ? r->query : "");
 	if (r->attempts > 1)
 		snprintf(attempts, sizeof(attempts), " (%u attempts)", r->attempts);
 	lw__breq_fail(req, res, "%s %s on %s: %s%s", r->method, target,
@@ -153,13 +173,22 @@ static void conclude_ok(struct http_breq *hr)
 {
 	struct lw__breq *req = &hr->base;
 	struct lw__http_req *r = &hr->http;
+	struct http_backend *hb = priv(req->be);
+	bool propfind = strcmp(r->method, "PROPFIND") == 0;
 	char why[160];
 	int res;
 
+	if (propfind)
+		hb->listing = LISTING_PROPFIND;
 	switch (req->op) {
 	case LW__BOP_LIST:
-		res = lw__json_listing_parse_typed(r->resp, r->resp_len, &req->ids,
-						   &req->types, &req->nids, why, sizeof(why));
+		if (propfind)
+			res = lw__propfind_parse(r->resp, r->resp_len, hr->path, &req->ids,
+						 &req->nids, why, sizeof(why));
+		else
+			res = lw__json_listing_parse_typed(r->resp, r->resp_len, &req->ids,
+							   &req->types, &req->nids, why,
+							   sizeof(why));
 		if (res == -ENOMEM)
 			fail(hr, res, "out of memory");
 		else if (res < 0)
@@ -199,10 +228,14 @@ static void conclude(struct http_breq *hr)
 	} else if (st == 404 && req->op == LW__BOP_LIST) {
 		fail(hr, -ENOENT, "404 Not Found: the repository has no locks/ folder "
 		     "(run init)");
-	} else if (st == 403 && req->op == LW__BOP_CREATE && fl->exists_is_403) {
+	} else if (st == fl->exists && req->op == LW__BOP_CREATE) {
 		/* after a lost answer, it is the file our own first try wrote */
 		if (!r->earlier_reached)
-			fail(hr, -EEXIST, "403: the lock file exists already");
+			fail(hr, -EEXIST, "%ld%s: the lock file exists already", st,
+			     status_text(st));
+	} else if (st == 409 && req->op == LW__BOP_INIT) {
+		fail(hr, -LW_EBACKEND, "409 Conflict: the folder that holds the repository "
+		     "does not exist");
 	} else if (st == 401 || st == 403) {
 		fail(hr, -EACCES, "%ld%s: permission denied%s", st, status_text(st),
 		     st == 401 ? " (check the user name and password)" : "");
@@ -216,7 +249,49 @@ static void conclude(struct http_breq *hr)
 	req->ambiguous = req->op == LW__BOP_CREATE && req->res < 0 && r->reached;
 }
 
-static void send(struct http_breq *hr, const char *method, const char *rel);
+static void send(struct http_breq *hr);
+
+/* A request of several steps goes on; false when it is complete. */
+static bool next_step(struct http_breq *hr)
+{
+	struct lw__breq *req = &hr->base;
+	const struct lw__http_req *r = &hr->http;
+	struct http_backend *hb = priv(req->be);
+	long st = r->status;
+
+	/* cancelled: it ends now, with what it got */
+	if (req->cancelled)
+		return false;
+	if (r->res == 0 && (st == 405 || st == 501) && strcmp(r->method, "PROPFIND") == 0 &&
+	    hb->listing == LISTING_UNKNOWN) {
+		lw__info(req->be->log, "dav: %s answers PROPFIND with %ld: listings "
+			 "are read from its JSON index", req->be->where, st);
+		hb->listing = LISTING_JSON;
+		send(hr);
+		return true;
+	}
+	if (req->op != LW__BOP_INIT || !hb->fl->webdav || r->res < 0)
+		return false;
+	switch (hr->step) {
+	case INIT_FIRST:
+	case INIT_LOCKS:
+		if (st == 405) /* there already, or no MKCOL here: INIT_CHECK tells */
+			hr->mkcol_405 = true;
+		else if (st < 200 || st > 299)
+			return false;
+		hr->step++;
+		break;
+	case INIT_CHECK:
+		if (st != 404 || !hr->mkcol_405 || hb->listing != LISTING_JSON)
+			return false;
+		hr->step = INIT_KEEP;
+		break;
+	case INIT_KEEP:
+		return false;
+	}
+	send(hr);
+	return true;
+}
 
 /*
  * A probe's answer: 2xx, the repository is there, and the listing goes on;
@@ -237,12 +312,12 @@ static bool probed(struct http_breq *hr)
 	if (r->res == 0 && r->status >= 200 && r->status <= 299) {
 		hb->exists = true;
 		hr->probe = PROBE_NONE;
-		send(hr, "GET", "locks/");
+		send(hr);
 		return true;
 	}
 	if (missing && hr->probe == PROBE_CONFIG) {
 		hr->probe = PROBE_FOLDER;
-		send(hr, "HEAD", "");
+		send(hr);
 		return true;
 	}
 	if (missing) {
@@ -264,6 +339,8 @@ static void on_http_done(struct lw__http_req *r)
 
 	if (hr->probe && probed(hr))
 		return;
+	if (!hr->probe && next_step(hr))
+		return;
 	if (!hr->base.msg[0])
 		conclude(hr);
 	if (hr->base.started)
@@ -271,44 +348,85 @@ static void on_http_done(struct lw__http_req *r)
 	lw__breq_complete(&hr->base);
 }
 
-/* Sends METHOD for the repository's path + REL as REQ's one request. */
-static void send(struct http_breq *hr, const char *method, const char *rel)
+/* The listing's request: PROPFIND where the server may answer it. */
+static void list_request(struct http_backend *hb, struct lw__http_req *r)
 {
-	struct http_backend *hb = priv(hr->base.be);
+	if (hb->fl->webdav && hb->listing != LISTING_JSON) {
+		r->method = "PROPFIND";
+		r->header = "Depth: 1";
+		r->body = LW_PROPFIND_BODY;
+		r->body_len = strlen(LW_PROPFIND_BODY);
+		r->content_type = "application/xml; charset=utf-8";
+		r->max_body = LW_PROPFIND_MAX;
+	} else {
+		r->method = "GET";
+		r->accept = hb->fl->list_accept;
+		r->max_body = LISTING_MAX;
+	}
+}
+
+/* Sends REQ's request, or the request of its current step, afresh. */
+static void send(struct http_breq *hr)
+{
 	struct lw__breq *req = &hr->base;
+	struct http_backend *hb = priv(req->be);
 	struct lw__http_req *r = &hr->http;
+	char hex[LW_ID_HEX + 1], path[LW_ID_HEX + 16];
 
 	lw__http_req_fini(r);
 	free(hr->path);
-	memset(r, 0, sizeof(*r));
-	r->pool = &hb->pool;
-	r->deadline = req->deadline;
-	r->done = on_http_done;
-	r->method = method;
+	*r = (struct lw__http_req){ .pool = &hb->pool, .deadline = req->deadline,
+				    .done = on_http_done };
+	lw__id_hex(&req->id, hex);
+	snprintf(path, sizeof(path), "locks/%s", hex);
 	switch (req->op) {
 	case LW__BOP_CREATE:
+		r->method = hb->fl->create;
+		r->header = hb->fl->create_header;
 		r->body = req->data;
 		r->body_len = req->len;
 		break;
 	case LW__BOP_LIST:
-		if (hr->probe)
+		if (hr->probe) {
+			r->method = "HEAD";
+			snprintf(path, sizeof(path), "%s", hr->probe == PROBE_CONFIG ? "config" : "");
 			break;
-		r->accept = hb->fl->list_accept;
-		r->max_body = LISTING_MAX;
+		}
+		list_request(hb, r);
+		snprintf(path, sizeof(path), "locks/");
 		break;
 	case LW__BOP_READ:
+		r->method = "GET";
 		r->max_body = LW_RECORD_MAX + 1;
 		r->cut_ok = true;
 		break;
-	case LW__BOP_INIT:
-		r->query = hb->fl->init_query;
+	case LW__BOP_REMOVE:
+		r->method = "DELETE";
 		break;
-	default:
+	case LW__BOP_EXISTS:
+	case LW__BOP_KEEPALIVE: /* files have no lease: is it still there? */
+		r->method = "HEAD";
+		break;
+	case LW__BOP_INIT:
+		if (!hb->fl->webdav) {
+			r->method = "POST";
+			r->query = "create=true";
+			path[0] = '\0';
+		} else if (hr->step == INIT_FIRST || hr->step == INIT_LOCKS) {
+			r->method = "MKCOL";
+			snprintf(path, sizeof(path), "%s", hr->step == INIT_FIRST ? "" : "locks/");
+		} else if (hr->step == INIT_CHECK) {
+			list_request(hb, r);
+			snprintf(path, sizeof(path), "locks/");
+		} else {
+			r->method = "PUT";
+			snprintf(path, sizeof(path), "locks/.keep");
+		}
 		break;
 	}
 	/* out of memory: the HTTP layer fails a request without a URL; the
 	 * HTTP layer checks that the URL asks for exactly this path */
-	if (asprintf(&hr->path, "%s%s", hb->path, rel) < 0)
+	if (asprintf(&hr->path, "%s%s", hb->path, path) < 0)
 		hr->path = NULL;
 	else if (asprintf(&r->url, "%s%s%s%s", hb->origin, hr->path, r->query ? "?" : "",
 			  r->query ? r->query : "") < 0)
@@ -321,36 +439,11 @@ static void hb_start(struct lw__backend *be, struct lw__breq *req)
 {
 	struct http_backend *hb = priv(be);
 	struct http_breq *hr = LW_CONTAINER_OF(req, struct http_breq, base);
-	char hex[LW_ID_HEX + 1], path[LW_ID_HEX + 16];
 
-	lw__id_hex(&req->id, hex);
-	snprintf(path, sizeof(path), "locks/%s", hex);
-	switch (req->op) {
-	case LW__BOP_CREATE:
-		send(hr, hb->fl->create, path);
-		return;
-	case LW__BOP_LIST:
-		if (hb->fl->probe_repository && !hb->exists) {
-			hr->probe = PROBE_CONFIG;
-			send(hr, "HEAD", "config");
-			return;
-		}
-		send(hr, "GET", "locks/");
-		return;
-	case LW__BOP_READ:
-		send(hr, "GET", path);
-		return;
-	case LW__BOP_REMOVE:
-		send(hr, "DELETE", path);
-		return;
-	case LW__BOP_EXISTS:
-	case LW__BOP_KEEPALIVE: /* files have no lease: is it still there? */
-		send(hr, "HEAD", path);
-		return;
-	case LW__BOP_INIT:
-		send(hr, hb->fl->init_method, hb->fl->init_path);
-		return;
-	}
+	hr->step = INIT_FIRST;
+	if (req->op == LW__BOP_LIST && hb->fl->probe_repository && !hb->exists)
+		hr->probe = PROBE_CONFIG;
+	send(hr);
 }
 
 static void hb_cancel(struct lw__backend *be, struct lw__breq *req)

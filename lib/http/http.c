@@ -187,19 +187,26 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp)
 }
 
 /* A request's headers (NULL: out of memory): no 100-continue round trip
- * for a record of a few hundred bytes, a body is bytes.  Without ACCEPT
- * they are the same for every request, and built once. */
-static struct curl_slist *headers_new(bool upload, const char *accept)
+ * for a record of a few hundred bytes, a body is bytes unless said
+ * otherwise.  Without ACCEPT, TYPE and EXTRA they are the same for every
+ * request, and built once. */
+static struct curl_slist *headers_new(bool upload, const char *accept, const char *type,
+				      const char *extra)
 {
 	struct curl_slist *hdrs = curl_slist_append(NULL, "Expect:"), *next = hdrs;
 	char line[128];
 
-	if (next && upload)
-		next = curl_slist_append(hdrs, "Content-Type: application/octet-stream");
+	if (next && upload) {
+		snprintf(line, sizeof(line), "Content-Type: %s",
+			 type ? type : "application/octet-stream");
+		next = curl_slist_append(hdrs, line);
+	}
 	if (next && accept) {
 		snprintf(line, sizeof(line), "Accept: %s", accept);
 		next = curl_slist_append(hdrs, line);
 	}
+	if (next && extra)
+		next = curl_slist_append(hdrs, extra);
 	if (!next) {
 		curl_slist_free_all(hdrs);
 		return NULL;
@@ -223,8 +230,8 @@ int lw__http_get(struct lw__http **hp, struct lw__engine *e,
 	if (!h)
 		return -ENOMEM;
 	h->multi = curl_multi_init();
-	h->headers[0] = headers_new(false, NULL);
-	h->headers[1] = headers_new(true, NULL);
+	h->headers[0] = headers_new(false, NULL, NULL, NULL);
+	h->headers[1] = headers_new(true, NULL, NULL, NULL);
 	if (!h->multi || !h->headers[0] || !h->headers[1] || lw__engine_reserve(e, 1) < 0) {
 		if (h->multi)
 			curl_multi_cleanup(h->multi);
@@ -664,15 +671,19 @@ static CURL *make_easy(struct lw__http_req *r, int64_t left)
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body ? r->body : "");
 	}
 	hdrs = p->http->headers[upload];
-	if (r->accept)
-		hdrs = r->headers = headers_new(upload, r->accept);
+	if (r->accept || r->content_type || r->header)
+		hdrs = r->headers = headers_new(upload, r->accept, r->content_type, r->header);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
 	/* a larger body announced by Content-Length is refused unread */
 	if (r->max_body && !r->cut_ok)
 		curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_body);
 	if (p->user) {
-		/* never in the URL, where it could reach a log or a message */
-		curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		/* Never in the URL, where it could reach a log or a message.
+		 * Until the server has said which scheme it wants, curl is
+		 * offered both and asks first (a 401 round trip); once it has,
+		 * Basic goes with the first request. */
+		curl_easy_setopt(e, CURLOPT_HTTPAUTH,
+				 p->auth ? p->auth : (long)(CURLAUTH_BASIC | CURLAUTH_DIGEST));
 		curl_easy_setopt(e, CURLOPT_USERNAME, p->user);
 		curl_easy_setopt(e, CURLOPT_PASSWORD, p->password ? p->password : "");
 	}
@@ -745,6 +756,14 @@ static bool end_attempt(struct lw__http_req *r)
 	curl_easy_getinfo(r->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
 	curl_easy_getinfo(r->easy, CURLINFO_REQUEST_SIZE, &sent);
 	r->status = status;
+	if (p->user && !p->auth && status != 401) {
+		long avail = 0;
+
+		/* the schemes of the 401 that curl answered on its way here */
+		curl_easy_getinfo(r->easy, CURLINFO_HTTPAUTH_AVAIL, &avail);
+		/* both offered: Digest, as curl itself would choose */
+		p->auth = avail & CURLAUTH_DIGEST ? CURLAUTH_DIGEST : avail & CURLAUTH_BASIC;
+	}
 	curl_multi_remove_handle(p->http->multi, r->easy);
 	easy_free(r);
 	lw__list_del(&r->link);

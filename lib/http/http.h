@@ -49,10 +49,14 @@ struct lw__http_pool {
 	struct lw__list queue;   /* waiting for a free place */
 	struct lw__list running; /* in curl, or waiting to retry */
 	struct lw__list waiting; /* in the client's line for a connection */
-	const char *user;        /* basic auth, never put in a URL */
+	const char *user;        /* Basic or Digest auth, never put in a URL */
 	const char *password;
 	const char *ca_file;     /* NULL: the system's trust store */
 	bool insecure;           /* skip TLS certificate verification */
+
+	/* private: the scheme the server asked for (a CURLAUTH_ bit), once
+	 * one has; 0 until then */
+	long auth;
 };
 
 void lw__http_pool_init(struct lw__http_pool *p, struct lw__http *h);
@@ -80,7 +84,8 @@ enum lw__http_state {
 struct lw__http_req {
 	/* set by the caller */
 	struct lw__http_pool *pool;
-	const char *method;     /* GET, HEAD, PUT, POST, DELETE */
+	const char *method;     /* GET, HEAD, PUT, POST, DELETE, PROPFIND,
+				   MKCOL */
 	char *url;              /* without credentials; freed by _fini */
 	/* what URL must ask for, checked as libcurl reads it before anything
 	 * is sent: this path (NULL: not checked) and this query (NULL: none) */
@@ -89,6 +94,8 @@ struct lw__http_req {
 	const void *body;       /* PUT, POST: sent as is, must stay valid */
 	size_t body_len;
 	const char *accept;     /* an Accept header, or NULL */
+	const char *content_type; /* of BODY; NULL: application/octet-stream */
+	const char *header;     /* one more header line ("Depth: 1"), or NULL */
 	size_t max_body;        /* a 2xx body is kept up to this; 0: dropped */
 	bool cut_ok;            /* keep the first MAX_BODY bytes of a longer
 				   body instead of refusing it */
@@ -122,7 +129,7 @@ struct lw__http_req {
 	struct lw__timer timer; /* deadline while queued, retry while backing off */
 	struct lw__defer defer;
 	void *easy;
-	void *headers;          /* its own, with an Accept header */
+	void *headers;          /* its own, with the headers asked for */
 	void *connect_to;       /* the fault hook's, for this attempt */
 	int64_t backoff;
 	size_t resp_cap;

@@ -15,13 +15,19 @@
 #include "lwtest.h"
 #include "nginx.h"
 #include "testing.h"
+#include "webdav.h"
 
-/* the backends of lock files first, then etcd; each on both engines */
-#define NFILES 6
+/* the backends of lock files first, those on the fault nginx leading,
+ * then etcd; each on both engines */
+#define NFAULTS 6
+#define NFILES 12
 static const struct lwt_param matrix[] = {
 	{ LW_ENGINE_URING, LWT_BE_LOCAL }, { LW_ENGINE_EPOLL, LWT_BE_LOCAL },
 	{ LW_ENGINE_URING, LWT_BE_DAV }, { LW_ENGINE_EPOLL, LWT_BE_DAV },
 	{ LW_ENGINE_URING, LWT_BE_REST }, { LW_ENGINE_EPOLL, LWT_BE_REST },
+	{ LW_ENGINE_URING, LWT_BE_APACHE }, { LW_ENGINE_EPOLL, LWT_BE_APACHE },
+	{ LW_ENGINE_URING, LWT_BE_NGINX_DAV }, { LW_ENGINE_EPOLL, LWT_BE_NGINX_DAV },
+	{ LW_ENGINE_URING, LWT_BE_RCLONE }, { LW_ENGINE_EPOLL, LWT_BE_RCLONE },
 	{ LW_ENGINE_URING, LWT_BE_ETCD }, { LW_ENGINE_EPOLL, LWT_BE_ETCD },
 };
 
@@ -38,6 +44,13 @@ static struct criterion_test_params wanted(struct lwt_param *cases, size_t first
 struct criterion_test_params lwt_engine_params(void)
 {
 	static struct lwt_param cases[2];
+
+	return wanted(cases, 0, LW_ARRAY_SIZE(cases));
+}
+
+struct criterion_test_params lwt_faults_params(void)
+{
+	static struct lwt_param cases[NFAULTS];
 
 	return wanted(cases, 0, LW_ARRAY_SIZE(cases));
 }
@@ -94,6 +107,17 @@ void lwt_start(struct lwt *t, const struct lwt_param *p, const char *base,
 		lwt_etcd_prefix(t->prefix);
 		snprintf(t->url, sizeof(t->url), "etcd:%s/%s", lwt_etcd_endpoints(t->etcd),
 			 t->prefix);
+	} else if (p->backend >= LWT_BE_APACHE) {
+		static const enum lwt_webdav_kind kinds[] = {
+			[LWT_BE_APACHE] = LWT_WEBDAV_APACHE,
+			[LWT_BE_NGINX_DAV] = LWT_WEBDAV_NGINX,
+			[LWT_BE_RCLONE] = LWT_WEBDAV_RCLONE,
+		};
+
+		t->wd = lwt_webdav_start(kinds[p->backend]);
+		cr_assert(t->wd, "%s did not start", lwt_webdav_name(kinds[p->backend]));
+		snprintf(t->dir, sizeof(t->dir), "%s/repo", lwt_webdav_root(t->wd));
+		snprintf(t->url, sizeof(t->url), "%s", lwt_webdav_url(t->wd, "/repo/"));
 	} else {
 		t->ng = lwt_nginx_start();
 		cr_assert(t->ng, "nginx did not start");
@@ -140,10 +164,13 @@ void lwt_stop(struct lwt *t)
 		lwt_etcd_stop(t->etcd); /* the handle: the cluster runs on */
 	} else if (t->ng) {
 		lwt_nginx_stop(t->ng); /* removes its directory too */
+	} else if (t->wd) {
+		lwt_webdav_stop(t->wd);
 	} else {
 		nftw(t->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	}
 	t->ng = NULL;
+	t->wd = NULL;
 	t->etcd = NULL;
 }
 
@@ -196,6 +223,8 @@ void lwt_plant_bytes(const struct lwt *t, const void *data, size_t len, char id[
 	cr_assert(fd >= 0, "open %s", path);
 	cr_assert_eq(write(fd, data, len), (ssize_t)len);
 	close(fd);
+	if (t->wd)
+		lwt_webdav_own(t->wd, path);
 }
 
 struct lw__record lwt_record(bool exclusive)

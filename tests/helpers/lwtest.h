@@ -14,11 +14,20 @@
 #include "runenv.h"
 
 /* Where a test's repository lives.  nginx (tests/helpers/nginx.c) keeps the files
- * of dav: and rest: repositories in a directory on this machine: the tests
+ * of dav: and rest: repositories in a directory on this machine, and so do
+ * the WebDAV servers of tests/helpers/webdav.c: the tests
  * look at and plant lock files there for every backend alike.  etcd: lives
  * under a prefix of its own in the test binary's cluster (tests/helpers/etcd.c,
  * tests/helpers/etcd-shared.c), looked at through the gateway. */
-enum lwt_backend { LWT_BE_LOCAL, LWT_BE_DAV, LWT_BE_REST, LWT_BE_ETCD };
+enum lwt_backend {
+	LWT_BE_LOCAL,
+	LWT_BE_DAV,        /* dav: on a plain nginx: the JSON index */
+	LWT_BE_REST,
+	LWT_BE_APACHE,     /* dav: on WebDAV servers (tests/helpers/webdav.c) */
+	LWT_BE_NGINX_DAV,
+	LWT_BE_RCLONE,
+	LWT_BE_ETCD,
+};
 
 struct lwt_param {
 	enum lw_engine engine;
@@ -27,16 +36,23 @@ struct lwt_param {
 
 /* Every test that touches the loop runs on both engines: LWT_ENGINE_TEST
  * on a local repository (tests of file operations), LWT_FILES_TEST on
- * local, dav: and rest: repositories (what only lock files do: a refresh
+ * local, rest: and dav: repositories, the latter on nginx's JSON index and
+ * on Apache, nginx + dav-ext and rclone (what only lock files do: a refresh
  * writes a new one, record times age), LWT_MATRIX_TEST on those and etcd:.
+ * LWT_FAULTS_TEST is local, dav: and rest: on tests/helpers/nginx.c's
+ * nginx alone, whose faults (lwt_nginx_fault) a test can turn on.
  * The body sees P. */
 struct criterion_test_params lwt_engine_params(void);
+struct criterion_test_params lwt_faults_params(void);
 struct criterion_test_params lwt_files_params(void);
 struct criterion_test_params lwt_matrix_params(void);
 /* etcd: on both engines, for what only it does (tests/lib/test-etcd*.c) */
 struct criterion_test_params lwt_etcd_params(void);
 #define LWT_ENGINE_TEST(suite, name, ...)                                      \
 	ParameterizedTestParameters(suite, name) { return lwt_engine_params(); } \
+	ParameterizedTest(struct lwt_param *p, suite, name, __VA_ARGS__)
+#define LWT_FAULTS_TEST(suite, name, ...)                                      \
+	ParameterizedTestParameters(suite, name) { return lwt_faults_params(); } \
 	ParameterizedTest(struct lwt_param *p, suite, name, __VA_ARGS__)
 #define LWT_FILES_TEST(suite, name, ...)                                       \
 	ParameterizedTestParameters(suite, name) { return lwt_files_params(); } \
@@ -49,6 +65,7 @@ struct criterion_test_params lwt_etcd_params(void);
 	ParameterizedTest(struct lwt_param *p, suite, name, __VA_ARGS__)
 
 struct lwt_nginx;
+struct lwt_webdav;
 struct lwt_etcd;
 
 struct lwt {
@@ -56,6 +73,7 @@ struct lwt {
 	char dir[PATH_MAX]; /* the repository's files on this machine */
 	char url[PATH_MAX]; /* the repository as the library sees it */
 	struct lwt_nginx *ng;
+	struct lwt_webdav *wd;
 	struct lwt_etcd *etcd; /* etcd: the cluster, and the prefix in it */
 	char prefix[32];
 	struct lw_loop *loop;

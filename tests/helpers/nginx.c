@@ -120,8 +120,11 @@ static int write_config(const struct lwt_nginx *ng)
 		"  upstream dav { server 127.0.0.1:%2$d; keepalive 16; }\n",
 		ng->dir, ng->port[LWT_DAV]);
 
-	/* dav, with the faults */
-	fprintf(f, "  server {\n    listen 127.0.0.1:%d;\n    root %s;\n",
+	/* dav, with the faults; PROPFIND is 405 everywhere, as on any nginx
+	 * without dav-ext (the fault locations would answer it 200), so that
+	 * dav: reads their JSON */
+	fprintf(f, "  server {\n    listen 127.0.0.1:%d;\n    root %s;\n"
+		"    if ($request_method = PROPFIND) { return 405; }\n",
 		ng->port[LWT_DAV], ng->root);
 	dav_locations(f, ng);
 	fprintf(f,

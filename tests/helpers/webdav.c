@@ -86,7 +86,8 @@ static void sleep_ms(int ms)
 static int write_apache(const struct lwt_webdav *w, FILE *f)
 {
 	static const char *const modules[] = {
-		"mpm_event", "authn_core", "authz_core", "dav", "dav_fs",
+		"mpm_event", "authn_core", "authn_file", "authz_core", "authz_user",
+		"auth_basic", "auth_digest", "dav", "dav_fs",
 	};
 
 	fprintf(f, "ServerRoot %1$s\nServerName 127.0.0.1\nListen 127.0.0.1:%2$d\n"
@@ -103,7 +104,12 @@ static int write_apache(const struct lwt_webdav *w, FILE *f)
 		"CustomLog %1$s/access.log lwt\n"
 		"DocumentRoot %2$s\n"
 		"DavLockDB %1$s/run/davlock\n"
-		"<Directory %2$s>\n  Dav On\n  Require all granted\n</Directory>\n",
+		"<Directory %2$s>\n  Dav On\n  Require all granted\n</Directory>\n"
+		"<Location /basic/>\n  AuthType Basic\n  AuthName " LWT_WEBDAV_REALM "\n"
+		"  AuthUserFile %1$s/htpasswd\n  Require valid-user\n</Location>\n"
+		"<Location /digest/>\n  AuthType Digest\n  AuthName " LWT_WEBDAV_REALM "\n"
+		"  AuthDigestDomain /digest/\n  AuthUserFile %1$s/htdigest\n"
+		"  Require valid-user\n</Location>\n",
 		w->dir, w->root);
 	return 0;
 }
@@ -154,6 +160,21 @@ static int write_config(const struct lwt_webdav *w)
 	return fclose(f) == 0 ? 0 : -1;
 }
 
+/* The user of /basic/ and /digest/: htpasswd hashes for Basic; Digest's
+ * file holds MD5(user:realm:password), which is what htdigest writes. */
+static int write_passwords(const struct lwt_webdav *w)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s && htpasswd -bcB htpasswd %s %s 2>/dev/null && "
+		 "printf '%%s:%%s:%%s\\n' %s %s \"$(printf %%s %s:%s:%s | md5sum | cut -c1-32)\" "
+		 "> htdigest",
+		 w->dir, LWT_WEBDAV_USER, LWT_WEBDAV_PASSWORD, LWT_WEBDAV_USER,
+		 LWT_WEBDAV_REALM, LWT_WEBDAV_USER, LWT_WEBDAV_REALM, LWT_WEBDAV_PASSWORD);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
 static int prepare(struct lwt_webdav *w)
 {
 	char path[128];
@@ -168,6 +189,8 @@ static int prepare(struct lwt_webdav *w)
 		return -1;
 	snprintf(path, sizeof(path), "%s/tmp", w->dir);
 	if (mkdir(path, 0755) < 0)
+		return -1;
+	if (w->kind == LWT_WEBDAV_APACHE && write_passwords(w) < 0)
 		return -1;
 	w->uid = geteuid();
 	w->gid = getegid();

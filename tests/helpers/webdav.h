@@ -5,22 +5,39 @@
  * and stopped by the test: Apache 2.4 with mod_dav and mod_dav_fs, nginx
  * with its dav module and the dav-ext module (PROPFIND), and `rclone serve
  * webdav` over a local folder.  What each answers is recorded in webdav.c.
+ * Apache also guards /basic/ and /digest/ with the authentication schemes
+ * of those names.
  */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
 
+/* Apache asks for this user under /basic/ (Basic) and /digest/ (Digest). */
+#define LWT_WEBDAV_USER "bob"
+#define LWT_WEBDAV_PASSWORD "pa55word"
+#define LWT_WEBDAV_REALM "lockwatch"
+
 enum lwt_webdav_kind { LWT_WEBDAV_APACHE, LWT_WEBDAV_NGINX, LWT_WEBDAV_RCLONE };
 
 struct lwt_webdav;
 
 /* "apache", "nginx-dav-ext", "rclone" */
-const char *lwt_webdav_name(enum lwt_webdav_kind kind);
+const char *lwt_webdav_name(/* Apache asks for this user under /basic/ (Basic) and /digest/ (Digest). */
+#define LWT_WEBDAV_USER "bob"
+#define LWT_WEBDAV_PASSWORD "pa55word"
+#define LWT_WEBDAV_REALM "lockwatch"
+
+enum lwt_webdav_kind kind);
 
 /* Starts the server and waits until it answers; NULL (with a message on
  * stderr) if it cannot. */
-struct lwt_webdav *lwt_webdav_start(enum lwt_webdav_kind kind);
+struct lwt_webdav *lwt_webdav_start(/* Apache asks for this user under /basic/ (Basic) and /digest/ (Digest). */
+#define LWT_WEBDAV_USER "bob"
+#define LWT_WEBDAV_PASSWORD "pa55word"
+#define LWT_WEBDAV_REALM "lockwatch"
+
+enum lwt_webdav_kind kind);
 /* Stops the server (also a stopped one) and removes its directory.
  * Accepts NULL. */
 void lwt_webdav_stop(struct lwt_webdav *w);

@@ -95,7 +95,7 @@ static void stop(struct lw_lock *lock)
 
 /* Asleep past the deadline, nothing changed meanwhile: the work is held,
  * the lock replaced, and the context goes on. */
-LWT_FILES_TEST(suspend, recovers, .timeout = 30)
+LWT_FAULTS_TEST(suspend, recovers, .timeout = 30)
 {
 	struct seen s = { 0 };
 	struct lw_lock *lock = start(p, &s, true);
@@ -125,7 +125,7 @@ LWT_FILES_TEST(suspend, recovers, .timeout = 30)
 }
 
 /* Someone removed the lock while the holder slept: it ends, REMOVED. */
-LWT_FILES_TEST(suspend, removed_while_asleep, .timeout = 30)
+LWT_FAULTS_TEST(suspend, removed_while_asleep, .timeout = 30)
 {
 	struct seen s = { 0 };
 	struct lw_lock *lock = start(p, &s, true);
@@ -150,7 +150,7 @@ LWT_FILES_TEST(suspend, removed_while_asleep, .timeout = 30)
 }
 
 /* Another holder took a conflicting lock while this one slept: it ends. */
-LWT_FILES_TEST(suspend, conflict_while_asleep, .timeout = 30)
+LWT_FAULTS_TEST(suspend, conflict_while_asleep, .timeout = 30)
 {
 	struct lw__record rec = lwt_record(true);
 	struct seen s = { 0 };
@@ -174,7 +174,7 @@ LWT_FILES_TEST(suspend, conflict_while_asleep, .timeout = 30)
 }
 
 /* Refreshes failed but nobody slept: the deadline is final. */
-LWT_FILES_TEST(suspend, no_sleep_no_recovery, .timeout = 30)
+LWT_FAULTS_TEST(suspend, no_sleep_no_recovery, .timeout = 30)
 {
 	struct seen s = { 0 };
 	struct lw_lock *lock = start(p, &s, true);
@@ -189,7 +189,7 @@ LWT_FILES_TEST(suspend, no_sleep_no_recovery, .timeout = 30)
 }
 
 /* Off by default: a suspend past the deadline ends the context. */
-LWT_FILES_TEST(suspend, off_by_default, .timeout = 30)
+LWT_FAULTS_TEST(suspend, off_by_default, .timeout = 30)
 {
 	struct seen s = { 0 };
 	struct lw_lock *lock = start(p, &s, false);
