@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The lockwatch command, end to end: the built binary on a real repository
- * of every backend in clitest_backends[], on both engines.  Each case checks
+ * of each backend of tests/helpers/clitest.c (the WebDAV servers for what
+ * a user of each does: CLI_TEST_ALL), on both engines.  Each case checks
  * what a user sees: the exit status, the messages, the job's behaviour and
  * the files left in locks/ (none, on every path).
  */
@@ -28,6 +29,9 @@
 #define FAST "--refresh-interval", "1s", "--stale-timeout", "4s"
 
 #define CLI_TEST(name, timeout_s) CLITEST(cli, name, timeout_s)
+/* What a user of every server does (run, list, unlock, a stall): on the
+ * WebDAV servers too */
+#define CLI_TEST_ALL(name, timeout_s) CLITEST_ON(cli, name, timeout_s, clitest_all_params)
 
 static char *tmpfile_(const struct repo *r, const char *name)
 {
@@ -84,7 +88,7 @@ CLI_TEST(exit_status_is_the_jobs, 60)
 	expect_no_locks(r, "after three jobs");
 }
 
-CLI_TEST(job_sees_its_lock_and_our_stdio, 30)
+CLI_TEST_ALL(job_sees_its_lock_and_our_stdio, 30)
 {
 	/* the lock file the job is told about is there while it runs */
 	char job[900];
@@ -105,7 +109,7 @@ CLI_TEST(job_sees_its_lock_and_our_stdio, 30)
 	expect_no_locks(r, "after the job");
 }
 
-CLI_TEST(locked_repository_exits_11, 60)
+CLI_TEST_ALL(locked_repository_exits_11, 60)
 {
 	const char *shared[] = { "run", "--", "true", NULL };
 	struct proc holder, pr;
@@ -237,7 +241,7 @@ CLI_TEST(lost_by_removal, 30)
 	expect_no_locks(r, "after the loss");
 }
 
-CLI_TEST(lost_by_deadline, 30)
+CLI_TEST_ALL(lost_by_deadline, 30)
 {
 	char job[600];
 	const char *args[] = { "run", FAST, "--", "sh", "-c", job, NULL };
@@ -506,7 +510,7 @@ static void expect_terminal_safe(const char *s)
 	}
 }
 
-CLI_TEST(list_is_safe_to_read, 30)
+CLI_TEST_ALL(list_is_safe_to_read, 30)
 {
 	const char *text[] = { "list", NULL }, *json[] = { "list", "--json", NULL };
 	char longhost[256], *out, *line, *save = NULL;
@@ -544,7 +548,7 @@ CLI_TEST(list_is_safe_to_read, 30)
 	cr_expect_eq(clitest_count_locks(r), 5, "list changed the repository");
 }
 
-CLI_TEST(unlock_removes_stale_then_all, 30)
+CLI_TEST_ALL(unlock_removes_stale_then_all, 30)
 {
 	const char *unlock[] = { "unlock", NULL }, *all[] = { "unlock", "--remove-all", NULL };
 	const char *json[] = { "list", "--json", NULL };
@@ -578,7 +582,7 @@ CLI_TEST(unlock_removes_stale_then_all, 30)
 	free(out);
 }
 
-CLI_TEST(unlock_ends_a_live_holder, 30)
+CLI_TEST_ALL(unlock_ends_a_live_holder, 30)
 {
 	char job[600];
 	const char *args[] = { "run", FAST, "--", "sh", "-c", job, NULL };

@@ -20,6 +20,7 @@
 #include "clitest.h"
 #include "runenv.h"
 #include "nginx.h"
+#include "webdav.h"
 
 #ifndef LOCKWATCH_BIN
 #error "LOCKWATCH_BIN must name the built lockwatch"
@@ -125,9 +126,41 @@ static void dav_repair(struct repo *r, pid_t pid)
 	lwt_nginx_signal(r->ng, SIGCONT);
 }
 
+/* dav: as WebDAV: the server keeps the files in a folder of its root */
+static void webdav_setup(struct repo *r)
+{
+	r->wd = lwt_webdav_start(r->be->webdav - 1);
+	cr_assert(r->wd, "%s did not start", r->be->name);
+	snprintf(r->dir, sizeof(r->dir), "%s/repo", lwt_webdav_root(r->wd));
+	snprintf(r->url, sizeof(r->url), "%s", lwt_webdav_url(r->wd, "/repo/"));
+	run_init(r);
+}
+
+static void webdav_teardown(struct repo *r)
+{
+	lwt_webdav_stop(r->wd);
+	r->wd = NULL;
+}
+
+static void webdav_stall(struct repo *r, pid_t pid)
+{
+	lwt_webdav_signal(r->wd, SIGSTOP);
+}
+
+static void webdav_repair(struct repo *r, pid_t pid)
+{
+	lwt_webdav_signal(r->wd, SIGCONT);
+}
+
 const struct backend clitest_backends[] = {
 	{ "local", local_setup, local_teardown, local_stall, local_repair },
 	{ "dav", dav_setup, dav_teardown, dav_stall, dav_repair },
+	{ "apache", webdav_setup, webdav_teardown, webdav_stall, webdav_repair,
+	  1 + LWT_WEBDAV_APACHE },
+	{ "nginx-dav-ext", webdav_setup, webdav_teardown, webdav_stall, webdav_repair,
+	  1 + LWT_WEBDAV_NGINX },
+	{ "rclone", webdav_setup, webdav_teardown, webdav_stall, webdav_repair,
+	  1 + LWT_WEBDAV_RCLONE },
 };
 const size_t clitest_nbackends = sizeof(clitest_backends) / sizeof(clitest_backends[0]);
 
@@ -136,13 +169,19 @@ void clitest_params_free(struct criterion_test_params *crp)
 	cr_free(crp->params);
 }
 
-struct cli_param *clitest_params(size_t *n)
+enum which { CORE, WEBDAV, ALL };
+
+/* The backends that are WebDAV servers, those that are not, or all, on
+ * both engines. */
+static struct cli_param *params(size_t *n, enum which which)
 {
 	static const enum lw_engine engines[] = { LW_ENGINE_URING, LW_ENGINE_EPOLL };
 	struct cli_param *p = cr_malloc(clitest_nbackends * 2 * sizeof(*p));
 
 	*n = 0;
-	for (size_t b = 0; b < clitest_nbackends; b++)
+	for (size_t b = 0; b < clitest_nbackends; b++) {
+		if (which != ALL && !clitest_backends[b].webdav != (which == CORE))
+			continue;
 		for (size_t e = 0; e < 2; e++) {
 			if (lwt_engine_wanted(engines[e]))
 				p[(*n)++] = (struct cli_param){ .backend = (int)b,
@@ -150,7 +189,23 @@ struct cli_param *clitest_params(size_t *n)
 			else
 				lwt_left_out++;
 		}
+	}
 	return p;
+}
+
+struct cli_param *clitest_params(size_t *n)
+{
+	return params(n, CORE);
+}
+
+struct cli_param *clitest_webdav_params(size_t *n)
+{
+	return params(n, WEBDAV);
+}
+
+struct cli_param *clitest_all_params(size_t *n)
+{
+	return params(n, ALL);
 }
 
 void clitest_repo(struct repo *r, const struct cli_param *p)

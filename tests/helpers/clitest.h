@@ -8,7 +8,8 @@
  * URL, and the folder on disk whose locks/ holds the lock files), and how
  * to make refreshes fail for a while.  Every case runs on a local
  * repository and on a dav: repository served by a real nginx (tests/helpers/nginx.c)
- * whose stall is SIGSTOP.
+ * whose stall is SIGSTOP; CLITEST_WEBDAV cases run on dav: as WebDAV, on
+ * Apache, nginx + dav-ext and rclone (tests/helpers/webdav.c).
  */
 #pragma once
 
@@ -29,13 +30,16 @@ struct backend {
 	/* Makes the refreshes of process PID fail (or hang) until repair. */
 	void (*stall)(struct repo *r, pid_t pid);
 	void (*repair)(struct repo *r, pid_t pid);
+	int webdav; /* 1 + enum lwt_webdav_kind: a WebDAV server's */
 };
 
 struct lwt_nginx;
+struct lwt_webdav;
 
 struct repo {
 	const struct backend *be;
 	struct lwt_nginx *ng;  /* dav: the server */
+	struct lwt_webdav *wd; /* or this one */
 	char tmp[256];  /* the test's scratch folder */
 	char url[512];
 	char dir[512];  /* on disk: DIR/locks/ holds the lock files */
@@ -51,20 +55,27 @@ struct cli_param {
 extern const struct backend clitest_backends[];
 extern const size_t clitest_nbackends;
 
-/* Every backend on both engines, for ParameterizedTestParameters. */
+/* Every backend (local, dav: on nginx) on both engines, for
+ * ParameterizedTestParameters; the WebDAV servers on both engines; both. */
 struct cli_param *clitest_params(size_t *n);
+struct cli_param *clitest_webdav_params(size_t *n);
+struct cli_param *clitest_all_params(size_t *n);
 /* The cleanup of cr_make_param_array for clitest_params. */
 void clitest_params_free(struct criterion_test_params *crp);
 /*
  * CLITEST - a test of SUITE run on every backend and engine, with a fresh
  * repository: the body sees R (struct repo *) and P (struct cli_param *).
- * Needs <criterion/parameterized.h>.
+ * Needs <criterion/parameterized.h>.  CLITEST_WEBDAV: the same on the
+ * WebDAV servers.
  */
-#define CLITEST(suite, name, timeout_s)                                         \
+#define CLITEST(suite, name, timeout_s) CLITEST_ON(suite, name, timeout_s, clitest_params)
+#define CLITEST_WEBDAV(suite, name, timeout_s)                                  \
+	CLITEST_ON(suite, name, timeout_s, clitest_webdav_params)
+#define CLITEST_ON(suite, name, timeout_s, params)                              \
 	ParameterizedTestParameters(suite, name)                                \
 	{                                                                       \
 		size_t n;                                                       \
-		struct cli_param *p = clitest_params(&n);                       \
+		struct cli_param *p = params(&n);                               \
 		return cr_make_param_array(struct cli_param, p, n,             \
 					   clitest_params_free);                \
 	}                                                                       \

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-/* What the HTTP backend tests share: a real nginx per test, loops on both
+/* What the HTTP backend tests share: a real nginx per test (and, for the
+ * cases that ask, a WebDAV server of tests/helpers/webdav.c), loops on both
  * engines, and small helpers around locks. */
 #pragma once
 
@@ -15,10 +16,12 @@
 
 #include "runenv.h"
 #include "nginx.h"
+#include "webdav.h"
 
 struct lwt_case {
 	enum lw_engine engine;
-	enum lwt_server server;
+	enum lwt_server server; /* on nginx, unless WEBDAV says otherwise */
+	int webdav;             /* 1 + enum lwt_webdav_kind: dav: on that server */
 };
 
 /* Every loop test runs on both engines; HTTP ones on both protocols. */
@@ -27,6 +30,16 @@ struct lwt_case {
 #define LWT_CASES_BOTH                                                    \
 	{ LW_ENGINE_URING, LWT_DAV }, { LW_ENGINE_URING, LWT_REST },      \
 	{ LW_ENGINE_EPOLL, LWT_DAV }, { LW_ENGINE_EPOLL, LWT_REST }
+
+/* dav: on Apache, nginx + dav-ext and rclone, both engines */
+#define LWT_WEBDAV_CASE(engine, kind) { engine, LWT_DAV, 1 + (kind) }
+#define LWT_CASES_WEBDAV                                                  \
+	LWT_WEBDAV_CASE(LW_ENGINE_URING, LWT_WEBDAV_APACHE),              \
+	LWT_WEBDAV_CASE(LW_ENGINE_EPOLL, LWT_WEBDAV_APACHE),              \
+	LWT_WEBDAV_CASE(LW_ENGINE_URING, LWT_WEBDAV_NGINX),               \
+	LWT_WEBDAV_CASE(LW_ENGINE_EPOLL, LWT_WEBDAV_NGINX),               \
+	LWT_WEBDAV_CASE(LW_ENGINE_URING, LWT_WEBDAV_RCLONE),              \
+	LWT_WEBDAV_CASE(LW_ENGINE_EPOLL, LWT_WEBDAV_RCLONE)
 
 #define LWT_PARAMS(suite, name, ...)                                      \
 	ParameterizedTestParameters(suite, name)                          \
@@ -39,6 +52,7 @@ struct lwt_case {
 	}
 
 static struct lwt_nginx *ng;
+static struct lwt_webdav *wd;
 
 static inline void lwt_nginx_setup(void)
 {
@@ -50,6 +64,51 @@ static inline void lwt_nginx_teardown(void)
 {
 	lwt_nginx_stop(ng);
 	ng = NULL;
+	lwt_webdav_stop(wd);
+	wd = NULL;
+}
+
+/* The case's server: nginx's (lwt_nginx_setup started it), or its WebDAV
+ * server, which this starts (lwt_nginx_teardown stops it). */
+static inline void lwt_server_start(const struct lwt_case *c)
+{
+	if (!c->webdav)
+		return;
+	wd = lwt_webdav_start(c->webdav - 1);
+	cr_assert(wd, "%s did not start", lwt_webdav_name(c->webdav - 1));
+}
+
+static inline const char *lwt_server_name(const struct lwt_case *c)
+{
+	if (c->webdav)
+		return lwt_webdav_name(c->webdav - 1);
+	return c->server == LWT_REST ? "rest" : "dav";
+}
+
+/* "dav:http://127.0.0.1:PORT" PATH; static, as lwt_nginx_url's */
+static inline const char *lwt_server_url(const struct lwt_case *c, const char *path)
+{
+	return c->webdav ? lwt_webdav_url(wd, path) : lwt_nginx_url(ng, c->server, path);
+}
+
+static inline int lwt_server_port(const struct lwt_case *c)
+{
+	return c->webdav ? lwt_webdav_port(wd) : lwt_nginx_port(ng, c->server);
+}
+
+/* SIG to every process of the server */
+static inline void lwt_server_signal(const struct lwt_case *c, int sig)
+{
+	if (c->webdav)
+		lwt_webdav_signal(wd, sig);
+	else
+		lwt_nginx_signal(ng, sig);
+}
+
+/* Lock files in PATH's locks/ on the server's disk; -1 without locks/. */
+static inline int lwt_server_count_locks(const struct lwt_case *c, const char *path)
+{
+	return lwt_count_locks_in(c->webdav ? lwt_webdav_root(wd) : lwt_nginx_root(ng), path);
 }
 
 static inline int64_t lwt_now(void)

@@ -458,12 +458,17 @@ static bool is_id(const char *s)
 
 int lwt_nginx_count_locks(const struct lwt_nginx *ng, const char *path)
 {
+	return lwt_count_locks_in(ng->root, path);
+}
+
+int lwt_count_locks_in(const char *root, const char *path)
+{
 	char dir[512];
 	struct dirent *de;
 	DIR *d;
 	int n = 0;
 
-	snprintf(dir, sizeof(dir), "%s%slocks", ng->root, path);
+	snprintf(dir, sizeof(dir), "%s%slocks", root, path);
 	d = opendir(dir);
 	if (!d)
 		return -1;

@@ -53,6 +53,8 @@ void lwt_nginx_fault(const struct lwt_nginx *ng, const char *name, bool on);
 /* Lock files (64 hex characters) in PATH's locks/ folder on the server,
  * -1 if the folder is missing. */
 int lwt_nginx_count_locks(const struct lwt_nginx *ng, const char *path);
+/* The same in any server's data directory ROOT. */
+int lwt_count_locks_in(const char *root, const char *path);
 /* Prints PATH's lock files and what the access log says of each, to
  * stderr: what a failed test left behind, and how. */
 void lwt_nginx_explain_locks(const struct lwt_nginx *ng, const char *path);

@@ -100,7 +100,8 @@ static int write_apache(const struct lwt_webdav *w, FILE *f)
 		fprintf(f, "User " APACHE_USER "\nGroup " APACHE_USER "\n");
 	fprintf(f,
 		"ErrorLog %1$s/error.log\n"
-		"LogFormat \"%%m %%U %%>s\" lwt\n"
+		"LogFormat \"%%m %%U %%>s inm=%%{If-None-Match}i user=%%u "
+		"%%{sec}t.%%{msec_frac}t %%Dus %%X\" lwt\n"
 		"CustomLog %1$s/access.log lwt\n"
 		"DocumentRoot %2$s\n"
 		"DavLockDB %1$s/run/davlock\n"
@@ -125,7 +126,8 @@ static int write_nginx(const struct lwt_webdav *w, FILE *f)
 		"error_log %1$s/error.log warn;\n"
 		"events { worker_connections 1024; }\n"
 		"http {\n"
-		"  log_format lwt '$request_method $request_uri $status';\n"
+		"  log_format lwt '$request_method $request_uri $status "
+		"inm=$http_if_none_match user=$remote_user $msec';\n"
 		"  access_log %1$s/access.log lwt;\n"
 		"  client_body_temp_path %1$s/tmp;\n"
 		"  server {\n"

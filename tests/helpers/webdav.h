@@ -56,6 +56,7 @@ void lwt_webdav_own(const struct lwt_webdav *w, const char *path);
 
 /* Sends SIG to every process of the server. */
 void lwt_webdav_signal(const struct lwt_webdav *w, int sig);
-/* Requests in the access log ("METHOD URI STATUS") that contain NEEDLE;
- * -1 for rclone, which keeps none. */
+/* Requests in the access log ("METHOD URI STATUS inm=IF-NONE-MATCH
+ * user=USER TIME...") that contain NEEDLE; -1 for rclone, which keeps
+ * none. */
 long lwt_webdav_log_count(const struct lwt_webdav *w, const char *needle);

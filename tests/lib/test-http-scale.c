@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * 10,000 locks on one loop over one nginx, refreshed every few seconds:
- * every lock is refreshed, none is lost, and the connections to nginx stay
- * within the repository's cap (counted from /proc/net/tcp while it runs).
+ * 10,000 locks on one loop over one nginx (dav: on its JSON index) or one
+ * Apache (dav: as WebDAV), refreshed every few seconds: every lock is
+ * refreshed, none is lost, and the connections to the server stay within
+ * the repository's cap (counted from /proc/net/tcp while it runs).
  */
 #include "config.h"
 
@@ -80,18 +81,23 @@ static bool all_refreshed(void)
 	return true;
 }
 
-LWT_PARAMS(http_scale, ten_thousand_locks, LWT_CASES_ENGINES)
+LWT_PARAMS(http_scale, ten_thousand_locks, LWT_CASES_ENGINES,
+	   LWT_WEBDAV_CASE(LW_ENGINE_URING, LWT_WEBDAV_APACHE),
+	   LWT_WEBDAV_CASE(LW_ENGINE_EPOLL, LWT_WEBDAV_APACHE))
 ParameterizedTest(struct lwt_case *c, http_scale, ten_thousand_locks,
 		  .init = lwt_nginx_setup, .fini = lwt_nginx_teardown)
 {
 	struct lw_loop *loop = lwt_loop(c->engine);
-	/* refreshability 25.5 s: a refresh may wait its turn behind 20,000
-	 * requests of the others */
-	struct lw_repo *repo = lwt_repo_init(loop, lwt_nginx_url(ng, c->server, "/scale/"),
-					     LW_SEC(3), LW_SEC(30));
-	struct sampler s = { .port = lwt_nginx_port(ng, c->server) };
+	struct lw_repo *repo;
+	struct sampler s = { 0 };
 	static struct lw_lock *locks[NLOCKS];
 	int64_t t0, t_acquired, t_refreshed, until;
+
+	lwt_server_start(c);
+	/* refreshability 25.5 s: a refresh may wait its turn behind 20,000
+	 * requests of the others */
+	repo = lwt_repo_init(loop, lwt_server_url(c, "/scale/"), LW_SEC(3), LW_SEC(30));
+	s.port = lwt_server_port(c);
 
 	cr_assert_eq(lw_repo_set_op_timeout(repo, LW_SEC(60)), 0);
 	cr_assert_eq(lw_repo_set_max_connections(repo, CAP), 0);
@@ -112,7 +118,7 @@ ParameterizedTest(struct lwt_case *c, http_scale, ten_thousand_locks,
 		     atomic_load(&acquired), atomic_load(&failed));
 	/* more while refreshes have written a new file and not yet deleted
 	 * the old one */
-	cr_assert_geq(lwt_nginx_count_locks(ng, "/scale/"), NLOCKS);
+	cr_assert_geq(lwt_server_count_locks(c, "/scale/"), NLOCKS);
 
 	until = lwt_now() + LW_SEC(25);
 	while (!all_refreshed() && lwt_now() < until)
@@ -133,11 +139,11 @@ ParameterizedTest(struct lwt_case *c, http_scale, ten_thousand_locks,
 	atomic_store(&s.stop, true);
 	pthread_join(s.thread, NULL);
 	cr_assert_eq(atomic_load(&released), NLOCKS);
-	cr_assert_eq(lwt_nginx_count_locks(ng, "/scale/"), 0);
+	cr_assert_eq(lwt_server_count_locks(c, "/scale/"), 0);
 
-	fprintf(stderr, "scale %s: %d locks acquired in %.1f s, all refreshed %.1f s later, "
-		"released in %.1f s; at most %d connections to nginx (cap %d)\n",
-		lw_engine_name(c->engine), NLOCKS, (double)(t_acquired - t0) / 1e9,
+	fprintf(stderr, "scale %s %s: %d locks acquired in %.1f s, all refreshed %.1f s "
+		"later, released in %.1f s; at most %d connections (cap %d)\n",
+		lw_engine_name(c->engine), lwt_server_name(c), NLOCKS, (double)(t_acquired - t0) / 1e9,
 		(double)(t_refreshed - t_acquired) / 1e9,
 		(double)(lwt_now() - t_refreshed) / 1e9, s.max, CAP);
 	cr_assert_gt(s.max, 0, "the sampler saw no connection at all");
