@@ -4,6 +4,8 @@
  * lock-internal.h. */
 #include "config.h"
 
+#include <stdlib.h>
+
 #include "testing.h"
 #include "core/protocol.h"
 #include "lock/lock-internal.h"
@@ -42,4 +44,38 @@ void *lw__breq_event_data(const struct lw__breq *req)
 	const struct lw_lock *lock = req->userdata;
 
 	return lock->event_data;
+}
+
+struct list_call {
+	void (*done)(void *userdata, int res);
+	void *userdata;
+};
+
+static void on_listed(struct lw__breq *req)
+{
+	struct list_call lc = *(struct list_call *)req->userdata;
+	int res = req->res;
+
+	free(req->userdata);
+	lw__breq_free(req);
+	lc.done(lc.userdata, res);
+}
+
+int lw__repo_list_start(struct lw_repo *repo, void (*done)(void *userdata, int res),
+			void *userdata)
+{
+	struct list_call *lc = malloc(sizeof(*lc));
+	struct lw__breq *req;
+
+	if (!lc)
+		return -ENOMEM;
+	*lc = (struct list_call){ done, userdata };
+	req = lw__breq_new(repo->backend, LW__BOP_LIST, NULL, NULL, 0,
+			   lw__add_sat(lw__now_boot(), repo->timing->op_timeout), on_listed, lc);
+	if (!req) {
+		free(lc);
+		return -ENOMEM;
+	}
+	lw__breq_start(req);
+	return 0;
 }

@@ -28,6 +28,13 @@ int lw__loop_observe(struct lw_loop *loop,
 				int64_t started, int64_t ended),
 		     void *userdata);
 
+/* Starts one backend listing of REPO's locks/ as acquire asks for it (no
+ * record is read; the observer sees it), on the loop thread, which must be
+ * the caller's; DONE(USERDATA, RES) runs there when it ends: the listings
+ * of lockwatch-bench's list_depth.  Returns 0, -ENOMEM. */
+int lw__repo_list_start(struct lw_repo *repo, void (*done)(void *userdata, int res),
+			void *userdata);
+
 /* The userdata given to lw_lock_set_event_fn by the lock that started REQ,
  * a request of a lock (create, refresh, keepalive, delete; not a
  * listing's): lockwatch-bench times each acquire's create. */

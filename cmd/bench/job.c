@@ -104,6 +104,7 @@ static const struct key keys[] = {
 	{ "numjobs", K_COUNT, F(numjobs), MAX_NUMJOBS, false, "a count from 1 to 256" },
 	{ "acquire_depth", K_COUNT, F(acquire_depth), MAX_LOCKS, false, "a count >= 1" },
 	{ "acquire_rate", K_COUNT, F(acquire_rate), MAX_LOCKS, true, "a count, or 0" },
+	{ "list_depth", K_COUNT, F(list_depth), 1024, true, "a count from 0 to 1024" },
 	{ "stall", K_STALL, F(stall), 0, false, "none, fail or hang" },
 	{ "stonewall", K_BOOL, F(stonewall), 0, false, "0 or 1" },
 };

@@ -43,6 +43,7 @@ struct bench_job {
 	unsigned long numjobs;
 	unsigned long acquire_depth; /* acquires in flight at once */
 	unsigned long acquire_rate;  /* acquires started per second; 0: no limit */
+	unsigned long list_depth;    /* listings in flight during runtime */
 	enum bench_stall stall;
 	bool stonewall;
 	/* set by bench_parse_finish */

@@ -9,7 +9,8 @@
  *
  * A job runs in phases: acquire every lock (create, list and read are
  * measured here), ramp_time, then runtime (refresh, delete and check are
- * measured here), then release.  The jobs of a group start acquiring
+ * measured here; with list_depth, listings of the whole repository kept in
+ * flight back to back, and list is measured here instead), then release.  The jobs of a group start acquiring
  * together and start their ramp together once all of them hold their locks.
  *
  * Stall mode: once a job holds its locks, every refresh write fails or
@@ -118,6 +119,7 @@ struct run {
 	atomic_bool stall_armed;
 	struct bench_listener *listener; /* HTTP */
 	const char *stall_method;        /* HTTP: the method that writes */
+	unsigned long listing;           /* list_depth: listings in flight */
 };
 
 /* ------------------------------------------------------------ stalls */
@@ -246,11 +248,12 @@ static const struct stall_ops *const stall_by_kind[] = {
 
 /* ----------------------------------------------------- observation */
 
-static bool recording(enum phase ph, enum bench_op op)
+static bool recording(const struct bench_job *j, enum phase ph, enum bench_op op)
 {
 	switch (op) {
-	case BENCH_OP_CREATE:
 	case BENCH_OP_LIST:
+		return ph == (j->list_depth ? PH_MEASURE : PH_ACQUIRE);
+	case BENCH_OP_CREATE:
 	case BENCH_OP_READ:
 		return ph == PH_ACQUIRE;
 	default:
@@ -299,7 +302,7 @@ static void on_request(void *userdata, const struct lw__breq *req, int64_t start
 		a->began = req->began;
 		a->created = ended;
 	}
-	if (!recording(ph, op))
+	if (!recording(r->job, ph, op))
 		return;
 	o = &r->res->ops[op];
 	if (req->res < 0 && o->errors++ == 0)
@@ -615,6 +618,26 @@ static void teardown(struct run *r)
 	free(r->repos);
 }
 
+static void list_more(struct run *r);
+
+/* list_depth: the backend's listing of the first repository, as acquire
+ * asks for it (the records are not read: what is measured is the server's
+ * answer and its parsing), started again as each one ends. */
+static void on_listed(void *userdata, int res)
+{
+	struct run *r = userdata;
+
+	r->listing--;
+	if (atomic_load_explicit(&r->phase, memory_order_relaxed) == PH_MEASURE)
+		list_more(r);
+}
+
+static void list_more(struct run *r)
+{
+	while (r->listing < r->job->list_depth && lw__repo_list_start(r->repos[0], on_listed, r) == 0)
+		r->listing++;
+}
+
 static void measure(struct run *r)
 {
 	const struct bench_job *j = r->job;
@@ -633,6 +656,7 @@ static void measure(struct run *r)
 	start = bench_now();
 	end = start + j->runtime;
 	atomic_store(&r->phase, PH_MEASURE);
+	list_more(r);
 	while ((now = bench_now()) < end &&
 	       !(j->stall != BENCH_STALL_NONE && atomic_load(&r->held) == 0))
 		run_for(r, end - now);
@@ -642,8 +666,10 @@ static void measure(struct run *r)
 
 	bench_cpu_diff(&res->cpu, "loop thread", &ru0, &ru1, now - start);
 	for (int op = 0; op < BENCH_NOPS; op++)
-		if (!recording(PH_ACQUIRE, op))
+		if (!recording(j, PH_ACQUIRE, op))
 			res->ops[op].window = now - start;
+	while (r->listing > 0) /* the last ones, unrecorded */
+		run_for(r, LW_MSEC(POLL_MS));
 	res->held = atomic_load(&r->held);
 	res->lost = atomic_load(&r->lost);
 	res->missed = count_missed(r);
@@ -679,7 +705,7 @@ static void *run_main(void *arg)
 		acquire_more(r);
 	}
 	for (int op = 0; op < BENCH_NOPS; op++)
-		if (recording(PH_ACQUIRE, op))
+		if (recording(r->job, PH_ACQUIRE, op))
 			r->res->ops[op].window = bench_now() - t;
 	free(r->acq);
 	r->acq = NULL;
@@ -874,7 +900,8 @@ static void usage(FILE *f)
 		"                       [--KEY=VALUE...] [--name=JOB --KEY=VALUE...] [JOBFILE...]\n"
 		"Job keys: repo, engine, locks, repos, exclusive, refresh_interval,\n"
 		"  stale_timeout, recheck_delay, runtime, ramp_time, numjobs, acquire_depth,\n"
-		"  acquire_rate, stall=none|fail|hang, stonewall.  See lockwatch-bench(1).\n");
+		"  acquire_rate, list_depth, stall=none|fail|hang, stonewall.\n"
+		"  See lockwatch-bench(1).\n");
 }
 
 struct cli {

@@ -200,6 +200,7 @@ Test(jobfile, bad_input)
 	expect_error("[j]\nexclusive=maybe\n", NULL, "exclusive: bad value 'maybe'");
 	expect_error("[j]\nstall=sometimes\n", NULL, "stall: bad value 'sometimes'");
 	expect_error("[j]\nacquire_rate=-1\n", NULL, "acquire_rate: bad value '-1'");
+	expect_error("[j]\nlist_depth=1025\n", NULL, "list_depth: bad value '1025'");
 	expect_error("[j]\nlocks=3\n", NULL, "job 'j': no repo given");
 	expect_error("[j]\nrepo=/tmp/x\nrefresh_interval=10s\nstale_timeout=15s\n", NULL,
 		     "must be longer than 1.5 x refresh_interval");
@@ -529,6 +530,39 @@ Test(bench, repos_in_a_missing_folder, .timeout = 60)
 	json_object_put(root);
 	free(out);
 	free(err);
+	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* list_depth: listings back to back during runtime, measured there and
+ * only there (the acquire's are not counted), and nothing else runs. */
+Test(bench, list_depth_lists_during_runtime, .timeout = 60)
+{
+	char dir[] = "/tmp/lwbench-XXXXXX", args[800];
+	json_object *root, *j;
+	char *out;
+	int st;
+
+	cr_assert(mkdtemp(dir));
+	snprintf(args, sizeof(args),
+		 "--output-format=json --name=lists --repo=%s/lists --locks=3 --list_depth=2 "
+		 "--refresh_interval=1m --runtime=1s", dir);
+	st = run_bench(args, &out, NULL);
+	cr_assert_eq(st, 0, "exit status %d; output:\n%s", st, out);
+	root = json_tokener_parse(out);
+	cr_assert(root, "the JSON output does not parse:\n%s", out);
+	j = job_named(root, "lists");
+	cr_assert_eq(num(j, "error"), 0);
+	cr_assert_eq(num(j, "locks/held"), 3);
+	/* a local listing of 3 files takes well under 10 ms */
+	cr_assert_gt(num(j, "list/total_ios"), 100, "%lld listings in 1 s",
+		     (long long)num(j, "list/total_ios"));
+	cr_assert_geq(num(j, "list/runtime"), 1000, "measured over the runtime");
+	cr_assert_lt(num(j, "list/runtime"), 2000);
+	cr_assert_eq(num(j, "refresh/total_ios"), 0);
+	snprintf(args, sizeof(args), "%s/lists", dir);
+	cr_assert_eq(count_lock_files(args), 0, "lock files left");
+	json_object_put(root);
+	free(out);
 	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
