@@ -165,9 +165,10 @@ struct lw_repo;
  * lw_repo_new - open the repository at URL (NULL: $LOCKWATCH_REPOSITORY).
  * "/path" and "local:/path" are local directories;
  * "rest:http[s]://[user[:password]@]host[:port]/path/" is a restic REST
- * server and "dav:http[s]://..." a plain HTTP store with PUT, DELETE and a
- * JSON index (nginx's dav module).  Without credentials in the URL,
- * LOCKWATCH_USER and LOCKWATCH_PASSWORD give them.
+ * server and "dav:http[s]://[user[:password]@]host[:port]/path/" a WebDAV
+ * server (PROPFIND listings, MKCOL at init; nginx's JSON index where
+ * PROPFIND is not offered).  Without credentials in the URL,
+ * LOCKWATCH_USER and LOCKWATCH_PASSWORD give them (Basic or Digest).
  * "etcd:http[s]://host:2379[,http://host2:2379...]/prefix" keeps locks as
  * keys under prefix/locks/ of an etcd (>= 3.4) cluster, each alive by a
  * lease that expires on the server; requests move on to the next member
