@@ -20,6 +20,7 @@
 #include <strings.h>
 
 #include "backend/propfind.h"
+#include "engine/engine.h" /* LW__FTYPE_* */
 
 #define NS_SEP ' '
 #define DAV_NS "DAV:"
@@ -61,6 +62,9 @@ struct pf {
 
 	struct lw__id *ids;
 	size_t nids, cap;
+	bool typed;     /* keep collections named like a lock, with types */
+	uint8_t *types; /* TYPED: once one is a collection */
+	size_t tcap;
 	int err;
 	char *why;
 	size_t whysize;
@@ -159,13 +163,26 @@ static bool decode_path(const char *s, size_t n, char *out, size_t *outlen)
 	       !(o >= 3 && strcmp(out + o - 3, "/..") == 0);
 }
 
-static void add_id(struct pf *pf, const struct lw__id *id)
+static void add_id(struct pf *pf, const struct lw__id *id, uint8_t type)
 {
-	if (lw__grow(&pf->ids, &pf->cap, pf->nids, sizeof(*pf->ids), 64) < 0) {
-		stop(pf, -ENOMEM, "out of memory");
-		return;
+	if (lw__grow(&pf->ids, &pf->cap, pf->nids, sizeof(*pf->ids), 64) < 0)
+		goto nomem;
+	if (type != LW__FTYPE_FILE && !pf->types) {
+		pf->tcap = pf->cap;
+		pf->types = malloc(pf->tcap);
+		if (!pf->types)
+			goto nomem;
+		memset(pf->types, LW__FTYPE_FILE, pf->nids);
+	}
+	if (pf->types) {
+		if (lw__grow(&pf->types, &pf->tcap, pf->nids, 1, 64) < 0)
+			goto nomem;
+		pf->types[pf->nids] = type;
 	}
 	pf->ids[pf->nids++] = *id;
+	return;
+nomem:
+	stop(pf, -ENOMEM, "out of memory");
 }
 
 /* A response has ended: is it a lock file directly in DIR? */
@@ -175,6 +192,7 @@ static void conclude_response(struct pf *pf)
 	const char *h = pf->href, *name;
 	size_t n = pf->href_len, len;
 	struct lw__id id;
+	bool folder;
 	long code;
 
 	if (pf->nhref == 0) {
@@ -190,8 +208,6 @@ static void conclude_response(struct pf *pf)
 		if (code < 200 || code > 299)
 			return;
 	}
-	if (pf->collection)
-		return;
 	while (n && is_ws(*h)) {
 		h++;
 		n--;
@@ -209,8 +225,12 @@ static void conclude_response(struct pf *pf)
 		name = path; /* relative to DIR, which ends in '/' */
 	}
 	/* "ID/" is a collection, whatever its resourcetype said */
-	if (lw__id_parse(name, len, &id))
-		add_id(pf, &id);
+	folder = pf->collection || (len && name[len - 1] == '/');
+	if (len && name[len - 1] == '/')
+		len--;
+	if (!lw__id_parse(name, len, &id) || (folder && !pf->typed))
+		return;
+	add_id(pf, &id, folder ? LW__FTYPE_DIR : LW__FTYPE_FILE);
 }
 
 static void XMLCALL on_start(void *arg, const XML_Char *name, const XML_Char **attrs)
@@ -408,13 +428,16 @@ static int parse(struct pf *pf, const char *buf, size_t len)
 }
 
 int lw__propfind_parse(const char *buf, size_t len, const char *dir,
-		       struct lw__id **idsp, size_t *np, char *why, size_t whysize)
+		       struct lw__id **idsp, uint8_t **typesp, size_t *np, char *why,
+		       size_t whysize)
 {
 	struct pf *pf;
 	size_t dirlen = strlen(dir);
 	int r;
 
 	*idsp = NULL;
+	if (typesp)
+		*typesp = NULL;
 	*np = 0;
 	if (whysize)
 		why[0] = '\0';
@@ -423,6 +446,7 @@ int lw__propfind_parse(const char *buf, size_t len, const char *dir,
 		return -ENOMEM;
 	pf->why = why;
 	pf->whysize = whysize;
+	pf->typed = typesp != NULL;
 	if (dirlen > HREF_MAX || !decode_path(dir, dirlen, pf->dir, &pf->dirlen) ||
 	    pf->dir[0] != '/') {
 		free(pf);
@@ -434,9 +458,12 @@ int lw__propfind_parse(const char *buf, size_t len, const char *dir,
 	r = parse(pf, buf, len);
 	if (r < 0) {
 		free(pf->ids);
+		free(pf->types);
 	} else {
 		*idsp = pf->ids;
 		*np = pf->nids;
+		if (typesp)
+			*typesp = pf->types;
 	}
 	free(pf);
 	return r;

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "util/internal.h"
 
@@ -30,12 +31,16 @@
  * at DIR (the request's path as sent, percent-encoded or not, with or
  * without its trailing slash).
  *
- * An entry is a lock when its href (an absolute URL or a path, resolved
- * against DIR when relative), percent-decoded, is DIR followed by a last
- * segment of exactly 64 lowercase hex characters, and it is not a
- * collection.  Everything else (the collection itself, subfolders, hrefs
- * elsewhere on the server or with dot segments, entries whose status is
- * not 2xx) is skipped: a server cannot make the client touch another path.
+ * An entry is named like a lock when its href (an absolute URL or a path,
+ * resolved against DIR when relative), percent-decoded, is DIR followed by
+ * a last segment of exactly 64 lowercase hex characters (and a '/' for a
+ * collection).  Everything else (the collection itself, other folders,
+ * hrefs elsewhere on the server or with dot segments, entries whose status
+ * is not 2xx) is skipped: a server cannot make the client touch another
+ * path.  A collection named like a lock is a folder, not a lock file: with
+ * TYPESP it is kept, and *TYPESP (NULL when every entry is a file; free
+ * it) says LW__FTYPE_DIR for it and LW__FTYPE_FILE for the others, as
+ * lw__json_listing_parse_typed does; with TYPESP NULL it is skipped.
  *
  * Returns: 0 with *IDSP (malloc'd, NULL when empty; free it) and *NP;
  * -EBADMSG for anything that is not such a multistatus (an HTML page,
@@ -43,4 +48,5 @@
  * one-line reason in WHY; -ENOMEM.
  */
 int lw__propfind_parse(const char *buf, size_t len, const char *dir,
-		       struct lw__id **idsp, size_t *np, char *why, size_t whysize);
+		       struct lw__id **idsp, uint8_t **typesp, size_t *np, char *why,
+		       size_t whysize);

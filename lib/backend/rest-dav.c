@@ -184,7 +184,7 @@ static void conclude_ok(struct http_breq *hr)
 	case LW__BOP_LIST:
 		if (propfind)
 			res = lw__propfind_parse(r->resp, r->resp_len, hr->path, &req->ids,
-						 &req->nids, why, sizeof(why));
+						 &req->types, &req->nids, why, sizeof(why));
 		else
 			res = lw__json_listing_parse_typed(r->resp, r->resp_len, &req->ids,
 							   &req->types, &req->nids, why,

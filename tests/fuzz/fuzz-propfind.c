@@ -2,11 +2,13 @@
 /*
  * The PROPFIND multistatus parser on whatever a server sends back, as the
  * reply for /repo/locks/.  It accepts or refuses without crashing or
- * leaking; a refusal gives one printable line; and the ids of an accepted
- * listing, written out again as each server family writes a multistatus
- * (Apache's D: prefix and paths, nginx dav-ext's default namespace,
- * absolute URLs, relative references), with the collection, a subfolder
- * and hostile hrefs beside them, parse back to the same ids in order.
+ * leaking; a refusal gives one printable line; and the ids and types of an
+ * accepted listing, written out again as each server family writes a
+ * multistatus (Apache's D: prefix and paths, nginx dav-ext's default
+ * namespace, absolute URLs, relative references), folders as collections,
+ * with the collection itself, a subfolder and hostile hrefs beside them,
+ * parse back to the same ids and types in order; without types, to the
+ * files alone.
  */
 #include "config.h"
 
@@ -15,6 +17,7 @@
 
 #include "fuzz.h"
 #include "backend/propfind.h"
+#include "engine/engine.h"
 
 #define DIR "/repo/locks/"
 
@@ -42,7 +45,8 @@ static char *entry(char *p, enum format f, const char *href, bool collection)
 			   href, collection ? "<collection/>" : "");
 }
 
-static size_t render(enum format f, const struct lw__id *ids, size_t n, char *buf)
+static size_t render(enum format f, const struct lw__id *ids, const uint8_t *types,
+		     size_t n, char *buf)
 {
 	char *p = buf, href[200];
 
@@ -54,13 +58,16 @@ static size_t render(enum format f, const struct lw__id *ids, size_t n, char *bu
 			     "<multistatus xmlns=\"DAV:\">\n");
 	p = entry(p, f, f == RELATIVE ? "" : DIR, true);
 	for (size_t i = 0; i < n; i++) {
+		bool folder = types && types[i] == LW__FTYPE_DIR, slash = folder && i % 2;
 		char hex[LW_ID_HEX + 1];
 
 		lw__id_hex(&ids[i], hex);
-		snprintf(href, sizeof(href), "%s%s", f == RELATIVE ? "" : DIR, hex);
-		p = entry(p, f, href, false);
-		/* the same name as a folder, and where it is not ours */
-		snprintf(href, sizeof(href), "%s%s/", DIR, hex);
+		/* a folder: by its resourcetype, its slash, or both */
+		snprintf(href, sizeof(href), "%s%s%s", f == RELATIVE ? "" : DIR, hex,
+			 slash ? "/" : "");
+		p = entry(p, f, href, folder && (!slash || i % 3 != 1));
+		/* the same name in a folder of its own, and where it is not ours */
+		snprintf(href, sizeof(href), "%ssub/%s/", DIR, hex);
 		p = entry(p, f, href, true);
 		snprintf(href, sizeof(href), "%s%s", hostile[i % 5], hex);
 		p = entry(p, f, href, false);
@@ -83,35 +90,60 @@ static bool printable_line(const char *s, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct lw__id *ids;
+	struct lw__id *ids, *files;
+	uint8_t *types;
 	char why[128];
-	size_t n;
+	size_t n, nfiles;
 	int err;
 
-	err = lw__propfind_parse((const char *)data, size, DIR, &ids, &n, why, sizeof(why));
+	err = lw__propfind_parse((const char *)data, size, DIR, &ids, &types, &n, why,
+				 sizeof(why));
 	if (err < 0) {
 		fuzz_assert(err == -EBADMSG || err == -ENOMEM);
-		fuzz_assert(!ids && n == 0);
+		fuzz_assert(!ids && !types && n == 0);
 		fuzz_assert(printable_line(why, sizeof(why)));
 		return 0;
 	}
 	fuzz_assert(err == 0);
 	fuzz_assert(!ids == !n);
+	fuzz_assert(!types || n);
+
+	/* without types: the same, less the folders */
+	err = lw__propfind_parse((const char *)data, size, DIR, &files, NULL, &nfiles, why,
+				 sizeof(why));
+	fuzz_assert(err == 0);
+	for (size_t i = 0, j = 0; i <= n; i++) {
+		if (i == n) {
+			fuzz_assert(j == nfiles);
+			break;
+		}
+		fuzz_assert(!types || types[i] == LW__FTYPE_FILE || types[i] == LW__FTYPE_DIR);
+		if (types && types[i] == LW__FTYPE_DIR)
+			continue;
+		fuzz_assert(j < nfiles && memcmp(&files[j++], &ids[i], sizeof(*ids)) == 0);
+	}
+	free(files);
 
 	for (enum format f = 0; f < FORMATS; f++) {
 		char *text = malloc((3 * n + 2) * ENTRY_MAX);
 		struct lw__id *back;
+		uint8_t *back_types;
 		size_t len, m;
 
 		fuzz_assert(text);
-		len = render(f, ids, n, text);
-		err = lw__propfind_parse(text, len, DIR, &back, &m, why, sizeof(why));
+		len = render(f, ids, types, n, text);
+		err = lw__propfind_parse(text, len, DIR, &back, &back_types, &m, why,
+					 sizeof(why));
 		fuzz_assert(err == 0);
 		fuzz_assert(m == n);
 		fuzz_assert(!n || memcmp(back, ids, n * sizeof(*ids)) == 0);
+		fuzz_assert(!types == !back_types);
+		fuzz_assert(!types || memcmp(back_types, types, n) == 0);
 		free(back);
+		free(back_types);
 		free(text);
 	}
 	free(ids);
+	free(types);
 	return 0;
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "backend/propfind.h"
+#include "engine/engine.h"
 
 #define A64 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define B63 "123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -33,29 +34,49 @@
 static char why[160];
 
 static int parse_at(const char *dir, const char *s, size_t len, struct lw__id **ids,
-		    size_t *n)
+		    uint8_t **types, size_t *n)
 {
 	why[0] = '\0';
-	return lw__propfind_parse(s, len, dir, ids, n, why, sizeof(why));
+	return lw__propfind_parse(s, len, dir, ids, types, n, why, sizeof(why));
 }
 
-/* The names parsed from S, as hex, space-separated. */
+/* The names parsed from S, as hex ("hex/" for a folder named like a lock),
+ * space-separated; parsed without types too, which skips the folders. */
 static const char *names_at(const char *dir, const char *s)
 {
 	static char out[2048];
+	char files[2048] = "", hex[LW_ID_HEX + 1];
 	struct lw__id *ids;
-	size_t n;
-	int r = parse_at(dir, s, strlen(s), &ids, &n);
+	uint8_t *types;
+	size_t n, nfiles = 0;
+	int r = parse_at(dir, s, strlen(s), &ids, &types, &n);
 
 	cr_assert_eq(r, 0, "%s: %s", s, why);
 	cr_assert_eq(!ids, !n);
 	out[0] = '\0';
 	for (size_t i = 0; i < n; i++) {
-		char hex[LW_ID_HEX + 1];
+		bool folder = types && types[i] == LW__FTYPE_DIR;
 
+		cr_assert(!types || types[i] == LW__FTYPE_DIR || types[i] == LW__FTYPE_FILE);
 		lw__id_hex(&ids[i], hex);
 		strcat(out, i ? " " : "");
 		strcat(out, hex);
+		strcat(out, folder ? "/" : "");
+		if (!folder) {
+			strcat(files, nfiles++ ? " " : "");
+			strcat(files, hex);
+		}
+	}
+	cr_assert(!types || strchr(out, '/'), "types without a folder");
+	free(ids);
+	free(types);
+
+	cr_assert_eq(parse_at(dir, s, strlen(s), &ids, NULL, &n), 0, "%s: %s", s, why);
+	cr_assert_eq(n, nfiles, "untyped: %zu entries, not the %zu files", n, nfiles);
+	for (size_t i = 0; i < n; i++) {
+		lw__id_hex(&ids[i], hex);
+		cr_assert_eq(strncmp(files + i * (LW_ID_HEX + 1), hex, LW_ID_HEX), 0,
+			     "untyped: not the files, in order: %s", files);
 	}
 	free(ids);
 	return out;
@@ -69,10 +90,12 @@ static const char *names(const char *s)
 static void refused_len(const char *s, size_t len, const char *reason)
 {
 	struct lw__id *ids = (void *)1;
+	uint8_t *types = (void *)1;
 	size_t n = 7;
 
-	cr_assert_eq(parse_at(DIR, s, len, &ids, &n), -EBADMSG, "accepted: %.200s", s);
+	cr_assert_eq(parse_at(DIR, s, len, &ids, &types, &n), -EBADMSG, "accepted: %.200s", s);
 	cr_assert_null(ids);
+	cr_assert_null(types);
 	cr_assert_eq(n, 0);
 	cr_assert(strstr(why, reason), "%.200s: \"%s\" does not say \"%s\"", s, why, reason);
 	cr_assert_null(strchr(why, '\n'), "one line: %s", why);
@@ -151,14 +174,15 @@ Test(propfind, percent_encoding)
 	cr_assert_str_eq(names(MS_OPEN FILE_AT("/backups/repo/lock%73/" B64) MS_CLOSE), B64);
 }
 
-/* the collection itself, with or without its slash, and subfolders
- * named like locks are no locks */
+/* the collection itself, with or without its slash, and other folders
+ * are skipped; a folder named like a lock is one (by its resourcetype or
+ * its trailing slash), for the listing to block on as "not a lock file" */
 Test(propfind, collections)
 {
 	cr_assert_str_eq(names(MS_OPEN DIR_AT("/backups/repo/locks") DIR_AT(DIR)
-			       DIR_AT(DIR A64 "/") DIR_AT(DIR B64) FILE_AT(DIR B64 "/")
-			       MS_CLOSE),
-			 "");
+			       DIR_AT(DIR "sub/") DIR_AT(DIR A64 "/") DIR_AT(DIR B64)
+			       FILE_AT(DIR B64 "/") FILE_AT(DIR A64) MS_CLOSE),
+			 A64 "/ " B64 "/ " B64 "/ " A64);
 	/* DIR given without its slash means the same folder */
 	cr_assert_str_eq(names_at("/backups/repo/locks", MS_OPEN FILE_AT(DIR A64) MS_CLOSE),
 			 A64);
@@ -230,7 +254,7 @@ Test(propfind, truncated)
 		struct lw__id *ids;
 		size_t n;
 
-		cr_assert_eq(parse_at(DIR, full, cut, &ids, &n), -EBADMSG, "cut at %zu", cut);
+		cr_assert_eq(parse_at(DIR, full, cut, &ids, NULL, &n), -EBADMSG, "cut at %zu", cut);
 		cr_assert(strstr(why, "XML"), "cut at %zu: %s", cut, why);
 	}
 	refused_len(full, len - strlen(MS_CLOSE), "truncated XML");
@@ -311,7 +335,7 @@ Test(propfind, bounds)
 	/* 100,000 locks are listed; a million entries are taken, one more is
 	 * refused */
 	s = repeat(MS_OPEN, FILE_AT(DIR A64), 100000, MS_CLOSE);
-	cr_assert_eq(parse_at(DIR, s, strlen(s), &ids, &n), 0, "%s", why);
+	cr_assert_eq(parse_at(DIR, s, strlen(s), &ids, NULL, &n), 0, "%s", why);
 	cr_assert_eq(n, 100000);
 	free(ids);
 	free(s);
@@ -335,6 +359,6 @@ Test(propfind, dir_forms)
 				  MS_OPEN FILE_AT(DIR A64) MS_CLOSE),
 			 A64);
 	cr_assert_eq(parse_at("relative/", MS_OPEN MS_CLOSE, strlen(MS_OPEN MS_CLOSE),
-			      &(struct lw__id *){ NULL }, &(size_t){ 0 }),
+			      &(struct lw__id *){ NULL }, NULL, &(size_t){ 0 }),
 		     -EINVAL);
 }
