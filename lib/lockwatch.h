@@ -213,6 +213,29 @@ int lw_repo_set_retry_backoff(struct lw_repo *repo, int64_t first);
 int lw_repo_set_check_retry(struct lw_repo *repo, int64_t delay);
 /* Upper bound of one backend operation outside a lock's deadline (60 s). */
 int lw_repo_set_op_timeout(struct lw_repo *repo, int64_t timeout);
+/*
+ * lw_repo_set_release_timeout - how long the deletes of a lock that ends
+ * (released, lost, or a failed acquire) may take, for locks acquired from
+ * now on (default 5 s).  They all start at once, and a failed one is tried
+ * again within the bound; what is not deleted by then is left behind (it
+ * goes stale by itself) and named in the release's error.
+ *
+ * Returns: 0, -EINVAL below 1 ms or above 1 h.
+ */
+int lw_repo_set_release_timeout(struct lw_repo *repo, int64_t timeout);
+
+/*
+ * lw_repo_set_check_interval - on rest: and dav:, how often a held lock's
+ * file is checked with HEAD between refreshes, so that a lock removed by
+ * someone else is noticed sooner than the next refresh (default: the
+ * refresh interval / 5; 0: no checks).  A local repository needs none: its
+ * locks/ folder is watched with inotify; on etcd a watch on the locks' keys
+ * does it.
+ *
+ * Returns: 0, -EINVAL for a negative value or one below 10 ms.
+ */
+int lw_repo_set_check_interval(struct lw_repo *repo, int64_t interval);
+
 /* Remove stale locks at acquire (default true); false makes them block
  * until someone runs unlock, as restic does. */
 int lw_repo_set_remove_stale(struct lw_repo *repo, bool remove);
@@ -361,9 +384,15 @@ int lw_lock_acquire_async(struct lw_lock *lock, lw_lock_fn fn, void *userdata);
 
 /*
  * lw_lock_release - cancel the lock's context with LW_CAUSE_RELEASED, stop
- * refreshing and delete the lock file.  Blocking.
+ * refreshing and delete the lock's files, all at once, bounded by the
+ * repository's release timeout.  Blocking.  After a loss the files were
+ * being deleted already: it waits for that and reports it.
  *
- * Returns: 0, or the error of the delete.
+ * Returns: 0; -LW_ELOST when the lock was removed by someone else while it
+ * was held (found by a refresh, or by this release: its first delete found
+ * the file already gone); otherwise the error of a delete that failed
+ * (-ETIMEDOUT when the release timeout passed), also after a loss by
+ * deadline.  lw_errmsg() names the files left behind.
  */
 int lw_lock_release(struct lw_lock *lock);
 int lw_lock_release_async(struct lw_lock *lock, lw_lock_fn fn, void *userdata);

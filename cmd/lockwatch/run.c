@@ -41,12 +41,13 @@ extern char **environ;
 #define GROUP_POLL LW_MSEC(50)
 
 enum { OPT_EXCLUSIVE = OPT_CMD_BASE, OPT_REFRESH, OPT_STALE, OPT_RETRY,
-       OPT_KILL_AFTER, OPT_PURPOSE };
+       OPT_KILL_AFTER, OPT_PURPOSE, OPT_RELEASE_TIMEOUT, OPT_CHECK_INTERVAL };
 
 struct run {
 	struct cli *cli;
 	bool exclusive;
 	int64_t refresh, stale, retry, kill_after; /* -1: not given */
+	int64_t release_timeout, check_interval;   /* -1: not given */
 	const char *purpose;
 	char **argv;
 	char *path;              /* the resolved command */
@@ -100,6 +101,10 @@ static const char help_text[] =
 	"                          refresh (default 30m; more than 2.5 x the interval)\n"
 	"  --retry-lock D          wait up to D for a locked repository (default 0)\n"
 	"  --kill-after D          SIGKILL the group D after SIGTERM (default 10s)\n"
+	"  --release-timeout D     give up deleting the lock files after D (default\n"
+	"                          5s); what is left goes stale by itself\n"
+	"  --check-interval D      rest:, dav: check the lock file is still there\n"
+	"                          every D (default: refresh interval / 5; 0: never)\n"
 	"  --purpose TEXT          stored in the lock, shown by 'lockwatch list'\n"
 	"\n"
 	"Durations: 250ms, 30s, 5m, 1h30m.  Exit status: CMD's own (128+N if it\n"
@@ -576,6 +581,8 @@ static int parse(struct run *run, int argc, char **argv)
 		{ "retry-lock", required_argument, NULL, OPT_RETRY },
 		{ "kill-after", required_argument, NULL, OPT_KILL_AFTER },
 		{ "purpose", required_argument, NULL, OPT_PURPOSE },
+		{ "release-timeout", required_argument, NULL, OPT_RELEASE_TIMEOUT },
+		{ "check-interval", required_argument, NULL, OPT_CHECK_INTERVAL },
 		{ 0 },
 	};
 	struct cli *cli = run->cli;
@@ -610,6 +617,12 @@ static int parse(struct run *run, int argc, char **argv)
 		case OPT_PURPOSE:
 			run->purpose = optarg;
 			break;
+		case OPT_RELEASE_TIMEOUT:
+			r = cli_duration(cli, "--release-timeout", optarg, &run->release_timeout);
+			break;
+		case OPT_CHECK_INTERVAL:
+			r = cli_duration(cli, "--check-interval", optarg, &run->check_interval);
+			break;
 		default:
 			return EXIT_USAGE;
 		}
@@ -640,6 +653,10 @@ static int configure(struct run *run)
 	r = lw_repo_set_timing(cli->repo, refresh, stale);
 	if (r == 0 && run->retry > 0)
 		r = lw_repo_set_retry_lock(cli->repo, run->retry);
+	if (r == 0 && run->release_timeout >= 0)
+		r = lw_repo_set_release_timeout(cli->repo, run->release_timeout);
+	if (r == 0 && run->check_interval >= 0)
+		r = lw_repo_set_check_interval(cli->repo, run->check_interval);
 	if (r < 0)
 		return cli_usage_error(cli, "%s", lw_errmsg());
 	/* for tests, where many short jobs take turns: not an option, so
@@ -755,6 +772,7 @@ int cmd_run(struct cli *cli, int argc, char **argv)
 {
 	struct run run = {
 		.cli = cli, .refresh = -1, .stale = -1, .retry = 0,
+		.release_timeout = -1, .check_interval = -1,
 		.kill_after = DEFAULT_KILL_AFTER, .sigfd = -1, .notefd = -1,
 		.go_fd = -1, .exec_fd = -1, .pidfd = -1, .guard.fd = -1,
 		.mu = PTHREAD_MUTEX_INITIALIZER,
@@ -789,10 +807,14 @@ int cmd_run(struct cli *cli, int argc, char **argv)
 	if (run.lock) {
 		/* the group has ended: now the lock may go */
 		r = lw_lock_release(run.lock);
-		if (r < 0 && run.acquire_err == 0 && run.acquired) {
-			cli_error(cli, "releasing the lock: %s", lw_errmsg());
-			if (status == 0)
-				status = EXIT_FAIL;
+		if (r == -LW_ELOST && run.acquire_err == 0 && run.acquired && !run.lost) {
+			/* the job worked on while conflicting work may have
+			 * run: as good as a loss seen during the run */
+			cli_error(cli, "the lock was removed during the run: %s", lw_errmsg());
+			status = EXIT_LOST;
+		} else if (r < 0 && r != -LW_ELOST && run.acquire_err == 0 && run.acquired) {
+			/* the job's work stands: it ended under its lock */
+			cli_note(cli, "warning: releasing the lock: %s", lw_errmsg());
 		}
 		lw_lock_free(run.lock);
 	}

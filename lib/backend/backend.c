@@ -70,6 +70,15 @@ void lw__backend_configure(struct lw__backend *be)
 		be->ops->configure(be);
 }
 
+int lw__backend_watch(struct lw__backend *be, lw__gone_fn fn, void *userdata)
+{
+	if (!be->ops->watch)
+		return -ENOTSUP;
+	be->gone = fn;
+	be->gone_data = userdata;
+	return be->ops->watch(be);
+}
+
 void lw__backend_configure_pool(struct lw__backend *be, struct lw__http_pool *pool)
 {
 	if (be->opts.tls_insecure && !pool->insecure)

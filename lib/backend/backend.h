@@ -130,7 +130,16 @@ struct lw__backend_ops {
 	void (*req_fini)(struct lw__breq *req);
 	/* Applies a change of the backend's OPTS (optional). */
 	void (*configure)(struct lw__backend *be);
+	/* Starts reporting lock files that others remove, through be->gone
+	 * (optional: local watches locks/ with inotify).  Called again, it
+	 * does nothing.  Returns 0 or a negative errno. */
+	int (*watch)(struct lw__backend *be);
 };
+
+/* What a watching backend reports: lock file ID was removed, by anyone.
+ * ID NULL: removals may have been missed (the watch overflowed, or locks/
+ * itself went): every lock file should be checked. */
+typedef void (*lw__gone_fn)(void *userdata, const struct lw__id *id);
 
 struct lw__backend {
 	const struct lw__backend_ops *ops;
@@ -140,6 +149,8 @@ struct lw__backend {
 	const char *where; /* for messages: "host:port", or the path */
 	struct lw__backend_opts opts;
 	const struct lw__observer *observer; /* the loop's, or NULL */
+	lw__gone_fn gone;                    /* set by lw__backend_watch */
+	void *gone_data;
 	void *priv;
 	const char *open_err; /* set by a failing OPEN: what to tell, static */
 };
@@ -160,6 +171,10 @@ int lw__backend_open(const struct lw__url *url, struct lw__backend_env *env,
 void lw__backend_close(struct lw__backend *be);
 /* Tells the backend that its OPTS changed. */
 void lw__backend_configure(struct lw__backend *be);
+/* Asks the backend to report removals to FN (see lw__gone_fn); one watch
+ * per backend, whatever the number of locks.  Returns 0, -ENOTSUP where
+ * the backend cannot watch, or its error. */
+int lw__backend_watch(struct lw__backend *be, lw__gone_fn fn, void *userdata);
 
 struct lw__http_pool;
 /* For HTTP backends: applies OPTS (TLS, connections) to their POOL. */

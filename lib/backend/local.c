@@ -20,6 +20,7 @@
 
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/inotify.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -44,6 +45,9 @@ struct local {
 	size_t locks_len;
 	unsigned running;
 	struct lw__list queue;
+	struct lw__backend *be;
+	int ifd;             /* inotify on locks/, -1 until a lock is held */
+	struct lw__watch iwatch;
 };
 
 enum step {
@@ -607,15 +611,80 @@ static int local_open(struct lw__backend *be, const struct lw__url *url)
 		return -ENOMEM;
 	}
 	lw__list_init(&l->queue);
+	l->ifd = -1;
+	l->be = be;
 	l->locks_len = strlen(l->locks);
 	be->priv = l;
 	be->where = l->root;
 	return 0;
 }
 
+/* ------------------------------------------------------------ watch */
+
+/*
+ * One inotify descriptor per repository, however many locks it holds: a
+ * lock file that someone removes (unlock --remove-all, a plain rm) is
+ * reported at once instead of at the next refresh.  Our own deletes are
+ * reported too; the layer above knows which files are still ours.  Only
+ * this host's removals are seen on a network filesystem: the refresh still
+ * finds the others.
+ */
+static void on_inotify(struct lw__watch *w, unsigned revents)
+{
+	struct local *l = LW_CONTAINER_OF(w, struct local, iwatch);
+	struct lw__backend *be = l->be;
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	ssize_t n;
+
+	while ((n = read(l->ifd, buf, sizeof(buf))) > 0) {
+		for (char *p = buf; p < buf + n;) {
+			const struct inotify_event *ev = (const struct inotify_event *)p;
+			struct lw__id id;
+
+			p += sizeof(*ev) + ev->len;
+			if (ev->mask & (IN_Q_OVERFLOW | IN_DELETE_SELF | IN_MOVE_SELF |
+					IN_UNMOUNT | IN_IGNORED))
+				be->gone(be->gone_data, NULL);
+			else if (ev->len && lw__id_parse(ev->name, strlen(ev->name), &id))
+				be->gone(be->gone_data, &id);
+		}
+	}
+	if (l->ifd >= 0 && (revents & LW__ERR)) {
+		lw__watch_stop(be->engine, &l->iwatch);
+		close(l->ifd);
+		l->ifd = -1;
+	}
+}
+
+static int local_watch(struct lw__backend *be)
+{
+	struct local *l = priv(be);
+	int r;
+
+	if (l->ifd >= 0)
+		return 0;
+	l->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (l->ifd < 0)
+		return -errno;
+	if (inotify_add_watch(l->ifd, l->locks, IN_DELETE | IN_MOVED_FROM | IN_DELETE_SELF |
+			      IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW) < 0 ||
+	    lw__watch_start(be->engine, &l->iwatch, l->ifd, LW__IN, on_inotify) < 0) {
+		r = -errno;
+		close(l->ifd);
+		l->ifd = -1;
+		return r ? r : -ENOMEM;
+	}
+	return 0;
+}
+
 static void local_close(struct lw__backend *be)
 {
 	struct local *l = priv(be);
+
+	if (l->ifd >= 0) {
+		lw__watch_stop(be->engine, &l->iwatch);
+		close(l->ifd);
+	}
 
 	free(l->root);
 	free(l->locks);
@@ -631,4 +700,5 @@ const struct lw__backend_ops lw__backend_local = {
 	.start = local_start,
 	.cancel = local_cancel,
 	.req_fini = local_req_fini,
+	.watch = local_watch,
 };

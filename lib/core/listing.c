@@ -487,6 +487,13 @@ char *lw__entry_describe(const struct lw__entry *e, char *buf, size_t size)
 	}
 }
 
+const struct lw__own *lw__listing_owner(struct lw_repo *repo, const struct lw__id *id)
+{
+	const struct lw__entry *e = lw__idmap_get(&repo->listing.map, id);
+
+	return e && e->state == LW__ENTRY_OWN ? e->own : NULL;
+}
+
 int lw__listing_add_own(struct lw_repo *repo, const struct lw__id *id,
 			const struct lw__own *own)
 {

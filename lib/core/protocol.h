@@ -108,6 +108,9 @@ struct lw__timing {
 	int64_t retry_backoff; /* first wait of retry_lock; doubles to 12 x */
 	int64_t check_retry;
 	int64_t op_timeout;
+	int64_t release_timeout; /* the deletes of a lock's end, all at once */
+	int64_t check_interval; /* HTTP: HEAD of a held lock's file between
+				   refreshes; -1: refresh_interval / 5, 0: none */
 	bool remove_stale;
 	bool suspend_recovery;
 };
@@ -220,6 +223,8 @@ const struct lw__entry *lw__listing_conflict(struct lw_repo *repo,
 const struct lw__entry *lw__listing_remove_stale(struct lw_repo *repo);
 /* Describes a conflicting entry for a person. */
 char *lw__entry_describe(const struct lw__entry *e, char *buf, size_t size);
+/* The lock that file ID is of, or NULL. */
+const struct lw__own *lw__listing_owner(struct lw_repo *repo, const struct lw__id *id);
 /* Records that ID is a file of the lock OWN (so listings need not read it). */
 int lw__listing_add_own(struct lw_repo *repo, const struct lw__id *id,
 			const struct lw__own *own);

@@ -141,6 +141,8 @@ LW_EXPORT int lw_repo_new(struct lw_loop *loop, const char *url,
 		.retry_backoff = LW_SEC(5),
 		.check_retry = LW_SEC(5),
 		.op_timeout = LW_SEC(60),
+		.release_timeout = LW_SEC(5),
+		.check_interval = -1,
 		.remove_stale = true,
 	};
 	atomic_init(&repo->timing->refs, 1);
@@ -305,6 +307,20 @@ LW_EXPORT int lw_repo_set_check_retry(struct lw_repo *repo, int64_t delay)
 LW_EXPORT int lw_repo_set_op_timeout(struct lw_repo *repo, int64_t timeout)
 {
 	return set(repo, OFF(op_timeout), timeout, 1, "the operation timeout");
+}
+
+LW_EXPORT int lw_repo_set_release_timeout(struct lw_repo *repo, int64_t timeout)
+{
+	if (timeout > LW_SEC(3600))
+		return lw__fail(-EINVAL, "the release timeout must be at most 1h");
+	return set(repo, OFF(release_timeout), timeout, LW_MSEC(1), "the release timeout");
+}
+
+LW_EXPORT int lw_repo_set_check_interval(struct lw_repo *repo, int64_t interval)
+{
+	if (interval > 0 && interval < LW_MSEC(10))
+		return lw__fail(-EINVAL, "the check interval must be 0 (none) or at least 10ms");
+	return set(repo, OFF(check_interval), interval, 0, "the check interval");
 }
 
 LW_EXPORT int lw_repo_set_remove_stale(struct lw_repo *repo, bool remove)

@@ -42,6 +42,16 @@ enum lw__phase {
 /* what lw__lock_files reports: the current file, the old one, the doomed */
 #define LW__LOCK_FILES (2 + LW__MAX_DOOMED)
 
+/* A file to delete when the lock ends. */
+struct lw__doomed {
+	struct lw__id id;
+	uint8_t tries;
+	bool evidence;  /* the current file of a held lock: gone at the first
+			   try means someone removed it */
+	bool left;      /* could not be deleted in time */
+	bool busy;      /* its delete is in flight */
+};
+
 struct lw_lock {
 	int refs;                 /* the application's; the loop's while active */
 	struct lw_loop *loop;
@@ -62,14 +72,20 @@ struct lw_lock {
 	bool has_old;             /* OLD_ID still has to be deleted */
 	bool reserved;            /* two timer slots in the engine's heap */
 	bool recovering;          /* after a suspend: re-acquiring in place */
+	bool check_tick;          /* the step timer is for a check, not a
+				     refresh (HTTP: lw_repo_set_check_interval) */
 	atomic_bool acquire_called;
 	atomic_bool release_called;
 	int result;               /* of the acquire, or of the cleanup */
 	struct lw__loop_hook active; /* in loop->active until it is done */
 	struct lw__id id;         /* the current lock file */
 	struct lw__id old_id;
-	struct lw__id *doomed;    /* LW__MAX_DOOMED files to delete while ending,
-				     allocated when the first is known */
+	struct lw__doomed *doomed; /* LW__MAX_DOOMED files to delete while
+				     ending, allocated when the first is known */
+	uint8_t cleaning;         /* their deletes in flight */
+	bool was_held;            /* ending a lock that was held */
+	bool removed;             /* someone removed it while it was held */
+	int64_t clean_by;         /* the deletes give up then (BOOTTIME) */
 	int64_t lease;            /* leased backends: what keeps ID alive */
 	int64_t token;            /* ... and ID's fencing token */
 	atomic_int_least64_t fencing_token; /* TOKEN, once acquired */

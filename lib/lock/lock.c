@@ -99,21 +99,34 @@ void lw__lock_emit(struct lw_lock *lock, enum lw_event_type type, int err,
 	lock->event_fn(lock, &ev, lock->event_data);
 }
 
-bool lw__lock_request(struct lw_lock *lock, enum lw__bop op,
-		      const struct lw__id *id, const void *data, size_t len,
-		      int64_t deadline, void (*done)(struct lw__breq *))
+/* A request for LOCK, not started: a request about the lock's own key
+ * carries its lease. */
+static struct lw__breq *lock_breq(struct lw_lock *lock, enum lw__bop op,
+				  const struct lw__id *id, const void *data, size_t len,
+				  int64_t deadline, void (*done)(struct lw__breq *))
 {
 	struct lw__breq *req = lw__breq_new(lock->repo->backend, op, id, data, len,
 					    deadline, done, lock);
 
 	if (!req)
-		return false;
+		return NULL;
 	/* on a leased backend: a new lock's lease lasts the stale timeout,
 	 * and a request about the lock's own key ends or renews its lease */
 	req->ttl = lock->own.timing->stale_timeout;
 	if (lock->has_id && id && lw__id_eq(id, &lock->id))
 		req->lease = lock->lease;
 	req->refresh = lock->state == LW__LOCK_HELD;
+	return req;
+}
+
+bool lw__lock_request(struct lw_lock *lock, enum lw__bop op,
+		      const struct lw__id *id, const void *data, size_t len,
+		      int64_t deadline, void (*done)(struct lw__breq *))
+{
+	struct lw__breq *req = lock_breq(lock, op, id, data, len, deadline, done);
+
+	if (!req)
+		return false;
 	lock->req = req;
 	lock->req_started = lw__now_boot();
 	lock->req_started_mono = lw__now_mono();
@@ -130,7 +143,7 @@ size_t lw__lock_files(const struct lw_lock *lock, const struct lw__id *mine[LW__
 	if (lock->has_old)
 		mine[n++] = &lock->old_id;
 	for (int i = 0; i < lock->ndoomed; i++)
-		mine[n++] = &lock->doomed[i];
+		mine[n++] = &lock->doomed[i].id;
 	return n;
 }
 
@@ -238,50 +251,132 @@ static void finish_end(struct lw_lock *lock)
 	lw__lock_unref(lock); /* the loop's, taken when the lock became active */
 }
 
-static void delete_next(struct lw_lock *lock);
+static void start_delete(struct lw_lock *lock, struct lw__doomed *d);
+
+/* Every delete is over: say what is left, and whether the lock had been
+ * removed by someone else. */
+static void cleaned(struct lw_lock *lock)
+{
+	char left[LW__MAX_DOOMED * 14 + 1] = "", hex[LW_ID_HEX + 1], msg[600];
+	size_t n = 0;
+
+	for (int i = 0; i < lock->ndoomed; i++)
+		if (lock->doomed[i].left) {
+			lw__id_hex(&lock->doomed[i].id, hex);
+			n += (size_t)snprintf(left + n, sizeof(left) - n, "%s%.12s",
+					      n ? ", " : "", hex);
+		}
+	if (n && !lock->acquire_fn) {
+		lw__sfmt(msg, sizeof(msg), "lock file%s left behind in %s: %s (%s); they go "
+			 "stale by themselves", strchr(left, ',') ? "s" : "",
+			 lock->repo->url.display, left,
+			 lock->last_error ? lock->last_error : "not deleted in time");
+		lw__warn(&lock->loop->log, "%s", msg);
+		free(lock->last_error);
+		lock->last_error = strdup(msg);
+	}
+	if (lock->removed && !lock->acquire_fn) {
+		lw__id_hex(&lock->id, hex);
+		lw__sfmt(msg, sizeof(msg), "lock file %.12s in %s was removed by someone else "
+			 "while it was held (unlock --remove-all, or judged stale); conflicting "
+			 "work may have started%s%s", hex, lock->repo->url.display,
+			 n ? "; " : "", n ? lock->last_error : "");
+		free(lock->last_error);
+		lock->last_error = strdup(msg);
+		lock->result = -LW_ELOST;
+	}
+	lock->ndoomed = 0;
+	lw__timer_stop(lock->loop->engine, &lock->step_timer);
+	finish_end(lock);
+}
 
 static void on_deleted(struct lw__breq *req)
 {
 	struct lw_lock *lock = req->userdata;
+	struct lw__doomed *d = NULL;
 	char hex[LW_ID_HEX + 1];
+	int res = req->res;
 
-	lock->req = NULL;
-	lw__id_hex(&req->id, hex);
-	if (req->res < 0 && req->res != -ENOENT && ++lock->attempt < DELETE_ATTEMPTS) {
+	if (lock->state == LW__LOCK_DONE) {
+		/* after the release timeout: named as left behind already */
+		if (res == 0 || res == -ENOENT)
+			lw__listing_forget(lock->repo, &req->id);
 		lw__breq_free(req);
-		delete_next(lock);
+		lw__lock_unref(lock); /* the request's */
 		return;
 	}
-	if (req->res < 0 && req->res != -ENOENT) {
-		lw__warn(&lock->loop->log, "cannot delete lock file %.12s: %s", hex,
-			 req->msg[0] ? req->msg : lw_strerror(req->res));
+	for (int i = 0; i < lock->ndoomed && !d; i++)
+		if (lw__id_eq(&lock->doomed[i].id, &req->id))
+			d = &lock->doomed[i];
+	lw__id_hex(&req->id, hex);
+	lock->cleaning--;
+	d->busy = false;
+	lw__lock_unref(lock); /* the request's; the loop's keeps it */
+	if (req->op == LW__BOP_EXISTS) {
+		/* the look before the delete on a server that hides a
+		 * missing file: gone means removed, there (or no answer)
+		 * means delete it */
+		lw__breq_free(req);
+		if (res == -ENOENT) {
+			lock->removed = true;
+			lw__warn(&lock->loop->log, "lock file %.12s in %s was removed by "
+				 "someone else while it was held", hex, lock->repo->url.display);
+			lw__listing_forget(lock->repo, &d->id);
+		} else {
+			start_delete(lock, d);
+		}
+		if (lock->cleaning == 0)
+			cleaned(lock);
+		return;
+	}
+	/* the evidence rule of refresh: gone at the first try, it was
+	 * removed; gone at a retry, the first try may have done it */
+	if (res == -ENOENT && d->evidence && d->tries == 1) {
+		lock->removed = true;
+		lw__warn(&lock->loop->log, "lock file %.12s in %s was removed by someone else "
+			 "while it was held", hex, lock->repo->url.display);
+	}
+	if (res < 0 && res != -ENOENT && res != -ETIMEDOUT && d->tries < DELETE_ATTEMPTS &&
+	    lw__now_boot() < lock->clean_by) {
+		lw__breq_free(req);
+		start_delete(lock, d);
+		return;
+	}
+	if (res < 0 && res != -ENOENT) {
+		d->left = true;
 		if (!lock->acquire_fn) {
-			lock->result = req->res;
+			lock->result = res;
 			free(lock->last_error);
-			lock->last_error = strdup(req->msg[0] ? req->msg : lw_strerror(req->res));
+			lock->last_error = strdup(req->msg[0] ? req->msg : lw_strerror(res));
 		}
 	} else {
 		lw__dbg(&lock->loop->log, "deleted lock file %.12s", hex);
+		lw__listing_forget(lock->repo, &req->id);
+		d->left = false;
 	}
-	lw__listing_forget(lock->repo, &req->id);
 	lw__breq_free(req);
-	lock->attempt = 0;
-	lock->ndoomed--;
-	memmove(lock->doomed, lock->doomed + 1, lock->ndoomed * sizeof(lock->doomed[0]));
-	delete_next(lock);
+	if (lock->cleaning == 0)
+		cleaned(lock);
 }
 
-static void delete_next(struct lw_lock *lock)
+static void start_delete(struct lw_lock *lock, struct lw__doomed *d)
 {
-	if (lock->ndoomed == 0) {
-		finish_end(lock);
+	/* where a delete of a missing file succeeds (rest-server), the
+	 * evidence comes from a look first, as refresh does it */
+	bool look = d->evidence && d->tries == 0 &&
+		    lock->repo->backend->ops->remove_hides_missing;
+	struct lw__breq *req = lock_breq(lock, look ? LW__BOP_EXISTS : LW__BOP_REMOVE, &d->id,
+					 NULL, 0, lock->clean_by, on_deleted);
+
+	d->tries++;
+	if (!req) {
+		d->left = true; /* out of memory: nothing more can be done */
 		return;
 	}
-	if (!lw__lock_request(lock, LW__BOP_REMOVE, &lock->doomed[0], NULL, 0,
-			      lw__add_sat(lw__now_boot(), lock->own.timing->op_timeout), on_deleted)) {
-		lock->ndoomed = 0; /* out of memory: nothing more can be done */
-		finish_end(lock);
-	}
+	lock->cleaning++;
+	d->busy = true;
+	lw__lock_ref(lock); /* the request's, until it completes */
+	lw__breq_start(req);
 }
 
 void lw__lock_doom(struct lw_lock *lock, const struct lw__id *id)
@@ -289,24 +384,39 @@ void lw__lock_doom(struct lw_lock *lock, const struct lw__id *id)
 	char hex[LW_ID_HEX + 1];
 
 	for (int i = 0; i < lock->ndoomed; i++)
-		if (lw__id_eq(&lock->doomed[i], id))
+		if (lw__id_eq(&lock->doomed[i].id, id))
 			return;
 	/* most locks never need the list: allocated when they do */
 	if (!lock->doomed)
 		lock->doomed = malloc(LW__MAX_DOOMED * sizeof(*lock->doomed));
 	if (lock->doomed && lock->ndoomed < LW__MAX_DOOMED) {
-		lock->doomed[lock->ndoomed++] = *id;
+		lock->doomed[lock->ndoomed++] = (struct lw__doomed){ .id = *id };
 		return;
 	}
 	lw__id_hex(id, hex);
 	lw__err(&lock->loop->log, "lock file %.12s cannot be deleted: out of memory", hex);
 }
 
+/*
+ * Every file at once, each bounded by the release timeout: a lock that
+ * ends is no longer guaranteed, its files go stale by themselves, and
+ * whoever waits for the end (lockwatch run's exit status, a supervisor)
+ * should not wait a minute per file on a stalled server.  A failed delete
+ * is tried again within that bound.
+ */
 static void cleanup(struct lw_lock *lock)
 {
+	int n = lock->ndoomed;
+
 	lw__lock_phase(lock, LW__PH_CLEANUP);
 	lock->attempt = 0;
-	delete_next(lock);
+	for (int i = 0; i < n; i++) {
+		lock->doomed[i].evidence = lock->was_held && !lock->removed && lock->has_id &&
+					   lw__id_eq(&lock->doomed[i].id, &lock->id);
+		start_delete(lock, &lock->doomed[i]);
+	}
+	if (lock->cleaning == 0)
+		cleaned(lock);
 }
 
 static void on_cancelled(struct lw__breq *req)
@@ -314,6 +424,13 @@ static void on_cancelled(struct lw__breq *req)
 	struct lw_lock *lock = req->userdata;
 
 	lock->req = NULL;
+	if (lock->state == LW__LOCK_DONE) {
+		/* the release timeout passed first: its file was named as
+		 * left behind */
+		lw__breq_free(req);
+		lw__lock_unref(lock); /* the request's */
+		return;
+	}
 	/* a create that got its lease: its key, if it lands, goes with it */
 	if (req->op == LW__BOP_CREATE && req->lease) {
 		lw__lock_set_id(lock, &req->id);
@@ -321,6 +438,26 @@ static void on_cancelled(struct lw__breq *req)
 	}
 	lw__breq_free(req);
 	cleanup(lock);
+	lw__lock_unref(lock); /* the request's */
+}
+
+/* The release timeout passed with files not deleted (a stalled server, an
+ * operation hung in a worker thread, a request in flight that does not end):
+ * the lock's end is over without them.  Their requests keep a reference to
+ * the lock and find it over when they complete. */
+static void on_clean_timeout(struct lw__timer *t)
+{
+	struct lw_lock *lock = LW_CONTAINER_OF(t, struct lw_lock, step_timer);
+
+	for (int i = 0; i < lock->ndoomed; i++)
+		if (lock->doomed[i].busy || lock->phase != LW__PH_CLEANUP)
+			lock->doomed[i].left = true;
+	if (!lock->acquire_fn) {
+		lock->result = -ETIMEDOUT;
+		free(lock->last_error);
+		lock->last_error = strdup("no answer within the release timeout");
+	}
+	cleaned(lock);
 }
 
 void lw__lock_end(struct lw_lock *lock, int result, enum lw_cause cause,
@@ -336,6 +473,8 @@ void lw__lock_end(struct lw_lock *lock, int result, enum lw_cause cause,
 	va_end(ap);
 	lw__ctx_end(lock->ctx, cause, "%s", msg);
 	lock->result = lock->state == LW__LOCK_ACQUIRING ? (result ? result : -ECANCELED) : 0;
+	lock->was_held = lock->state == LW__LOCK_HELD;
+	lock->removed = cause == LW_CAUSE_REMOVED;
 	lw__lock_go(lock, LW__LOCK_ENDING, (enum lw__phase)lock->phase);
 	lw__timer_stop(lock->loop->engine, &lock->deadline_timer);
 	lw__timer_stop(lock->loop->engine, &lock->step_timer);
@@ -346,6 +485,10 @@ void lw__lock_end(struct lw_lock *lock, int result, enum lw_cause cause,
 		lw__lock_doom(lock, &lock->id);
 	if (lock->has_old)
 		lw__lock_doom(lock, &lock->old_id);
+	/* the whole end is bounded, the wait for the request in flight too */
+	lock->clean_by = lw__add_sat(lw__now_boot(), lock->own.timing->release_timeout);
+	lw__timer_init(&lock->step_timer, on_clean_timeout);
+	lw__timer_start(lock->loop->engine, &lock->step_timer, lock->clean_by);
 	if (lock->req) {
 		/* The request in flight may still write its file (a create
 		 * the server completes after all), or was to delete one that
@@ -353,6 +496,7 @@ void lw__lock_end(struct lw_lock *lock, int result, enum lw_cause cause,
 		if (lock->req->op == LW__BOP_CREATE || lock->req->op == LW__BOP_REMOVE)
 			lw__lock_doom(lock, &lock->req->id);
 		lock->req->done = on_cancelled;
+		lw__lock_ref(lock); /* the request's, until it completes */
 		lw__breq_cancel(lock->req);
 		return;
 	}
@@ -537,9 +681,10 @@ static void release_on_loop(struct lw__call *c)
 	case LW__LOCK_ENDING:
 		break; /* RELEASE_FN runs when the files are gone */
 	default:
-		/* never acquired, or over already: nothing to delete */
+		/* never acquired, or over already (lost, say): nothing to
+		 * delete, but what its end found is still news */
 		lock->release_fn = NULL;
-		fn(lock, 0, NULL, userdata);
+		fn(lock, lock->result, lock->result ? lock->last_error : NULL, userdata);
 		break;
 	}
 }

@@ -47,7 +47,21 @@ static int64_t deadline_of(const struct lw_lock *lock)
 static void schedule(struct lw_lock *lock, int64_t when)
 {
 	lw__lock_phase(lock, LW__PH_IDLE);
+	lock->check_tick = false;
 	lw__timer_start(lock->loop->engine, &lock->step_timer, when);
+}
+
+/* How often a held lock's file is checked between refreshes: on servers
+ * that cannot tell us of a removal (HTTP), every check interval; where the
+ * backend watches (local) or the server expires locks (etcd), never. */
+static int64_t check_interval(const struct lw_lock *lock)
+{
+	const struct lw__backend_ops *ops = lock->repo->backend->ops;
+	int64_t d = lock->own.timing->check_interval;
+
+	if (ops->leased || ops->watch)
+		return 0;
+	return d < 0 ? lock->own.timing->refresh_interval / 5 : d;
 }
 
 static void set_error(struct lw_lock *lock, const struct lw__breq *req,
@@ -102,9 +116,13 @@ static void lost(struct lw_lock *lock, const struct lw__id *id)
 
 static void next_tick(struct lw_lock *lock)
 {
+	int64_t refresh_at = lw__add_sat(lock->own.created_at, lock->own.timing->refresh_interval);
+	int64_t check = check_interval(lock), check_at = lw__add_sat(lw__now_boot(), check);
+
 	lock->attempt = 0;
 	lock->backoff = BACKOFF_FIRST;
-	schedule(lock, lw__add_sat(lock->own.created_at, lock->own.timing->refresh_interval));
+	schedule(lock, check && check_at < refresh_at ? check_at : refresh_at);
+	lock->check_tick = check && check_at < refresh_at;
 }
 
 /* What every reply of a refresh step opens with: the lock's request is
@@ -142,6 +160,69 @@ static bool answered(struct lw_lock *lock, struct lw__breq *req, const char *wha
 		retry(lock, req, what);
 	lw__breq_free(req);
 	return res >= 0;
+}
+
+/* A check between refreshes: a file that was ours and confirmed, now gone,
+ * was removed by someone else.  A failed check proves nothing: the next
+ * refresh, with its retries, is what keeps the deadline. */
+static void on_alive(struct lw__breq *req)
+{
+	struct lw_lock *lock = req->userdata;
+	int res = req->res;
+
+	if (reply_over(req))
+		return;
+	lw__breq_free(req);
+	if (res == -ENOENT) {
+		lost(lock, &lock->id);
+		return;
+	}
+	next_tick(lock);
+}
+
+static void check_now(struct lw_lock *lock)
+{
+	lw__lock_phase(lock, LW__PH_CHECK_OLD);
+	lock->check_tick = false;
+	/* a check that hangs must not hold up the next refresh */
+	if (!lw__lock_request(lock, LW__BOP_EXISTS, &lock->id, NULL, 0,
+			      LW_MIN(deadline_of(lock),
+				     lw__add_sat(lock->own.created_at,
+						 lock->own.timing->refresh_interval)),
+			      on_alive))
+		next_tick(lock);
+}
+
+/*
+ * A watching backend saw lock file ID go.  Ours, current and held: someone
+ * removed it, and the lock is lost now rather than at the next refresh.
+ * Our own deletes (the old file of a refresh, a lock that ends) are not
+ * the current file of a held lock.  ID NULL: removals may have gone
+ * unseen; every held lock of the repository that waits for its next tick
+ * checks its file now.
+ */
+static void on_gone(void *userdata, const struct lw__id *id)
+{
+	struct lw_repo *repo = userdata;
+	const struct lw__own *own;
+	struct lw_lock *lock;
+
+	if (id) {
+		own = lw__listing_owner(repo, id);
+		lock = own ? LW_CONTAINER_OF(own, struct lw_lock, own) : NULL;
+		if (lock && lock->state == LW__LOCK_HELD && !lock->recovering &&
+		    !lw_ctx_held(lock->ctx) && lock->has_id && lw__id_eq(&lock->id, id))
+			lost(lock, id);
+		return;
+	}
+	for (struct lw__list *n = repo->loop->active.next; n != &repo->loop->active; n = n->next) {
+		lock = LW_CONTAINER_OF(n, struct lw_lock, active.link);
+		if (lock->repo == repo && lock->state == LW__LOCK_HELD &&
+		    lock->phase == LW__PH_IDLE && !lock->has_old && !lock->recovering) {
+			lw__timer_start(lock->loop->engine, &lock->step_timer, 0);
+			lock->check_tick = true;
+		}
+	}
 }
 
 static void on_old_deleted(struct lw__breq *req)
@@ -289,7 +370,9 @@ static void on_tick(struct lw__timer *t)
 {
 	struct lw_lock *lock = LW_CONTAINER_OF(t, struct lw_lock, step_timer);
 
-	if (lock->repo->backend->ops->leased) {
+	if (lock->check_tick) {
+		check_now(lock);
+	} else if (lock->repo->backend->ops->leased) {
 		lw__lock_phase(lock, LW__PH_KEEPALIVE);
 		if (!lw__lock_request(lock, LW__BOP_KEEPALIVE, &lock->id, NULL, 0,
 				      deadline_of(lock), on_kept))
@@ -478,6 +561,7 @@ static void on_deadline(struct lw__timer *t)
 void lw__refresh_begin(struct lw_lock *lock)
 {
 	int64_t deadline = lw__add_sat(lock->own.created_at, lw__refreshability(lock->own.timing));
+	int r;
 
 	atomic_store(&lock->deadline, deadline);
 	lw__timer_init(&lock->deadline_timer, on_deadline);
@@ -485,4 +569,11 @@ void lw__refresh_begin(struct lw_lock *lock)
 	lw__timer_init(&lock->step_timer, on_tick);
 	lw__timer_start(lock->loop->engine, &lock->deadline_timer, deadline);
 	next_tick(lock);
+	/* one watch per repository; where there is none, refreshes and
+	 * checks find a removal */
+	r = lw__backend_watch(lock->repo->backend, on_gone, lock->repo);
+	if (r < 0 && r != -ENOTSUP)
+		lw__notice(&lock->loop->log, "cannot watch %s for removed locks (%s): "
+			   "the next refresh finds them", lock->repo->url.display,
+			   strerror(-r));
 }
