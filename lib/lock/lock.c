@@ -266,14 +266,17 @@ static void cleaned(struct lw_lock *lock)
 			n += (size_t)snprintf(left + n, sizeof(left) - n, "%s%.12s",
 					      n ? ", " : "", hex);
 		}
-	if (n && !lock->acquire_fn) {
-		lw__sfmt(msg, sizeof(msg), "lock file%s left behind in %s: %s (%s); they go "
+	if (n) {
+		lw__sfmt(msg, sizeof(msg), "lock file%s left behind in %s: %s (%s); %s "
 			 "stale by themselves", strchr(left, ',') ? "s" : "",
 			 lock->repo->url.display, left,
-			 lock->last_error ? lock->last_error : "not deleted in time");
+			 lock->last_error ? lock->last_error : "not deleted in time",
+			 strchr(left, ',') ? "they go" : "it goes");
 		lw__warn(&lock->loop->log, "%s", msg);
-		free(lock->last_error);
-		lock->last_error = strdup(msg);
+		if (!lock->acquire_fn) {
+			free(lock->last_error);
+			lock->last_error = strdup(msg);
+		}
 	}
 	if (lock->removed && !lock->acquire_fn) {
 		lw__id_hex(&lock->id, hex);

@@ -110,6 +110,12 @@ ParameterizedTest(struct lwt_case *c, http_scale, ten_thousand_locks,
 	s.port = lwt_server_port(c);
 
 	cr_assert_eq(lw_repo_set_op_timeout(repo, LW_SEC(60)), 0);
+	/* this measures refreshes: no HEAD checks between them (every
+	 * 600 ms at this interval, they would be 16,000 requests a second),
+	 * and 10,000 releases at once wait their turn on CAP connections
+	 * longer than the default release timeout would let them */
+	cr_assert_eq(lw_repo_set_check_interval(repo, 0), 0);
+	cr_assert_eq(lw_repo_set_release_timeout(repo, LW_SEC(40)), 0);
 	cr_assert_eq(lw_repo_set_max_connections(repo, CAP), 0);
 	cr_assert_eq(pthread_create(&s.thread, NULL, sample, &s), 0);
 
