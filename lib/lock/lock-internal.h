@@ -49,7 +49,7 @@ struct lw__doomed {
 	bool evidence;  /* the current file of a held lock: gone at the first
 			   try means someone removed it */
 	bool left;      /* could not be deleted in time */
-	bool busy;      /* its delete is in flight */
+	struct lw__breq *req; /* its delete in flight, or NULL */
 };
 
 struct lw_lock {

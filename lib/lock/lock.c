@@ -313,7 +313,7 @@ static void on_deleted(struct lw__breq *req)
 			d = &lock->doomed[i];
 	lw__id_hex(&req->id, hex);
 	lock->cleaning--;
-	d->busy = false;
+	d->req = NULL;
 	lw__lock_unref(lock); /* the request's; the loop's keeps it */
 	if (req->op == LW__BOP_EXISTS) {
 		/* the look before the delete on a server that hides a
@@ -377,7 +377,7 @@ static void start_delete(struct lw_lock *lock, struct lw__doomed *d)
 		return;
 	}
 	lock->cleaning++;
-	d->busy = true;
+	d->req = req;
 	lw__lock_ref(lock); /* the request's, until it completes */
 	lw__breq_start(req);
 }
@@ -452,15 +452,26 @@ static void on_clean_timeout(struct lw__timer *t)
 {
 	struct lw_lock *lock = LW_CONTAINER_OF(t, struct lw_lock, step_timer);
 
-	for (int i = 0; i < lock->ndoomed; i++)
-		if (lock->doomed[i].busy || lock->phase != LW__PH_CLEANUP)
+	struct lw__breq *busy[LW__MAX_DOOMED];
+	int n = 0;
+
+	for (int i = 0; i < lock->ndoomed; i++) {
+		if (lock->doomed[i].req || lock->phase != LW__PH_CLEANUP)
 			lock->doomed[i].left = true;
+		if (lock->doomed[i].req)
+			busy[n++] = lock->doomed[i].req;
+	}
 	if (!lock->acquire_fn) {
 		lock->result = -ETIMEDOUT;
 		free(lock->last_error);
 		lock->last_error = strdup("no answer within the release timeout");
 	}
+	/* the lock is over first, so that their ends find it over */
+	lw__lock_ref(lock);
 	cleaned(lock);
+	for (int i = 0; i < n; i++)
+		lw__breq_cancel(busy[i]);
+	lw__lock_unref(lock);
 }
 
 void lw__lock_end(struct lw_lock *lock, int result, enum lw_cause cause,

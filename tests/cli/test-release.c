@@ -107,7 +107,12 @@ BACKEND_TEST("dav", stalled_server_exit_is_bounded, 60)
 		  "the job got no SIGTERM");
 	/* the job notes it within its 50 ms sleep: the deadline was then */
 	termed = clitest_now();
-	cr_expect_eq(clitest_wait(&pr, 10000), 12);
+	if (clitest_wait(&pr, 10000) != 12) {
+		char *err = clitest_read(pr.err);
+
+		cr_expect_fail("exit status %d, not 12; lockwatch said: %s", pr.status, err);
+		free(err);
+	}
 	after = pr.ended - termed;
 	cr_log_info("%s/%s: exit 12 %lld ms after SIGTERM (bound %d ms)", r->be->name,
 		    lw_engine_name(p->engine), (long long)after / 1000000,
