@@ -11,9 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/engine.h"
+#include "testing.h"
 #include "lwtest.h"
-#include "core/protocol.h"
 
 enum { PASS, FAIL_ALL, HANG_UNLINKS };
 static atomic_int mode;
