@@ -8,7 +8,7 @@
  */
 #include "config.h"
 
-#include <criterion/criterion.h>
+#include "test.h"
 #include <criterion/parameterized.h>
 #include <signal.h>
 #include <stdio.h>
