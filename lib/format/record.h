@@ -22,6 +22,10 @@ struct lw__record {
 	int64_t pgid;
 	uint64_t pgid_start;
 	bool exclusive;
+	/* Decoded from a restic lock that has restic's keys only: no boot id,
+	 * PID namespace or start time, so that its holder is never known to
+	 * be gone, and restic's own stale timeout. */
+	bool restic_written;
 	const char *hostname;
 	const char *username;
 	const char *boot_id;
