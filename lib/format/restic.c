@@ -346,6 +346,20 @@ static bool utf8_valid(const char *s, size_t n)
 	return true;
 }
 
+/* JSON's two-character escapes: with them, no string grows past the text
+ * it was read from. */
+static const char *short_escape(uint8_t c)
+{
+	switch (c) {
+	case '\b': return "\\b";
+	case '\f': return "\\f";
+	case '\n': return "\\n";
+	case '\r': return "\\r";
+	case '\t': return "\\t";
+	}
+	return NULL;
+}
+
 static void put_str(struct out *o, const char *s)
 {
 	const uint8_t *p = (const uint8_t *)s;
@@ -360,6 +374,8 @@ static void put_str(struct out *o, const char *s)
 			k = 1;
 		} else if (p[i] == '"' || p[i] == '\\') {
 			putf(o, "\\%c", p[i]);
+		} else if (short_escape(p[i])) {
+			putf(o, "%s", short_escape(p[i]));
 		} else if (p[i] < 0x20) {
 			putf(o, "\\u%04x", p[i]);
 		} else {
@@ -595,7 +611,8 @@ int lw__restic_lock_decode(const char *json, size_t len, struct lw__record **out
 int lw__restic_lock_seal(const struct lw__restic_key *key, const struct lw__record *r,
 			 void *buf, size_t size)
 {
-	char json[LW_RECORD_MAX];
+	/* no reader takes a file over LW_RECORD_MAX: none is written */
+	char json[LW_RECORD_MAX - LW_RESTIC_OVERHEAD];
 	int n = lw__restic_lock_encode(r, json, sizeof(json));
 
 	if (n < 0)

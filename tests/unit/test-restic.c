@@ -665,7 +665,7 @@ Test(restic, encode_strings)
 	r.username = "jos\xc3\xa9\xff";
 	n = lw__restic_lock_encode(&r, json, sizeof(json));
 	cr_assert_gt(n, 0);
-	cr_assert(strstr(json, "\"hostname\":\"a\\\"b\\\\c\\u000a\\u0001\x7f\""), "%s", json);
+	cr_assert(strstr(json, "\"hostname\":\"a\\\"b\\\\c\\n\\u0001\x7f\""), "%s", json);
 	back = decode(json);
 	cr_assert_str_eq(back->hostname, r.hostname);
 	cr_assert_str_eq(back->username, "jos\xc3\xa9?");
