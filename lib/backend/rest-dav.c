@@ -121,14 +121,16 @@ static void fail(struct http_breq *hr, int res, const char *fmt, ...)
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
 	lw__id_hex(&req->id, hex);
-	if (req->op == LW__BOP_LIST)
-		snprintf(target, sizeof(target), "locks/");
-	else if (req->op == LW__BOP_INIT)
+	if (req->op == LW__BOP_INIT)
 		snprintf(target, sizeof(target), "%s%s%s", priv(req->be)->fl->init_path,
 			 priv(req->be)->fl->init_query ? "?" : "",
 			 priv(req->be)->fl->init_query ? priv(req->be)->fl->init_query : "");
+	else if (req->file == LW__BFILE_CONFIG)
+		snprintf(target, sizeof(target), "config");
 	else
-		snprintf(target, sizeof(target), "locks/%.12s", hex);
+		snprintf(target, sizeof(target), "%s/%.12s",
+			 req->file == LW__BFILE_KEYS ? "keys" : "locks",
+			 req->op == LW__BOP_LIST ? "" : hex);
 	if (r->attempts > 1)
 		snprintf(attempts, sizeof(attempts), " (%u attempts)", r->attempts);
 	lw__breq_fail(req, res, "%s %s on %s: %s%s", r->method, target,
@@ -184,8 +186,8 @@ static void conclude(struct http_breq *hr)
 		if (!r->earlier_reached)
 			fail(hr, -ENOENT, "not found");
 	} else if (st == 404 && req->op == LW__BOP_LIST) {
-		fail(hr, -ENOENT, "404 Not Found: the repository has no locks/ folder "
-		     "(run init)");
+		fail(hr, -ENOENT, req->file == LW__BFILE_KEYS ? "not found" :
+		     "404 Not Found: the repository has no locks/ folder (run init)");
 	} else if (st == 403 && req->op == LW__BOP_CREATE && fl->exists_is_403) {
 		/* after a lost answer, it is the file our own first try wrote */
 		if (!r->earlier_reached)
@@ -221,7 +223,12 @@ static void hb_start(struct lw__backend *be, struct lw__breq *req)
 	char hex[LW_ID_HEX + 1], path[LW_ID_HEX + 16];
 
 	lw__id_hex(&req->id, hex);
-	snprintf(path, sizeof(path), "locks/%s", hex);
+	if (req->file == LW__BFILE_CONFIG)
+		snprintf(path, sizeof(path), "config");
+	else
+		snprintf(path, sizeof(path), "%s/%s",
+			 req->file == LW__BFILE_KEYS ? "keys" : "locks",
+			 req->op == LW__BOP_LIST ? "" : hex);
 	r->pool = &hb->pool;
 	r->deadline = req->deadline;
 	r->done = on_http_done;
@@ -235,11 +242,10 @@ static void hb_start(struct lw__backend *be, struct lw__breq *req)
 		r->method = "GET";
 		r->accept = hb->fl->list_accept;
 		r->max_body = LISTING_MAX;
-		snprintf(path, sizeof(path), "locks/");
 		break;
 	case LW__BOP_READ:
 		r->method = "GET";
-		r->max_body = LW_RECORD_MAX + 1;
+		r->max_body = (req->file == LW__BFILE_LOCKS ? LW_RECORD_MAX : LW__BFILE_MAX) + 1;
 		r->cut_ok = true;
 		break;
 	case LW__BOP_REMOVE:

@@ -102,8 +102,8 @@ Test(record, unknown_keys_and_limits)
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	n = encode(&sample);
-	cr_assert_eq(buf[0], 0x8d, "a fixmap of 13");
-	buf[0] = 0x8e;
+	cr_assert_eq(buf[0], 0x8e, "a fixmap of 14");
+	buf[0] = 0x8f;
 	msgpack_sbuffer_write(&sb, (const char *)buf, (size_t)n);
 	msgpack_pack_str_with_body(&pk, "future", 6);
 	msgpack_pack_array(&pk, 2);
