@@ -340,6 +340,10 @@ struct lw_lock_info {
 	const char *purpose;
 	const char *why;       /* FOREIGN, INVALID: what is wrong with it */
 	int err;               /* lw_repo_unlock: 0, or why it was not removed */
+	/* SHARED, EXCLUSIVE: which tool wrote it, "lockwatch" or "restic" (a
+	 * restic lock carries no boot id: its holder is never known to be
+	 * gone, only its age makes it stale) */
+	const char *tool;
 };
 
 /* Called on the calling thread; a non-zero return stops the walk. */

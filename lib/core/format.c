@@ -304,7 +304,10 @@ static int get_password(struct lw__probe *p, char *buf, size_t size)
 	if (n < 0)
 		return n;
 	len = LW_MIN((size_t)n, size - 1);
-	trim(buf, &len);
+	buf[len] = '\0';
+	/* restic trims what a command or a file gives, not the others */
+	if (!p->password && !p->password_fn && ((cmd && *cmd) || (file && *file)))
+		trim(buf, &len);
 	return (int)len;
 }
 
