@@ -6,10 +6,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -112,25 +114,100 @@ int lwt_restic_run(const char *path, char *out, size_t size, const char *const *
 	return status;
 }
 
-void lwt_restic_init(struct lwt_restic_repo *r, int version)
+static void make_dir(struct lwt_restic_repo *r, int version)
+{
+	memset(r, 0, sizeof(*r));
+	snprintf(r->dir, sizeof(r->dir), "/tmp/lwt-restic.XXXXXX");
+	cr_assert_not_null(mkdtemp(r->dir), "mkdtemp: %s", strerror(errno));
+	snprintf(r->disk, sizeof(r->disk), "%s/repo", r->dir);
+	snprintf(r->path, sizeof(r->path), "%s", r->disk);
+	r->version = version;
+}
+
+static bool port_answers(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+static int free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
+
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+		port = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+static void init(struct lwt_restic_repo *r)
 {
 	char v[8], out[4096];
 	const char *args[] = { "init", "--repository-version", v, NULL };
 	int status, fd;
 
-	snprintf(r->dir, sizeof(r->dir), "/tmp/lwt-restic.XXXXXX");
-	cr_assert_not_null(mkdtemp(r->dir), "mkdtemp: %s", strerror(errno));
-	snprintf(r->path, sizeof(r->path), "%s/repo", r->dir);
 	snprintf(r->payload, sizeof(r->payload), "%s/payload", r->dir);
 	fd = open(r->payload, O_WRONLY | O_CREAT | O_EXCL, 0600);
 	cr_assert_geq(fd, 0, "%s: %s", r->payload, strerror(errno));
 	cr_assert_eq(write(fd, "backed up\n", 10), 10);
 	close(fd);
-	snprintf(v, sizeof(v), "%d", version);
-	r->version = version;
+	snprintf(v, sizeof(v), "%d", r->version);
 	status = lwt_restic_run(r->path, out, sizeof(out), args);
-	cr_assert_eq(status, 0, "restic init --repository-version %d: exit %d: %s", version,
-		     status, out);
+	cr_assert_eq(status, 0, "restic init -r %s --repository-version %d: exit %d: %s",
+		     r->path, r->version, status, out);
+}
+
+void lwt_restic_init(struct lwt_restic_repo *r, int version)
+{
+	make_dir(r, version);
+	init(r);
+}
+
+void lwt_restic_init_rest(struct lwt_restic_repo *r, int version)
+{
+	char root[128], addr[32], log[128];
+
+	make_dir(r, version);
+	snprintf(root, sizeof(root), "%s", r->dir);
+	snprintf(log, sizeof(log), "%s/rclone.log", r->dir);
+	r->port = free_port();
+	cr_assert_gt(r->port, 0);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", r->port);
+	r->rclone = fork();
+	cr_assert_geq(r->rclone, 0);
+	if (r->rclone == 0) {
+		int out = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+		dup2(out, 1);
+		dup2(out, 2);
+		/* the repository is DIR/repo: rclone serves DIR */
+		execlp("rclone", "rclone", "serve", "restic", "--addr", addr, root, (char *)NULL);
+		fprintf(stderr, "cannot run rclone: %s (Debian: apt-get install rclone)\n",
+			strerror(errno));
+		_exit(127);
+	}
+	for (int waited = 0; !port_answers(r->port); waited += 20) {
+		char text[1024] = "";
+
+		if (waited > 20000 || waitpid(r->rclone, NULL, WNOHANG) == r->rclone) {
+			lwt_read_file(log, text, sizeof(text) - 1);
+			cr_assert_fail("rclone serve restic did not start: %s", text);
+		}
+		sleep_ms(20);
+	}
+	snprintf(r->path, sizeof(r->path), "rest:http://127.0.0.1:%d/repo/", r->port);
+	init(r);
 }
 
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -140,6 +217,11 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 
 void lwt_restic_remove(struct lwt_restic_repo *r)
 {
+	if (r->rclone > 0) {
+		kill(r->rclone, SIGTERM);
+		waitpid(r->rclone, NULL, 0);
+		r->rclone = 0;
+	}
 	if (r->dir[0])
 		nftw(r->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	r->dir[0] = '\0';
@@ -166,8 +248,9 @@ static bool find_lock(const char *path, char name[65])
 	return found;
 }
 
-void lwt_restic_hold(struct lwt_restic_hold *h, const char *path)
+void lwt_restic_hold(struct lwt_restic_hold *h, const struct lwt_restic_repo *r)
 {
+	const char *path = r->disk;
 	const char *args[] = { "backup", "--stdin", "--stdin-filename", "slow", NULL };
 	int fds[2];
 	int fd;
@@ -178,7 +261,7 @@ void lwt_restic_hold(struct lwt_restic_hold *h, const char *path)
 	cr_assert_geq(fd, 0);
 	close(fd);
 	cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
-	h->pid = spawn(path, args, fds[0], h->out);
+	h->pid = spawn(r->path, args, fds[0], h->out);
 	close(fds[0]);
 	h->pipe = fds[1];
 	for (int waited = 0; !find_lock(path, h->lock); waited += 20) {

@@ -14,17 +14,23 @@
 #define LWT_RESTIC_PASSWORD "correct horse battery staple"
 
 /* A repository made by `restic init --repository-version VERSION` in a
- * temporary directory of its own. */
+ * temporary directory of its own: a local one, or one served by `rclone
+ * serve restic` (a real restic REST server) on a loopback port. */
 struct lwt_restic_repo {
-	char dir[64];   /* the temporary directory */
-	char path[96];  /* the repository in it */
+	char dir[64];     /* the temporary directory */
+	char path[128];   /* the repository as restic and lockwatch take it */
+	char disk[96];    /* the repository on disk: DIR/repo */
 	char payload[96]; /* a small file beside it, for restic backup */
 	int version;
+	pid_t rclone;     /* rest: the server */
+	int port;
 };
 
-/* Makes the repository; a test assertion fails if restic cannot. */
+/* Makes a local repository; a test assertion fails if restic cannot. */
 void lwt_restic_init(struct lwt_restic_repo *r, int version);
-/* Removes its directory. */
+/* Makes one on a REST server that rclone serves over DIR. */
+void lwt_restic_init_rest(struct lwt_restic_repo *r, int version);
+/* Stops the server, removes the directory. */
 void lwt_restic_remove(struct lwt_restic_repo *r);
 
 /*
@@ -43,9 +49,9 @@ struct lwt_restic_hold {
 	char out[256];      /* where its output goes */
 };
 
-/* Starts the backup and waits (up to 60 s) until its lock file is in
- * PATH/locks/; a test assertion fails if none comes. */
-void lwt_restic_hold(struct lwt_restic_hold *h, const char *path);
+/* Starts the backup and waits (up to 60 s) until its lock file is in R's
+ * locks/; a test assertion fails if none comes. */
+void lwt_restic_hold(struct lwt_restic_hold *h, const struct lwt_restic_repo *r);
 /* Ends the input and waits for restic to finish; returns its exit status. */
 int lwt_restic_hold_end(struct lwt_restic_hold *h);
 

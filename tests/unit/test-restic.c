@@ -96,7 +96,7 @@ static void read_keyfile(const struct lwt_restic_repo *r, struct lw__restic_keyf
 	struct lw__id id;
 	ssize_t n;
 
-	snprintf(dir, sizeof(dir), "%s/keys", r->path);
+	snprintf(dir, sizeof(dir), "%s/keys", r->disk);
 	only_file(dir, path, sizeof(path), name);
 	n = lwt_read_file(path, buf, sizeof(buf));
 	cr_assert_gt(n, 0);
@@ -150,7 +150,7 @@ static void write_lock(const struct lwt_restic_repo *r, const struct lw__restic_
 	cr_assert_gt(n, 0, "seal: %s", strerror(-n));
 	cr_assert_eq(lw__sha256(file, (size_t)n, &id), 0);
 	lw__id_hex(&id, name);
-	snprintf(path, sizeof(path), "%s/locks/%s", r->path, name);
+	snprintf(path, sizeof(path), "%s/locks/%s", r->disk, name);
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0400);
 	cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
 	cr_assert_eq(write(fd, file, (size_t)n), n);
@@ -161,7 +161,7 @@ static void remove_lock(const struct lwt_restic_repo *r, const char *name)
 {
 	char path[512];
 
-	snprintf(path, sizeof(path), "%s/locks/%s", r->path, name);
+	snprintf(path, sizeof(path), "%s/locks/%s", r->disk, name);
 	cr_assert_eq(unlink(path), 0, "%s: %s", path, strerror(errno));
 }
 
@@ -217,7 +217,7 @@ ParameterizedTest(int *version, restic, key, .timeout = 180)
 		    (unsigned long long)(lw__restic_keyfile_memory(&kf) >> 20),
 		    (long long)((now_mono() - t0) / 1000000));
 
-	snprintf(path, sizeof(path), "%s/config", r.path);
+	snprintf(path, sizeof(path), "%s/config", r.disk);
 	len = lwt_read_file(path, config, sizeof(config));
 	cr_assert_gt(len, 0);
 	err = lw__restic_open(key, config, (size_t)len, plain, sizeof(plain), &n);
@@ -260,8 +260,8 @@ ParameterizedTest(int *version, restic, restic_lock, .timeout = 180)
 	lwt_restic_init(&r, *version);
 	key = master_key(&r);
 	before = now_real();
-	lwt_restic_hold(&h, r.path);
-	snprintf(path, sizeof(path), "%s/locks/%s", r.path, h.lock);
+	lwt_restic_hold(&h, &r);
+	snprintf(path, sizeof(path), "%s/locks/%s", r.disk, h.lock);
 	len = lwt_read_file(path, file, sizeof(file));
 	cr_assert_gt(len, 0);
 	cr_assert_eq(lw__sha256(file, (size_t)len, &id), 0);
