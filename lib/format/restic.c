@@ -302,6 +302,18 @@ static void putf(struct out *o, const char *fmt, ...)
 		o->len += (size_t)n;
 }
 
+/* N bytes as they are: the text between escapes, without a printf each */
+static void put(struct out *o, const char *s, size_t n)
+{
+	if (o->full || n >= o->cap - o->len) {
+		o->full = true;
+		return;
+	}
+	memcpy(o->p + o->len, s, n);
+	o->len += n;
+	o->p[o->len] = '\0';
+}
+
 /* The length of the UTF-8 sequence at S (N bytes left), or 0 when none is
  * there: overlong forms, surrogates and code points past U+10FFFF are not
  * UTF-8 (RFC 3629). */
@@ -365,24 +377,24 @@ static void put_str(struct out *o, const char *s)
 	const uint8_t *p = (const uint8_t *)s;
 	size_t n = strlen(s);
 
-	putf(o, "\"");
+	put(o, "\"", 1);
 	for (size_t i = 0, k; i < n; i += k) {
 		k = utf8_seq(p + i, n - i);
 		if (!k) {
 			/* a byte restic's decoder would turn into U+FFFD */
-			putf(o, "?");
+			put(o, "?", 1);
 			k = 1;
 		} else if (p[i] == '"' || p[i] == '\\') {
 			putf(o, "\\%c", p[i]);
 		} else if (short_escape(p[i])) {
-			putf(o, "%s", short_escape(p[i]));
+			put(o, short_escape(p[i]), 2);
 		} else if (p[i] < 0x20) {
 			putf(o, "\\u%04x", p[i]);
 		} else {
-			putf(o, "%.*s", (int)k, s + i);
+			put(o, s + i, k);
 		}
 	}
-	putf(o, "\"");
+	put(o, "\"", 1);
 }
 
 static bool str_ok(const char *s)

@@ -371,8 +371,9 @@ RESTIC_TEST(password, 240)
 	static const char *const wrong[] = { "RESTIC_PASSWORD=wrong", NULL };
 	const char *run[] = { "run", "--exclusive", "--", "sh", "-c", "exit 7", NULL };
 	const char *native[] = { "--format=lockwatch", "run", "--exclusive", "--", "sh", "-c",
-				 "ls $0 | wc -l > $1", NULL, NULL, NULL };
-	char pwfile[256], locks[256], count[256], pwarg[300], *err;
+				 waiting_job(tmp), NULL };
+	const char *backup[] = { "backup", r->payload, NULL };
+	char pwfile[256], pwarg[300], out[4096], *err;
 	const char *by_file[] = { pwarg, "run", "--", "sh", "-c", "exit 7", NULL };
 	struct proc p;
 
@@ -397,14 +398,15 @@ RESTIC_TEST(password, 240)
 	lockwatch(&p, tmp, r, c, none, by_file);
 	cr_assert_eq(clitest_wait(&p, 60000), 7, "%s", clitest_read(p.err));
 
-	snprintf(locks, sizeof(locks), "%s/locks", r->disk);
-	clitest_path(count, sizeof(count), tmp, "count");
-	native[7] = locks;
-	native[8] = count;
+	/* lockwatch's own format, named by its hash too, and invisible to
+	 * restic 0.14, which skips what it cannot decrypt: an exclusive lock
+	 * that a backup goes past (what --format=lockwatch documents) */
 	lockwatch(&p, tmp, r, c, none, native);
+	wait_started(&p, tmp);
+	cr_assert_eq(check_names(r), 1);
+	cr_assert_eq(restic(r, out, sizeof(out), backup), 0,
+		     "restic 0.14 saw lockwatch's own format: %s", out);
+	let_go(tmp);
 	cr_assert_eq(clitest_wait(&p, 60000), 0, "%s", clitest_read(p.err));
-	err = clitest_read(count);
-	cr_assert_str_eq(err, "1\n", "lockwatch's own lock file is not there");
-	free(err);
 	cr_assert_eq(check_names(r), 0);
 }
