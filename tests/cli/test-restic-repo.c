@@ -199,6 +199,16 @@ static bool running(pid_t pid)
 	       info.si_pid == 0;
 }
 
+/* Lines of lockwatch's own in ERR (a sanitizer build adds its report). */
+static int own_lines(const char *err)
+{
+	int n = 0;
+
+	for (const char *p = err; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+		n += strncmp(p, "lockwatch", 9) == 0;
+	return n;
+}
+
 static int restic(const struct lwt_restic_repo *r, char *out, size_t size,
 		  const char *const *args)
 {
@@ -381,14 +391,14 @@ RESTIC_TEST(password, 240)
 	cr_assert_eq(clitest_wait(&p, 60000), 1);
 	err = clitest_read(p.err);
 	cr_assert(strstr(err, "is a restic repository and no password was given"), "%s", err);
-	cr_assert_eq(clitest_lines(err), 1, "%s", err);
+	cr_assert_eq(own_lines(err), 1, "%s", err);
 	free(err);
 
 	lockwatch(&p, tmp, r, c, wrong, run);
 	cr_assert_eq(clitest_wait(&p, 60000), 1);
 	err = clitest_read(p.err);
 	cr_assert(strstr(err, "wrong password"), "%s", err);
-	cr_assert_eq(clitest_lines(err), 1, "%s", err);
+	cr_assert_eq(own_lines(err), 1, "%s", err);
 	free(err);
 	cr_assert_eq(check_names(r), 0);
 
