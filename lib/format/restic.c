@@ -410,7 +410,8 @@ int lw__restic_lock_encode(const struct lw__record *r, char *buf, size_t size)
 	if (!str_ok(r->hostname) || !str_ok(r->username) || !str_ok(r->boot_id) ||
 	    (r->purpose && !str_ok(r->purpose)) || r->pid <= 0 ||
 	    r->uid < 0 || r->uid > UINT32_MAX || r->gid < 0 || r->gid > UINT32_MAX ||
-	    r->pid_ns > INT64_MAX || r->pid_start > INT64_MAX || r->stale_timeout <= 0)
+	    r->pid_ns > INT64_MAX || r->pid_start > INT64_MAX || r->stale_timeout <= 0 ||
+	    r->pgid_start > INT64_MAX)
 		return -EINVAL;
 	if (size == 0)
 		return -ENOSPC;
@@ -432,6 +433,8 @@ int lw__restic_lock_encode(const struct lw__record *r, char *buf, size_t size)
 		putf(&o, ",\"purpose\":");
 		put_str(&o, r->purpose);
 	}
+	if (r->pgid > 0)
+		putf(&o, ",\"pgid\":%" PRId64 ",\"pgid_start\":%" PRIu64, r->pgid, r->pgid_start);
 	putf(&o, "}");
 	return o.full ? -ENOSPC : (int)o.len;
 }
@@ -440,12 +443,13 @@ int lw__restic_lock_encode(const struct lw__record *r, char *buf, size_t size)
 
 enum field {
 	F_TIME, F_EXCLUSIVE, F_HOSTNAME, F_USERNAME, F_PID, F_UID, F_GID,
-	F_BOOT_ID, F_PID_NS, F_PID_START, F_STALE_TIMEOUT, F_PURPOSE, F_COUNT
+	F_BOOT_ID, F_PID_NS, F_PID_START, F_STALE_TIMEOUT, F_PURPOSE, F_PGID, F_PGID_START,
+	F_COUNT
 };
 
 static const char *const field_names[F_COUNT] = {
 	"time", "exclusive", "hostname", "username", "pid", "uid", "gid",
-	"boot_id", "pid_ns", "pid_start", "stale_timeout", "purpose",
+	"boot_id", "pid_ns", "pid_start", "stale_timeout", "purpose", "pgid", "pgid_start",
 };
 
 #define BIT(f) (1u << (f))
@@ -529,6 +533,11 @@ static int lock_member(struct lw__json *c, const char *name, int depth, void *ar
 		return number(c, name, 0, INT64_MAX, &j->num[f]);
 	case F_STALE_TIMEOUT:
 		return number(c, name, 1, INT64_MAX, &j->num[f]);
+	case F_PGID:
+		/* group 1 is init's: kill(-1) would mean every process */
+		return number(c, name, 2, INT32_MAX, &j->num[f]);
+	case F_PGID_START:
+		return number(c, name, 0, INT64_MAX, &j->num[f]);
 	}
 	slot = str_slot((enum field)f);
 	{
@@ -585,8 +594,11 @@ int lw__restic_lock_decode(const char *json, size_t len, struct lw__record **out
 	if ((j.seen & LOCKWATCH_NEEDS) && (j.seen & LOCKWATCH_NEEDS) != LOCKWATCH_NEEDS)
 		return invalid(why, whysize, "lockwatch's keys, but not boot_id, pid_ns, "
 			       "pid_start and stale_timeout all");
-	if ((j.seen & BIT(F_PURPOSE)) && !(j.seen & LOCKWATCH_NEEDS))
-		return invalid(why, whysize, "a purpose without lockwatch's other keys");
+	if ((j.seen & (BIT(F_PURPOSE) | BIT(F_PGID) | BIT(F_PGID_START))) &&
+	    !(j.seen & LOCKWATCH_NEEDS))
+		return invalid(why, whysize, "a purpose or pgid without lockwatch's other keys");
+	if (!(j.seen & BIT(F_PGID)) != !(j.seen & BIT(F_PGID_START)))
+		return invalid(why, whysize, "pgid without pgid_start, or the reverse");
 	for (size_t i = 0; i < LW_ARRAY_SIZE(str_fields); i++)
 		strbytes += j.len[i] + 1;
 
@@ -602,6 +614,8 @@ int lw__restic_lock_decode(const char *json, size_t len, struct lw__record **out
 	r->stale_timeout = r->restic_written ? LW_RESTIC_STALE_TIMEOUT : j.num[F_STALE_TIMEOUT];
 	r->pid_ns = (uint64_t)j.num[F_PID_NS];
 	r->pid_start = (uint64_t)j.num[F_PID_START];
+	r->pgid = j.num[F_PGID];
+	r->pgid_start = (uint64_t)j.num[F_PGID_START];
 	strs = (char *)(r + 1);
 	{
 		const char **dst[] = { &r->hostname, &r->username, &r->boot_id, &r->purpose };

@@ -61,7 +61,8 @@ int lw__restic_open(const struct lw__restic_key *key, const void *in, size_t len
 /*
  * lw__restic_lock_encode - write R as a restic lock's JSON into BUF: restic's
  * keys (time as Go's encoding/json writes a time.Time, in local time), then
- * lockwatch's.  Strings are written as UTF-8 with bytes that are not UTF-8
+ * lockwatch's (boot_id, pid_ns, pid_start, stale_timeout, purpose, and pgid
+ * with pgid_start for a job's group).  Strings are written as UTF-8 with bytes that are not UTF-8
  * as '?'.
  *
  * Returns: the length (without a NUL), -EINVAL for a record restic could not

@@ -40,6 +40,7 @@ static bool same(const struct lw__record *a, const struct lw__record *b)
 	return a->time == b->time && a->stale_timeout == b->stale_timeout &&
 	       a->pid == b->pid && a->uid == b->uid && a->gid == b->gid &&
 	       a->pid_ns == b->pid_ns && a->pid_start == b->pid_start &&
+	       a->pgid == b->pgid && a->pgid_start == b->pgid_start &&
 	       a->exclusive == b->exclusive && str_eq(a->hostname, b->hostname) &&
 	       str_eq(a->username, b->username) && str_eq(a->boot_id, b->boot_id) &&
 	       str_eq(a->purpose, b->purpose);

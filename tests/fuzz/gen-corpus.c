@@ -525,6 +525,15 @@ static void restic_locks(void)
 	if (n < 0)
 		exit(1);
 	put("restic-lock", "lockwatch", json, (size_t)n);
+	r.pgid = 31337;
+	r.pgid_start = 12345678;
+	n = lw__restic_lock_encode(&r, json, sizeof(json));
+	if (n < 0)
+		exit(1);
+	put("restic-lock", "lockwatch-job", json, (size_t)n);
+	r.pgid = 0;
+	r.pgid_start = 0;
+	n = lw__restic_lock_encode(&r, json, sizeof(json));
 	put_zstd("lockwatch-zstd", json, (size_t)n, true);
 	put_zstd("lockwatch-zstd-unsized", json, (size_t)n, false);
 	put_zstd("restic-zstd", texts[1][1], strlen(texts[1][1]), true);

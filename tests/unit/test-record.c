@@ -330,10 +330,11 @@ Test(record, job_group)
 	s.pgid = 1;
 	n = encode(&s);
 	rejected(buf, (size_t)n, -LW_EINVALID, "pgid 1");
-	/* pgid alone: 14 keys where the map says 15, then one key short */
+	/* pgid alone: 15 keys where the map says 16, then one key short */
 	s.pgid = 4242;
 	n = encode(&s);
-	buf[0] = 0x8e;
+	cr_assert_eq(buf[0], 0xde, "a map16 of 16 keys");
+	buf[2] = 15;
 	for (int i = n - 1; i > 0; i--)
 		if (memcmp(buf + i, "\xaapgid_start", 11) == 0) {
 			n = i;

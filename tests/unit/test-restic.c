@@ -382,6 +382,8 @@ static void fields_equal(const struct lw__record *a, const struct lw__record *b)
 	cr_assert_eq(a->pid_ns, b->pid_ns);
 	cr_assert_eq(a->pid_start, b->pid_start);
 	cr_assert_eq(a->stale_timeout, b->stale_timeout);
+	cr_assert_eq(a->pgid, b->pgid);
+	cr_assert_eq(a->pgid_start, b->pgid_start);
 	cr_assert_eq(!a->purpose, !b->purpose);
 	if (a->purpose)
 		cr_assert_str_eq(a->purpose, b->purpose);
@@ -406,6 +408,8 @@ Test(restic, seal_round_trip)
 		free(back);
 		r.purpose = NULL;
 		r.exclusive = false;
+		r.pgid = 31337;
+		r.pgid_start = 12345678;
 	}
 }
 
@@ -641,6 +645,10 @@ Test(restic, decode_refused)
 	refused(LOCK_HEAD "\"hostname\":\"h\",\"pid\":1}", "without time");
 	refused(LOCK_HEAD LOCK_NAMES "\"pid\":1,\"boot_id\":\"b\"}", "lockwatch's keys");
 	refused(LOCK_HEAD LOCK_NAMES "\"pid\":1,\"purpose\":\"p\"}", "purpose");
+	refused(LOCK_HEAD LOCK_NAMES "\"pid\":1,\"boot_id\":\"b\",\"pid_ns\":1,\"pid_start\":1,"
+		"\"stale_timeout\":1,\"pgid\":7}", "pgid without pgid_start");
+	refused(LOCK_HEAD LOCK_NAMES "\"pid\":1,\"boot_id\":\"b\",\"pid_ns\":1,\"pid_start\":1,"
+		"\"stale_timeout\":1,\"pgid\":1,\"pgid_start\":1}", "pgid out of range");
 	refused(LOCK_HEAD LOCK_NAMES "\"pid\":1} x", "data after");
 	refused(LOCK_HEAD LOCK_NAMES "\"pid\":1", "truncated");
 	refused(LOCK_HEAD LOCK_NAMES "\"pid\":1,\"x\":[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]}",
