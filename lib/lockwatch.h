@@ -255,6 +255,50 @@ int lw_repo_set_remove_stale(struct lw_repo *repo, bool remove);
  */
 int lw_repo_set_suspend_recovery(struct lw_repo *repo, bool on);
 
+/* Which format a repository's lock files have (lw_repo_set_format). */
+enum lw_format {
+	/* restic's on a restic repository (a config file and a keys/ folder),
+	 * lockwatch's elsewhere: the default */
+	LW_FORMAT_AUTO = 0,
+	/* lockwatch's own, even on a restic repository: restic does not see
+	 * such a lock (it skips files it cannot decrypt) */
+	LW_FORMAT_LOCKWATCH,
+	/* restic's; a repository that is not restic's is refused */
+	LW_FORMAT_RESTIC,
+};
+
+/*
+ * lw_repo_set_format - the format of the lock files this repository object
+ * writes (default LW_FORMAT_AUTO); set it before the first acquire or
+ * listing, which settle it.
+ *
+ * Returns: 0, -EINVAL.
+ */
+int lw_repo_set_format(struct lw_repo *repo, enum lw_format format);
+
+/*
+ * A source of a restic repository's password: writes it into BUF (SIZE
+ * bytes) and returns its length, or a negative errno.  It runs on a worker
+ * thread of lockwatch, never on the loop's, at most once per repository.
+ */
+typedef int (*lw_password_fn)(char *buf, size_t size, void *userdata);
+
+/*
+ * lw_repo_set_password - the password of a restic repository (copied), or
+ * lw_repo_set_password_fn a function that gives it.  Without either, the
+ * password comes as restic takes it: RESTIC_PASSWORD_COMMAND (run by
+ * /bin/sh), else RESTIC_PASSWORD_FILE, else RESTIC_PASSWORD, with white
+ * space around it removed.  The key it opens is derived once per repository
+ * and process on a worker thread (scrypt: about 0.5 s and 60 MiB with
+ * restic's parameters), never on the loop thread.  Without any password, a
+ * lock on a restic repository is refused with -ENOKEY (a lock restic
+ * cannot read protects nothing); with a wrong one, -EACCES.
+ *
+ * Returns: 0, -EINVAL, -ENOMEM.
+ */
+int lw_repo_set_password(struct lw_repo *repo, const char *password);
+int lw_repo_set_password_fn(struct lw_repo *repo, lw_password_fn fn, void *userdata);
+
 /*
  * lw_repo_set_max_connections - how many requests to the repository's
  * HTTP server run at once (default 8), each on its own keep-alive
@@ -320,6 +364,10 @@ struct lw_lock_info {
 	const char *purpose;
 	const char *why;       /* FOREIGN, INVALID: what is wrong with it */
 	int err;               /* lw_repo_unlock: 0, or why it was not removed */
+	/* SHARED, EXCLUSIVE: which tool wrote it, "lockwatch" or "restic" (a
+	 * restic lock carries no boot id: its holder is never known to be
+	 * gone, only its age makes it stale) */
+	const char *tool;
 };
 
 /* Called on the calling thread; a non-zero return stops the walk. */

@@ -26,16 +26,24 @@ struct cli {
 	enum lw_engine engine;
 	int verbosity;        /* -1 quiet, 0 normal, 1 verbose, 2 debug */
 	bool tty;             /* stderr is a terminal */
+	enum lw_format format;        /* --format */
+	const char *password_file;    /* --password-file */
+	const char *password_command; /* --password-command */
 	struct lw_loop *loop;
 	struct lw_repo *repo;
 };
 
-/* Options every command takes (-r, --engine, -v, -q), and their codes. */
+/* Options every command takes (-r, --engine, --format, --password-file,
+ * --password-command, -v, -q), and their codes. */
 #define CLI_GLOBAL_SHORT "r:vqh"
-enum { OPT_ENGINE = 0x100, OPT_CMD_BASE = 0x200 };
+enum { OPT_ENGINE = 0x100, OPT_FORMAT, OPT_PASSWORD_FILE, OPT_PASSWORD_COMMAND,
+       OPT_CMD_BASE = 0x200 };
 #define CLI_GLOBAL_OPTIONS                                            \
 	{ "repo", required_argument, NULL, 'r' },                      \
 	{ "engine", required_argument, NULL, OPT_ENGINE },             \
+	{ "format", required_argument, NULL, OPT_FORMAT },             \
+	{ "password-file", required_argument, NULL, OPT_PASSWORD_FILE }, \
+	{ "password-command", required_argument, NULL, OPT_PASSWORD_COMMAND }, \
 	{ "verbose", no_argument, NULL, 'v' },                         \
 	{ "quiet", no_argument, NULL, 'q' },                           \
 	{ "help", no_argument, NULL, 'h' }

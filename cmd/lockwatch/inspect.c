@@ -58,15 +58,15 @@ static void print_row(const struct lw_lock_info *info)
 	if (!has_record(info)) {
 		/* a foreign or invalid file: what is wrong with it */
 		text_term(info->why ? info->why : "", W_PURPOSE, purpose, sizeof(purpose));
-		printf("%-*s  %-*s  %7s  %8s  %-5s  %s\n", W_HOST, "-", W_USER, "-", "-", "-",
-		       "-", purpose);
+		printf("%-*s  %-*s  %7s  %8s  %-5s  %-9s  %s\n", W_HOST, "-", W_USER, "-", "-",
+		       "-", "-", "-", purpose);
 		return;
 	}
 	snprintf(pid, sizeof(pid), "%" PRId64, info->pid);
 	cell(text_term(info->hostname, W_HOST, host, sizeof(host)), W_HOST, false);
 	cell(text_term(info->username, W_USER, user, sizeof(user)), W_USER, false);
-	printf("%7s  %8s  %-5s  ", pid, lw_duration_format(info->age, age, sizeof(age)),
-	       info->stale ? "yes" : "no");
+	printf("%7s  %8s  %-5s  %-9s  ", pid, lw_duration_format(info->age, age, sizeof(age)),
+	       info->stale ? "yes" : "no", info->tool ? info->tool : "-");
 	cell(text_term(info->purpose, W_PURPOSE, purpose, sizeof(purpose)), 0, true);
 	putchar('\n');
 }
@@ -76,8 +76,8 @@ static int list_row(const struct lw_lock_info *info, void *userdata)
 	int *n = userdata;
 
 	if ((*n)++ == 0)
-		printf("%-12s  %-9s  %-*s  %-*s  %7s  %8s  %-5s  %s\n", "ID", "TYPE", W_HOST,
-		       "HOST", W_USER, "USER", "PID", "AGE", "STALE", "PURPOSE");
+		printf("%-12s  %-9s  %-*s  %-*s  %7s  %8s  %-5s  %-9s  %s\n", "ID", "TYPE",
+		       W_HOST, "HOST", W_USER, "USER", "PID", "AGE", "STALE", "TOOL", "PURPOSE");
 	print_row(info);
 	return 0;
 }
@@ -123,6 +123,7 @@ static int list_json(const struct lw_lock_info *info, void *userdata)
 		json_int("gid", info->gid, &first);
 		json_field("boot_id", info->boot_id, &first);
 		json_field("purpose", info->purpose, &first);
+		json_field("tool", info->tool, &first);
 	} else {
 		json_field("why", info->why, &first);
 	}
@@ -164,7 +165,8 @@ int cmd_list(struct cli *cli, int argc, char **argv)
 		"Usage: lockwatch [-r URL] list [--json]\n"
 		"\n"
 		"Show every lock file of the repository, oldest first: id, shared or\n"
-		"exclusive, host, user, pid, age, whether it is stale, and purpose.  Files\n"
+		"exclusive, host, user, pid, age, whether it is stale, the tool that wrote it\n"
+		"(lockwatch or restic, on a restic repository) and purpose.  Files\n"
 		"that are not lockwatch records are shown as foreign (another tool's lock,\n"
 		"which blocks like an exclusive lock) or invalid.\n"
 		"\n"

@@ -20,7 +20,8 @@
 #include "cli.h"
 
 static const char usage_text[] =
-	"Usage: lockwatch [-r URL] [--engine auto|uring|epoll] [-v|-q] COMMAND [ARG...]\n"
+	"Usage: lockwatch [-r URL] [--engine auto|uring|epoll] [--format F]\n"
+	"                 [--password-file FILE|--password-command CMD] [-v|-q] COMMAND [ARG...]\n"
 	"\n"
 	"Commands:\n"
 	"  run [OPTION...] -- CMD [ARG...]  run CMD while holding a lock on the repository\n"
@@ -33,6 +34,11 @@ static const char usage_text[] =
 	"                    dav:http://host/path/, etcd:http://host:2379/prefix\n"
 	"                    (default: $LOCKWATCH_REPOSITORY)\n"
 	"      --engine E    event loop: auto (default, or $LOCKWATCH_ENGINE), uring, epoll\n"
+	"      --format F    lock files: auto (restic's on a restic repository, else\n"
+	"                    lockwatch's), lockwatch (invisible to restic), restic\n"
+	"      --password-file FILE, --password-command CMD\n"
+	"                    a restic repository's password, as restic takes it (default:\n"
+	"                    $RESTIC_PASSWORD_COMMAND, $RESTIC_PASSWORD_FILE, $RESTIC_PASSWORD)\n"
 	"  -v, --verbose     say more (twice: debug)\n"
 	"  -q, --quiet       say only what went wrong\n"
 	"  -h, --help        show this help ('lockwatch COMMAND --help' for a command)\n"
@@ -124,6 +130,27 @@ static int global_option(struct cli *cli, int c, const char *arg)
 			return cli_usage_error(cli, "--engine '%s': expected auto, uring or epoll",
 					       text_term(arg, 32, safe, sizeof(safe)));
 		break;
+	case OPT_FORMAT:
+		if (strcmp(arg, "auto") == 0)
+			cli->format = LW_FORMAT_AUTO;
+		else if (strcmp(arg, "lockwatch") == 0)
+			cli->format = LW_FORMAT_LOCKWATCH;
+		else if (strcmp(arg, "restic") == 0)
+			cli->format = LW_FORMAT_RESTIC;
+		else
+			return cli_usage_error(cli, "--format '%s': expected auto, lockwatch or "
+					       "restic", text_term(arg, 32, safe, sizeof(safe)));
+		break;
+	case OPT_PASSWORD_FILE:
+	case OPT_PASSWORD_COMMAND:
+		if (c == OPT_PASSWORD_FILE)
+			cli->password_file = arg;
+		else
+			cli->password_command = arg;
+		if (cli->password_file && cli->password_command)
+			return cli_usage_error(cli, "--password-file and --password-command "
+					       "exclude each other, as in restic");
+		break;
 	case 'v':
 		cli->verbosity = cli->verbosity < 0 ? 1 : cli->verbosity + 1;
 		break;
@@ -159,6 +186,9 @@ int cli_getopt(struct cli *cli, int argc, char **argv, const char *shortopts,
 		case 'v':
 		case 'q':
 		case OPT_ENGINE:
+		case OPT_FORMAT:
+		case OPT_PASSWORD_FILE:
+		case OPT_PASSWORD_COMMAND:
 			if (global_option(cli, c, optarg) != 0)
 				return '?';
 			break;
@@ -209,6 +239,31 @@ static void hide_password(char *url)
 		memset(colon + 1, '*', (size_t)(end - colon - 1));
 }
 
+/* --password-file and --password-command, read when the library asks: on
+ * its worker thread, only for a restic repository.  White space around the
+ * password goes, as restic does it. */
+static int cli_password(char *buf, size_t size, void *userdata)
+{
+	const struct cli *cli = userdata;
+	FILE *f = cli->password_command ? popen(cli->password_command, "r") :
+					  fopen(cli->password_file, "re");
+	size_t n, start = 0;
+	int st;
+
+	if (!f)
+		return -errno;
+	n = fread(buf, 1, size - 1, f);
+	st = cli->password_command ? pclose(f) : fclose(f);
+	if (cli->password_command && st != 0)
+		return -ENOKEY;
+	while (n && strchr(" \t\r\n\v\f", buf[n - 1]))
+		n--;
+	while (start < n && strchr(" \t\r\n\v\f", buf[start]))
+		start++;
+	memmove(buf, buf + start, n - start);
+	return (int)(n - start);
+}
+
 int cli_open(struct cli *cli)
 {
 	int r = lw_loop_new(cli->engine, &cli->loop);
@@ -226,6 +281,10 @@ int cli_open(struct cli *cli)
 	r = lw_loop_start(cli->loop);
 	if (r == 0)
 		r = lw_repo_new(cli->loop, cli->url, &cli->repo);
+	if (r == 0)
+		r = lw_repo_set_format(cli->repo, cli->format);
+	if (r == 0 && (cli->password_file || cli->password_command))
+		r = lw_repo_set_password_fn(cli->repo, cli_password, cli);
 	if (r < 0) {
 		cli_error(cli, "%s", r == -EINVAL || r == -EPROTONOSUPPORT || r == -ENOTSUP ?
 				     lw_errmsg() : lw_strerror(r));

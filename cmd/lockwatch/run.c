@@ -93,7 +93,7 @@ static const char help_text[] =
 	"If the lock is lost (its refresh deadline passed, or someone removed it),\n"
 	"the group gets SIGTERM at once and SIGKILL after --kill-after, and\n"
 	"lockwatch exits with 12.  SIGINT, SIGTERM and SIGHUP are passed on to the\n"
-	"group.\n"
+	"group (not the SIGHUP with which restic 0.14 asks whether a holder lives).\n"
 	"\n"
 	"  --exclusive             take an exclusive lock (default: shared)\n"
 	"  --refresh-interval D    refresh the lock every D (default 5m)\n"
@@ -373,6 +373,29 @@ static void take_signal(struct run *run, int sig)
 		lw_ctx_cancel(run->ctx);
 }
 
+/*
+ * restic 0.14 tells whether a lock's holder on this host lives by sending it
+ * SIGHUP (restic unlock does, for every such lock): on a restic repository
+ * that would end the job of a live lock.  A SIGHUP that a process named
+ * restic sent is that probe, not a hangup, and is not passed on.
+ */
+static bool restic_probe(const struct signalfd_siginfo *si)
+{
+	char path[64], comm[32] = "";
+	FILE *f;
+
+	if (si->ssi_signo != SIGHUP || si->ssi_code != SI_USER || si->ssi_pid == 0)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%u/comm", si->ssi_pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	if (!fgets(comm, sizeof(comm), f))
+		comm[0] = '\0';
+	fclose(f);
+	return strcmp(comm, "restic\n") == 0;
+}
+
 static void read_signals(struct run *run)
 {
 	struct signalfd_siginfo si;
@@ -380,6 +403,9 @@ static void read_signals(struct run *run)
 	while (read(run->sigfd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGCHLD)
 			reap(run);
+		else if (restic_probe(&si))
+			cli_note(run->cli, "SIGHUP from restic (pid %u), which asks whether the "
+				 "lock's holder lives: not passed on", si.ssi_pid);
 		else
 			take_signal(run, (int)si.ssi_signo);
 	}

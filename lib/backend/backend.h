@@ -37,8 +37,9 @@ struct lw__backend_opts {
 
 enum lw__bop {
 	LW__BOP_CREATE, /* write DATA as locks/ID; fails if it exists */
-	LW__BOP_LIST,   /* ids of locks/: IDS, NIDS */
-	LW__BOP_READ,   /* locks/ID into BUF, at most LW_RECORD_MAX + 1 bytes */
+	LW__BOP_LIST,   /* ids of locks/ (or FILE's folder): IDS, NIDS */
+	LW__BOP_READ,   /* locks/ID (or FILE) into BUF, at most LW_RECORD_MAX + 1
+			   bytes (LW__BFILE_MAX + 1 for the others) */
 	LW__BOP_REMOVE, /* delete locks/ID; -ENOENT when it was not there */
 	LW__BOP_EXISTS, /* 0 or -ENOENT */
 	LW__BOP_INIT,   /* create the repository layout */
@@ -46,9 +47,24 @@ enum lw__bop {
 			      server let it expire (or it was revoked) */
 };
 
+/*
+ * What READ and LIST reach besides lock files: the layout of a restic
+ * repository, which tells its locks' format (core/format.c).  Leased
+ * backends have none of it.
+ */
+enum lw__bfile {
+	LW__BFILE_LOCKS = 0, /* locks/ID, locks/ */
+	LW__BFILE_KEYS,      /* keys/ID, keys/ */
+	LW__BFILE_CONFIG,    /* config (READ only; ID unused) */
+};
+
+/* The most of a key file or config that READ returns, and one byte more. */
+#define LW__BFILE_MAX 16384
+
 struct lw__breq {
 	struct lw__backend *be;
 	enum lw__bop op;
+	uint8_t file;     /* enum lw__bfile, for READ and LIST */
 	struct lw__id id;
 	const void *data; /* CREATE: the record, copied into the request */
 	size_t len;

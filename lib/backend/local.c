@@ -42,6 +42,7 @@
 struct local {
 	char *root;  /* the repository */
 	char *locks; /* root/locks */
+	char *keys;  /* root/keys: a restic repository's */
 	size_t locks_len;
 	unsigned running;
 	struct lw__list queue;
@@ -77,9 +78,10 @@ struct local_req {
 	int dirfd;      /* locks/, opened without following a symlink */
 	size_t written;
 	int err;        /* the failure being cleaned up after */
-	char *path;     /* locks/ID */
+	char *path;     /* locks/ID (or keys/ID, or config) */
 	char *tmp;      /* locks/.tmp-ID */
 	const char *name, *tmp_name; /* their last components */
+	const char *dir; /* the folder of PATH: locks/, keys/ or the root */
 };
 
 static struct local *priv(struct lw__backend *be)
@@ -111,7 +113,7 @@ static void open_dir(struct local_req *lr, enum step step)
 {
 	struct lw__fop *f = &lr->fop;
 
-	f->path = priv(lr->base.be)->locks;
+	f->path = lr->dir;
 	f->name = NULL;
 	f->beneath = false;
 	f->flags = O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
@@ -400,19 +402,24 @@ static void on_fop(struct lw__fop *f, int res)
 		f->flags = RENAME_NOREPLACE;
 		submit_in_dir(lr, S_RENAME, LW__FOP_RENAMEAT, lr->tmp, lr->tmp_name);
 		return;
-	case S_READ_OPEN:
+	case S_READ_OPEN: {
+		/* one byte over the limit, so that the reader sees it is over */
+		size_t max = (lr->base.file == LW__BFILE_LOCKS ? LW_RECORD_MAX :
+			      LW__BFILE_MAX) + 1;
+
 		close_dir(lr);
-		lr->base.buf = malloc(LW_RECORD_MAX + 1);
+		lr->base.buf = malloc(max);
 		if (!lr->base.buf) {
 			fail(lr, -ENOMEM);
 			return;
 		}
 		f->fd = lr->fd;
 		f->buf = lr->base.buf;
-		f->len = LW_RECORD_MAX + 1;
+		f->len = max;
 		f->off = 0;
 		submit(lr, S_READ, LW__FOP_READ);
 		return;
+	}
 	case S_READ:
 		lr->base.buflen = (size_t)res;
 		lr->err = 0;
@@ -502,6 +509,19 @@ static void run(struct local_req *lr)
 	sprintf(lr->tmp, "%s/.tmp-%s", l->locks, hex);
 	lr->name = lr->path + l->locks_len + 1;
 	lr->tmp_name = lr->tmp + l->locks_len + 1;
+	lr->dir = l->locks;
+	/* a restic repository's layout, read the same way: keys/ is shorter
+	 * than locks/, and config is a name in the root */
+	if (req->file == LW__BFILE_KEYS) {
+		lr->dir = l->keys;
+		lr->name = lr->path + strlen(l->keys) + 1;
+		sprintf(lr->path, "%s/%s", l->keys, hex);
+	} else if (req->file == LW__BFILE_CONFIG) {
+		lr->dir = l->root;
+		sprintf(lr->path, "%s%sconfig", l->root,
+			l->root[strlen(l->root) - 1] == '/' ? "" : "/");
+		lr->name = strrchr(lr->path, '/') + 1;
+	}
 	lr->fop.path = lr->path;
 	/* locks/, the copy of it a worker thread's step takes (engine
 	 * worker.c), and a file or a listing's own descriptor of the folder */
@@ -567,7 +587,7 @@ static void start_in_dir(struct local_req *lr)
 		submit_in_dir(lr, S_UNLINK, LW__FOP_UNLINKAT, lr->path, lr->name);
 		return;
 	default: /* LIST */
-		submit_in_dir(lr, S_READDIR, LW__FOP_READDIR, priv(req->be)->locks, ".");
+		submit_in_dir(lr, S_READDIR, LW__FOP_READDIR, lr->dir, ".");
 		return;
 	}
 }
@@ -605,7 +625,11 @@ static int local_open(struct lw__backend *be, const struct lw__url *url)
 		return -ENOMEM;
 	l->root = strdup(url->path);
 	if (!l->root || asprintf(&l->locks, "%s/locks",
-				 strcmp(url->path, "/") ? url->path : "") < 0) {
+				 strcmp(url->path, "/") ? url->path : "") < 0)
+		l->locks = NULL;
+	if (!l->locks || asprintf(&l->keys, "%s/keys",
+				  strcmp(url->path, "/") ? url->path : "") < 0) {
+		free(l->locks);
 		free(l->root);
 		free(l);
 		return -ENOMEM;
@@ -688,6 +712,7 @@ static void local_close(struct lw__backend *be)
 
 	free(l->root);
 	free(l->locks);
+	free(l->keys);
 	free(l);
 }
 

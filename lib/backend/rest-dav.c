@@ -226,8 +226,8 @@ static void conclude(struct http_breq *hr)
 		if (!r->earlier_reached)
 			fail(hr, -ENOENT, "not found");
 	} else if (st == 404 && req->op == LW__BOP_LIST) {
-		fail(hr, -ENOENT, "404 Not Found: the repository has no locks/ folder "
-		     "(run init)");
+		fail(hr, -ENOENT, req->file == LW__BFILE_KEYS ? "not found" :
+		     "404 Not Found: the repository has no locks/ folder (run init)");
 	} else if (st == fl->exists && req->op == LW__BOP_CREATE) {
 		/* after a lost answer, it is the file our own first try wrote */
 		if (!r->earlier_reached)
@@ -378,7 +378,11 @@ static void send(struct http_breq *hr)
 	*r = (struct lw__http_req){ .pool = &hb->pool, .deadline = req->deadline,
 				    .done = on_http_done };
 	lw__id_hex(&req->id, hex);
-	snprintf(path, sizeof(path), "locks/%s", hex);
+	if (req->file == LW__BFILE_CONFIG)
+		snprintf(path, sizeof(path), "config");
+	else
+		snprintf(path, sizeof(path), "%s/%s",
+			 req->file == LW__BFILE_KEYS ? "keys" : "locks", hex);
 	switch (req->op) {
 	case LW__BOP_CREATE:
 		r->method = hb->fl->create;
@@ -393,11 +397,12 @@ static void send(struct http_breq *hr)
 			break;
 		}
 		list_request(hb, r);
-		snprintf(path, sizeof(path), "locks/");
+		snprintf(path, sizeof(path), "%s/",
+			 req->file == LW__BFILE_KEYS ? "keys" : "locks");
 		break;
 	case LW__BOP_READ:
 		r->method = "GET";
-		r->max_body = LW_RECORD_MAX + 1;
+		r->max_body = (req->file == LW__BFILE_LOCKS ? LW_RECORD_MAX : LW__BFILE_MAX) + 1;
 		r->cut_ok = true;
 		break;
 	case LW__BOP_REMOVE:

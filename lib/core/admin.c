@@ -90,6 +90,7 @@ static void fill(struct item *it, const struct lw__entry *e, int64_t now_real,
 		info->username = self->username;
 		info->boot_id = self->boot_id;
 		info->purpose = e->own->purpose;
+		info->tool = "lockwatch";
 		break;
 	case LW__ENTRY_RECORD:
 		it->rec = copy_record(e->rec);
@@ -108,6 +109,7 @@ static void fill(struct item *it, const struct lw__entry *e, int64_t now_real,
 		info->username = it->rec->username;
 		info->boot_id = it->rec->boot_id;
 		info->purpose = it->rec->purpose;
+		info->tool = it->rec->restic_written ? "restic" : "lockwatch";
 		break;
 	case LW__ENTRY_FOREIGN:
 		info->kind = e->invalid ? LW_KIND_INVALID : LW_KIND_FOREIGN;

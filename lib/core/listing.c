@@ -212,7 +212,7 @@ static void on_read(struct lw__breq *req)
 		}
 	} else if (req->buflen == 0) {
 		set_state(e, LW__ENTRY_EMPTY);
-	} else if ((r = lw__record_decode(req->buf, req->buflen, &rec, &why)) == 0 &&
+	} else if ((r = lw__format_decode(repo, req->buf, req->buflen, &rec, &why)) == 0 &&
 		   (why = lw__record_time_invalid(rec, lw__now_real()))) {
 		free(rec);
 		set_state(e, LW__ENTRY_FOREIGN);
@@ -343,15 +343,45 @@ static void on_list(struct lw__breq *req)
 	lw_repo_unref(repo);
 }
 
+static void list_locks(struct lw_repo *repo);
+
 static void start(struct lw_repo *repo)
 {
 	struct lw__listing *l = &repo->listing;
-	struct lw__breq *req;
+	int r;
 
 	l->running = true;
 	l->err = 0;
 	l->msg[0] = '\0';
 	lw__list_splice(&l->now, &l->next);
+	/* the first listing waits until the format is known: reading a lock
+	 * file needs it */
+	r = lw__format_prepare(repo);
+	if (r < 0)
+		lw__listing_format_done(repo, r, repo->format.msg[0] ? repo->format.msg :
+					lw_strerror(r));
+	else if (r > 0)
+		list_locks(repo);
+}
+
+void lw__listing_format_done(struct lw_repo *repo, int err, const char *msg)
+{
+	struct lw__listing *l = &repo->listing;
+
+	if (!err) {
+		list_locks(repo);
+		return;
+	}
+	l->err = err;
+	snprintf(l->msg, sizeof(l->msg), "%s", msg);
+	deliver(repo);
+}
+
+static void list_locks(struct lw_repo *repo)
+{
+	struct lw__listing *l = &repo->listing;
+	struct lw__breq *req;
+
 	req = lw__breq_new(repo->backend, LW__BOP_LIST, NULL, NULL, 0,
 			   op_deadline(repo), on_list, lw_repo_ref(repo));
 	if (!req) {

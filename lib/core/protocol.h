@@ -20,6 +20,7 @@
 #include "util/list.h"
 #include "util/queue.h"
 #include "format/record.h"
+#include "format/restic.h"
 
 /* -------------------------------------------------------------- loop */
 
@@ -172,10 +173,38 @@ struct lw__listing {
 	struct lw__entry **unread;
 	size_t nunread, next_read, reads_in_flight;
 	int err;
-	char msg[200];
+	char msg[320];
 	struct lw__entry *stale; /* a stale lock of generation GEN, if any */
 	size_t n_blocks_shared; /* entries of generation GEN that block ... */
 	size_t n_blocks_all;    /* ... a shared lock / an exclusive lock */
+};
+
+/* What a repository's lock files are (format.c). */
+enum lw__format_state {
+	LW__FORMAT_UNKNOWN,  /* not looked at yet, or the look failed */
+	LW__FORMAT_PROBING,  /* reading config and keys/, deriving the key */
+	LW__FORMAT_NATIVE,   /* lockwatch's records */
+	LW__FORMAT_RESTIC,   /* restic's sealed JSON, under KEY */
+	LW__FORMAT_REFUSED,  /* a restic repository without a password that
+				opens it: ERR and MSG, until a setter changes */
+};
+
+struct lw__probe;
+
+struct lw__format {
+	/* the application's choices, under repo->mu; GEN counts changes */
+	enum lw_format want;
+	char *password;
+	lw_password_fn password_fn;
+	void *password_data;
+	unsigned gen;
+	/* the loop thread's */
+	uint8_t state;                      /* enum lw__format_state */
+	unsigned settled_gen;               /* GEN that REFUSED answered */
+	const struct lw__restic_key *key;   /* in the process's key cache */
+	int err;
+	char msg[300];
+	struct lw__probe *probe;
 };
 
 struct lw_repo {
@@ -192,6 +221,7 @@ struct lw_repo {
 	struct lw__list create_queue;
 	unsigned creating;
 	struct lw__defer admit;
+	struct lw__format format;
 };
 
 int64_t lw__refreshability(const struct lw__timing *t);
@@ -200,6 +230,27 @@ struct lw__timing *lw__repo_timing(struct lw_repo *repo);
 void lw__timing_unref(struct lw__timing *t);
 /* 0, or -EINVAL with a message when T would make every lock be lost. */
 int lw__timing_check(const struct lw__timing *t, char *msg, size_t size);
+
+/*
+ * lw__format_prepare - settle REPO's format before its first listing: on a
+ * backend with files, read config and keys/ and, on a restic repository,
+ * derive its key on a worker thread.  Returns 1 when settled (NATIVE or
+ * RESTIC), a negative errno when refused (-ENOKEY without a password,
+ * -EACCES for one that opens no key; format.msg says why), 0 while it
+ * works: then lw__listing_format_done follows.
+ */
+int lw__format_prepare(struct lw_repo *repo);
+void lw__listing_format_done(struct lw_repo *repo, int err, const char *msg);
+/* At repository close: the probe in flight lets go of it. */
+void lw__format_fini(struct lw_repo *repo);
+/* LOCK's record in REPO's format into BUF; *ID gets its name, the SHA-256
+ * of it.  Returns the length, or a negative errno. */
+int lw__format_encode(struct lw_repo *repo, const struct lw__record *rec, void *buf,
+		      size_t size, struct lw__id *id);
+/* A lock file's record: 0 with *REC, -ENOMEM, or another negative errno
+ * with a static reason in *WHY (-LW_EINVALID: ours, but broken). */
+int lw__format_decode(struct lw_repo *repo, const void *buf, size_t len,
+		      struct lw__record **rec, const char **why);
 
 /* Asks for a listing that starts after this call; W->fn runs with it. */
 void lw__listing_request(struct lw_repo *repo, struct lw__list_waiter *w);

@@ -184,6 +184,7 @@ static void close_on_loop(struct lw__call *c)
 	lw__list_del(&repo->open.link);
 	lw__defer_cancel(repo->loop->engine, &repo->admit);
 	lw__listing_fini(repo);
+	lw__format_fini(repo);
 	lw__backend_close(repo->backend);
 	repo->backend = NULL;
 }

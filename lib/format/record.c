@@ -58,7 +58,7 @@ int lw__record_encode(const struct lw__record *r, void *buf, size_t size)
 	    (r->purpose && !str_ok(r->purpose)))
 		return -EINVAL;
 	msgpack_packer_init(&pk, &fb, fix_write);
-	bad = msgpack_pack_map(&pk, 12 + (r->purpose != NULL) + 2 * (r->pgid > 0)) ||
+	bad = msgpack_pack_map(&pk, 13 + (r->purpose != NULL) + 2 * (r->pgid > 0)) ||
 	      pack_key(&pk, "v") || msgpack_pack_int(&pk, 1) ||
 	      pack_key(&pk, "time") || msgpack_pack_int64(&pk, r->time) ||
 	      pack_key(&pk, "exclusive") ||
@@ -73,6 +73,8 @@ int lw__record_encode(const struct lw__record *r, void *buf, size_t size)
 	      pack_key(&pk, "pid_start") || msgpack_pack_uint64(&pk, r->pid_start) ||
 	      pack_key(&pk, "stale_timeout") ||
 	      msgpack_pack_int64(&pk, r->stale_timeout) ||
+	      pack_key(&pk, "nonce") || msgpack_pack_bin(&pk, LW_RECORD_NONCE) ||
+	      msgpack_pack_bin_body(&pk, r->nonce, LW_RECORD_NONCE) ||
 	      (r->purpose && (pack_key(&pk, "purpose") || pack_str(&pk, r->purpose))) ||
 	      (r->pgid > 0 && (pack_key(&pk, "pgid") || msgpack_pack_int64(&pk, r->pgid) ||
 			       pack_key(&pk, "pgid_start") ||
@@ -177,18 +179,19 @@ static int skip(struct scan *s, int depth)
 enum key {
 	K_V, K_TIME, K_EXCLUSIVE, K_HOSTNAME, K_USERNAME, K_PID, K_UID, K_GID,
 	K_BOOT_ID, K_PID_NS, K_PID_START, K_STALE_TIMEOUT, K_PURPOSE, K_PGID, K_PGID_START,
-	K_COUNT
+	K_NONCE, K_COUNT
 };
 
 static const char *const key_names[K_COUNT] = {
 	"v", "time", "exclusive", "hostname", "username", "pid", "uid", "gid",
 	"boot_id", "pid_ns", "pid_start", "stale_timeout", "purpose", "pgid", "pgid_start",
+	"nonce",
 };
 
 /* optional: older records lack them */
 static bool optional(int k)
 {
-	return k == K_PURPOSE || k == K_PGID || k == K_PGID_START;
+	return k == K_PURPOSE || k == K_PGID || k == K_PGID_START || k == K_NONCE;
 }
 
 /* the string fields, in the order of struct lw__record's pointers */
@@ -266,6 +269,9 @@ static int extract(const msgpack_object *root, struct lw__record **out,
 		return invalid(why, "pgid without pgid_start, or the reverse");
 	if (val[K_PGID_START] && val[K_PGID_START]->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
 		return invalid(why, "pgid_start is not an unsigned integer");
+	if (val[K_NONCE] && (val[K_NONCE]->type != MSGPACK_OBJECT_BIN ||
+			     val[K_NONCE]->via.bin.size != LW_RECORD_NONCE))
+		return invalid(why, "nonce is not 32 bytes");
 	if (!get_i64(val[K_V], &v) || v != 1)
 		return invalid(why, "unsupported record version");
 	if (val[K_EXCLUSIVE]->type != MSGPACK_OBJECT_BOOLEAN)
@@ -310,6 +316,8 @@ static int extract(const msgpack_object *root, struct lw__record **out,
 		return invalid(why, "stale_timeout is over 100 years");
 	}
 	r->exclusive = val[K_EXCLUSIVE]->via.boolean;
+	if (val[K_NONCE])
+		memcpy(r->nonce, val[K_NONCE]->via.bin.ptr, LW_RECORD_NONCE);
 	r->pid_ns = val[K_PID_NS]->via.u64;
 	r->pid_start = val[K_PID_START]->via.u64;
 	strs = (char *)(r + 1);

@@ -8,6 +8,7 @@
 
 #define LW_RECORD_MAX 4096    /* bytes; a larger file is invalid */
 #define LW_RECORD_STR_MAX 255 /* bytes of any string in it */
+#define LW_RECORD_NONCE 32    /* random bytes that make every record unique */
 
 struct lw__record {
 	int64_t time;          /* ns since the epoch, CLOCK_REALTIME */
@@ -22,10 +23,18 @@ struct lw__record {
 	int64_t pgid;
 	uint64_t pgid_start;
 	bool exclusive;
+	/* Decoded from a restic lock that has restic's keys only: no boot id,
+	 * PID namespace or start time, so that its holder is never known to
+	 * be gone, and restic's own stale timeout. */
+	bool restic_written;
 	const char *hostname;
 	const char *username;
 	const char *boot_id;
 	const char *purpose;   /* NULL when absent */
+	/* Lock files are named by the SHA-256 of their content: these random
+	 * bytes keep two records of one process in one nanosecond apart.
+	 * Zeros in a record written before them. */
+	uint8_t nonce[LW_RECORD_NONCE];
 };
 
 /*

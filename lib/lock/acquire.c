@@ -144,8 +144,13 @@ static void on_listing(struct lw__list_waiter *w, int err, const char *msg)
 	char desc[600];
 
 	if (err) {
+		/* a restic repository without its password: waiting brings none */
+		if (err == -ENOKEY || err == -EACCES) {
+			fail(lock, err, msg);
+			return;
+		}
 		/* a repository that does not exist, or whose locks/ is a
-		 * symlink, stays so: no retry */
+		 * symlink or a file, stays so: no retry */
 		if (lock->attempt >= CHECK_ATTEMPTS || err == -ENOTDIR || err == -ENOENT) {
 			fail(lock, err == -ENOMEM ? err : -LW_EBACKEND, msg);
 			return;
@@ -238,8 +243,8 @@ static void start_create(struct lw_lock *lock)
 {
 	uint8_t buf[LW_RECORD_MAX];
 	struct lw__id id;
-	int len = lw__lock_record(lock, buf, sizeof(buf));
-	int r = len < 0 ? len : lw__id_random(&id);
+	int len = lw__lock_file(lock, buf, sizeof(buf), &id);
+	int r = len < 0 ? len : 0;
 	const char *msg = "cannot make a lock record";
 
 	if (r == 0) {

@@ -142,9 +142,10 @@ void lw__lock_end(struct lw_lock *lock, int result, enum lw_cause cause,
 /* ID is a file the lock may have written: it is deleted when the lock
  * ends. */
 void lw__lock_doom(struct lw_lock *lock, const struct lw__id *id);
-/* Encodes a fresh record for LOCK into BUF; returns its length.  Record
+/* Encodes a fresh record for LOCK into BUF, in its repository's format;
+ * returns its length, and its name in *ID (the SHA-256 of it).  Record
  * times never go back by more than the time that passed (lock.c). */
-int lw__lock_record(struct lw_lock *lock, void *buf, size_t size);
+int lw__lock_file(struct lw_lock *lock, void *buf, size_t size, struct lw__id *id);
 /* Points MINE at every file of LOCK; returns how many. */
 size_t lw__lock_files(const struct lw_lock *lock, const struct lw__id *mine[LW__LOCK_FILES]);
 void lw__lock_set_id(struct lw_lock *lock, const struct lw__id *id);

@@ -190,9 +190,10 @@ static int64_t record_time(struct lw_lock *lock)
 	return real;
 }
 
-int lw__lock_record(struct lw_lock *lock, void *buf, size_t size)
+int lw__lock_file(struct lw_lock *lock, void *buf, size_t size, struct lw__id *id)
 {
 	const struct lw__self *self = lw__self();
+	struct lw__id nonce;
 	struct lw__record rec = {
 		.time = record_time(lock),
 		.stale_timeout = lock->own.timing->stale_timeout,
@@ -203,8 +204,12 @@ int lw__lock_record(struct lw_lock *lock, void *buf, size_t size)
 		.boot_id = self->boot_id, .purpose = lock->own.purpose,
 		.pgid = lock->pgid, .pgid_start = lock->pgid_start,
 	};
+	int r = lw__id_random(&nonce);
 
-	return lw__record_encode(&rec, buf, size);
+	if (r < 0)
+		return r;
+	memcpy(rec.nonce, nonce.b, sizeof(rec.nonce));
+	return lw__format_encode(lock->repo, &rec, buf, size, id);
 }
 
 int64_t lw__backoff_jitter(int64_t d)

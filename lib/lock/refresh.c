@@ -340,11 +340,11 @@ static void on_written(struct lw__breq *req)
 static void write_record(struct lw_lock *lock)
 {
 	uint8_t buf[LW_RECORD_MAX];
-	int len = lw__lock_record(lock, buf, sizeof(buf));
 	struct lw__id id;
+	int len = lw__lock_file(lock, buf, sizeof(buf), &id);
 
 	lw__lock_phase(lock, LW__PH_WRITE);
-	if (len < 0 || lw__id_random(&id) < 0) {
+	if (len < 0) {
 		schedule(lock, lw__now_boot() + lock->backoff);
 		return;
 	}

@@ -75,16 +75,36 @@ static int hex4(struct lw__json *c, unsigned *out)
 }
 
 /* A NUL ("\u0000") would end the C string early: "name\u0000x" is not "name". */
-static void str_add(struct lw__json_str *s, unsigned ch)
+static void str_byte(struct lw__json_str *s, unsigned ch)
 {
 	if (!s || s->over)
 		return;
-	if (ch == 0 || ch >= 0x80 || s->len + 1 >= s->cap) {
+	if (ch == 0 || (ch >= 0x80 && !s->utf8) || s->len + 1 >= s->cap) {
 		s->over = true;
 		return;
 	}
 	s->s[s->len++] = (char)ch;
 	s->s[s->len] = '\0';
+}
+
+/* A character from an escape, as UTF-8 where the string keeps it. */
+static void str_add(struct lw__json_str *s, unsigned ch)
+{
+	if (ch < 0x80 || !s || !s->utf8) {
+		str_byte(s, ch < 0x80 ? ch : 0x80);
+	} else if (ch < 0x800) {
+		str_byte(s, 0xc0 | ch >> 6);
+		str_byte(s, 0x80 | (ch & 0x3f));
+	} else if (ch < 0x10000) {
+		str_byte(s, 0xe0 | ch >> 12);
+		str_byte(s, 0x80 | (ch >> 6 & 0x3f));
+		str_byte(s, 0x80 | (ch & 0x3f));
+	} else {
+		str_byte(s, 0xf0 | ch >> 18);
+		str_byte(s, 0x80 | (ch >> 12 & 0x3f));
+		str_byte(s, 0x80 | (ch >> 6 & 0x3f));
+		str_byte(s, 0x80 | (ch & 0x3f));
+	}
 }
 
 int lw__json_string(struct lw__json *c, struct lw__json_str *out)
@@ -109,7 +129,7 @@ int lw__json_string(struct lw__json *c, struct lw__json_str *out)
 		if (ch < 0x20)
 			return lw__json_bad(c, "control character in a string");
 		if (ch != '\\') {
-			str_add(out, ch);
+			str_byte(out, ch);
 			continue;
 		}
 		if (c->p >= c->end)
@@ -136,7 +156,7 @@ int lw__json_string(struct lw__json *c, struct lw__json_str *out)
 					return c->err;
 				if (lo < 0xdc00 || lo > 0xdfff)
 					return lw__json_bad(c, "high surrogate without its pair");
-				u = 0x10000;
+				u = 0x10000 + ((u - 0xd800) << 10 | (lo - 0xdc00));
 			}
 			str_add(out, u);
 			continue;

@@ -38,13 +38,16 @@ struct lw__json {
  * A decoded string, kept if it is plain ASCII and fits: S holds up to CAP - 1
  * bytes and a NUL.  OVER is set for a longer string (S then holds its first
  * CAP - 1 bytes) or at the first other character, not ASCII or a NUL (S
- * holds those before).
+ * holds those before).  With UTF8 set, other characters are kept too, as
+ * UTF-8 (raw bytes as they come: the caller checks them), for text that
+ * people write, such as the names in restic's locks.
  */
 struct lw__json_str {
 	char *s;
 	size_t cap;
 	size_t len;
 	bool over;
+	bool utf8;
 };
 
 void lw__json_init(struct lw__json *c, const char *buf, size_t len,

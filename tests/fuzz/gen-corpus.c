@@ -4,8 +4,9 @@
  * fuzz-corpus).  Valid records come from lw__record_encode; the hostile ones
  * are described field by field below and packed with msgpack-c, or written
  * byte by byte where no encoder would write them.  Listings, PROPFIND
- * replies, etcd replies, URLs and durations are plain text.  Inputs that fuzzing found are committed next
- * to these as regress-*, by hand.
+ * replies, etcd replies, URLs, durations and restic's key files are plain
+ * text; restic locks' plaintexts JSON or zstd frames of it.  Inputs that
+ * fuzzing found are committed next to these as regress-*, by hand.
  */
 #include "config.h"
 
@@ -15,11 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <zstd.h>
 
 #include "record-sample.h"
 #include "util/base64.h"
 #include "lockwatch.h"
 #include "format/record.h"
+#include "format/restic.h"
 
 static const char *top;
 
@@ -674,6 +677,142 @@ static void durations(void)
 		put_text("duration", cases[i][0], cases[i][1]);
 }
 
+/* ------------------------------------------------------ restic locks */
+
+/* The plaintexts of restic lock files: fuzz-restic-lock seals each one
+ * under its fixed key.  JSON as restic and lockwatch write it, format 2's
+ * zstd frames of it, and the hostile shapes the decoder refuses. */
+static void put_zstd(const char *name, const void *json, size_t len, bool claim_size)
+{
+	uint8_t out[LW_RECORD_MAX];
+	ZSTD_CCtx *cctx = ZSTD_createCCtx();
+	ZSTD_outBuffer o = { out + 1, sizeof(out) - 1, 0 };
+	ZSTD_inBuffer in = { json, len, 0 };
+	size_t left;
+
+	out[0] = 2;
+	ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, claim_size);
+	ZSTD_CCtx_setPledgedSrcSize(cctx, len);
+	do {
+		left = ZSTD_compressStream2(cctx, &o, &in, ZSTD_e_end);
+		if (ZSTD_isError(left)) {
+			fprintf(stderr, "%s: %s\n", name, ZSTD_getErrorName(left));
+			exit(1);
+		}
+	} while (left);
+	ZSTD_freeCCtx(cctx);
+	put("restic-lock", name, out, o.pos + 1);
+}
+
+static void restic_locks(void)
+{
+	static const char *const texts[][2] = {
+		{ "restic-doc", "{\n  \"time\": \"2015-06-27T12:18:51.759239612+02:00\",\n"
+		  "  \"exclusive\": false,\n  \"hostname\": \"kasimir\",\n"
+		  "  \"username\": \"fd0\",\n  \"pid\": 13607,\n  \"uid\": 1000,\n"
+		  "  \"gid\": 100\n}" },
+		{ "restic-014", "{\"time\":\"2026-12-03T13:35:24.966851307Z\",\"exclusive\":false,"
+		  "\"hostname\":\"vm\",\"username\":\"root\",\"pid\":10574}" },
+		{ "utf8", "{\"time\":\"2026-12-03T13:35:24Z\",\"exclusive\":true,"
+		  "\"hostname\":\"h\\u00f6st\\ud83d\\ude00\",\"username\":\"jos\xc3\xa9\",\"pid\":1}" },
+		{ "duplicate-pid", "{\"time\":\"2026-12-03T13:35:24Z\",\"exclusive\":false,"
+		  "\"hostname\":\"h\",\"username\":\"u\",\"pid\":1,\"pid\":2}" },
+		{ "pid-string", "{\"time\":\"2026-12-03T13:35:24Z\",\"exclusive\":false,"
+		  "\"hostname\":\"h\",\"username\":\"u\",\"pid\":\"1\"}" },
+		{ "huge-pid", "{\"time\":\"2026-12-03T13:35:24Z\",\"exclusive\":false,"
+		  "\"hostname\":\"h\",\"username\":\"u\",\"pid\":99999999999999999999}" },
+		{ "uid-negative", "{\"time\":\"2026-12-03T13:35:24Z\",\"exclusive\":false,"
+		  "\"hostname\":\"h\",\"username\":\"u\",\"pid\":1,\"uid\":-1}" },
+		{ "time-far", "{\"time\":\"9999-12-31T23:59:59.999999999-23:59\",\"exclusive\":false,"
+		  "\"hostname\":\"h\",\"username\":\"u\",\"pid\":1}" },
+		{ "time-min", "{\"time\":\"1677-09-21T00:12:43.145224192Z\",\"exclusive\":false,"
+		  "\"hostname\":\"h\",\"username\":\"u\",\"pid\":1}" },
+		{ "half-lockwatch", "{\"time\":\"2026-12-03T13:35:24Z\",\"exclusive\":false,"
+		  "\"hostname\":\"h\",\"username\":\"u\",\"pid\":1,\"boot_id\":\"b\"}" },
+		{ "array", "[{\"time\":\"2026-12-03T13:35:24Z\"}]" },
+		{ "deep", "{\"x\":[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]}" },
+		{ "encoding-3", "\x03{}" },
+		{ "empty", "" },
+	};
+	static char s255[256];
+	struct lw__record r = sample;
+	char json[LW_RECORD_MAX];
+	int n;
+
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++)
+		put_text("restic-lock", texts[i][0], texts[i][1]);
+	n = lw__restic_lock_encode(&r, json, sizeof(json));
+	if (n < 0)
+		exit(1);
+	put("restic-lock", "lockwatch", json, (size_t)n);
+	r.pgid = 31337;
+	r.pgid_start = 12345678;
+	n = lw__restic_lock_encode(&r, json, sizeof(json));
+	if (n < 0)
+		exit(1);
+	put("restic-lock", "lockwatch-job", json, (size_t)n);
+	r.pgid = 0;
+	r.pgid_start = 0;
+	n = lw__restic_lock_encode(&r, json, sizeof(json));
+	put_zstd("lockwatch-zstd", json, (size_t)n, true);
+	put_zstd("lockwatch-zstd-unsized", json, (size_t)n, false);
+	put_zstd("restic-zstd", texts[1][1], strlen(texts[1][1]), true);
+	memset(s255, 'x', 255);
+	r.hostname = r.username = r.boot_id = r.purpose = s255;
+	r.time = INT64_MIN;
+	r.pid = r.stale_timeout = INT64_MAX;
+	r.uid = r.gid = UINT32_MAX;
+	r.pid_ns = r.pid_start = INT64_MAX;
+	n = lw__restic_lock_encode(&r, json, sizeof(json));
+	if (n < 0)
+		exit(1);
+	put("restic-lock", "lockwatch-limits", json, (size_t)n);
+	{
+		/* 16 MiB of zeros in a few hundred bytes: a bomb, with and
+		 * without the size in its header */
+		static char zeros[16 << 20];
+
+		put_zstd("bomb-claimed", zeros, sizeof(zeros), true);
+		put_zstd("bomb-unclaimed", zeros, sizeof(zeros), false);
+	}
+}
+
+/* -------------------------------------------------------- restic keys */
+
+#define KEY_SALT "uW4fEI1+IOzj7ED9mVor+yTSJFd68DGlGOeLgJELYsTU5ikhG/83/+jGd4KKAaQdSrsfzrdOhAMftTSih5Ux6w=="
+#define KEY_DATA "tGwYeKoM0C4j4/9DFrVEmMGAldvEn/+iKC3te/QE/6ox/V4qz58FUOgMa0Bb1cIJ"
+
+static void restic_keys(void)
+{
+	static const char *const texts[][2] = {
+		{ "restic-014", "{\"created\":\"2026-12-03T13:35:15.547518078Z\",\"username\":"
+		  "\"root\",\"hostname\":\"vm\",\"kdf\":\"scrypt\",\"N\":32768,\"r\":8,\"p\":6,"
+		  "\"salt\":\"" KEY_SALT "\",\"data\":\"" KEY_DATA "\"}" },
+		{ "cheap", "{\"kdf\":\"scrypt\",\"N\":16,\"r\":1,\"p\":1,"
+		  "\"salt\":\"" KEY_SALT "\",\"data\":\"" KEY_DATA "\"}" },
+		{ "absurd-memory", "{\"kdf\":\"scrypt\",\"N\":1048576,\"r\":64,\"p\":1,"
+		  "\"salt\":\"" KEY_SALT "\",\"data\":\"" KEY_DATA "\"}" },
+		{ "absurd-work", "{\"kdf\":\"scrypt\",\"N\":1048576,\"r\":8,\"p\":1024,"
+		  "\"salt\":\"" KEY_SALT "\",\"data\":\"" KEY_DATA "\"}" },
+		{ "n-not-power", "{\"kdf\":\"scrypt\",\"N\":1000,\"r\":8,\"p\":1,"
+		  "\"salt\":\"" KEY_SALT "\",\"data\":\"" KEY_DATA "\"}" },
+		{ "n-huge", "{\"kdf\":\"scrypt\",\"N\":1e400,\"r\":8,\"p\":1,"
+		  "\"salt\":\"" KEY_SALT "\",\"data\":\"" KEY_DATA "\"}" },
+		{ "duplicate-n", "{\"kdf\":\"scrypt\",\"N\":16,\"N\":32,\"r\":8,\"p\":1,"
+		  "\"salt\":\"" KEY_SALT "\",\"data\":\"" KEY_DATA "\"}" },
+		{ "argon2", "{\"kdf\":\"argon2\",\"N\":16,\"r\":8,\"p\":1,"
+		  "\"salt\":\"" KEY_SALT "\",\"data\":\"" KEY_DATA "\"}" },
+		{ "short-salt", "{\"kdf\":\"scrypt\",\"N\":16,\"r\":8,\"p\":1,"
+		  "\"salt\":\"AAAA\",\"data\":\"" KEY_DATA "\"}" },
+		{ "no-data", "{\"kdf\":\"scrypt\",\"N\":16,\"r\":8,\"p\":1,"
+		  "\"salt\":\"" KEY_SALT "\"}" },
+		{ "html", "<html><body>502</body></html>" },
+	};
+
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++)
+		put_text("restic-key", texts[i][0], texts[i][1]);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -694,5 +833,7 @@ int main(int argc, char **argv)
 	etcd_replies();
 	urls();
 	durations();
+	restic_locks();
+	restic_keys();
 	return 0;
 }
