@@ -375,39 +375,49 @@ int lwt_children(pid_t master, pid_t *out, int max)
 	return n;
 }
 
+void lwt_master_signal(pid_t master, int sig)
+{
+	pid_t c[64];
+	int n = lwt_children(master, c, 64);
+
+	kill(master, sig);
+	for (int i = 0; i < n; i++)
+		kill(c[i], sig);
+}
+
+void lwt_master_stop(pid_t master)
+{
+	pid_t c[64];
+	int n = lwt_children(master, c, 64), status;
+	bool gone = false;
+
+	lwt_master_signal(master, SIGCONT);
+	kill(master, SIGTERM);
+	for (int i = 0; i < 500 && !gone; i++) {
+		gone = waitpid(master, &status, WNOHANG) == master;
+		if (!gone)
+			sleep_ms(10);
+	}
+	if (!gone) {
+		kill(master, SIGKILL);
+		waitpid(master, &status, 0);
+	}
+	/* a child the master did not take with it */
+	for (int i = 0; i < n; i++)
+		kill(c[i], SIGKILL);
+}
+
 void lwt_nginx_signal(const struct lwt_nginx *ng, int sig)
 {
-	pid_t w[16];
-	int n = lwt_children(ng->pid, w, 16);
-
-	kill(ng->pid, sig);
-	for (int i = 0; i < n; i++)
-		kill(w[i], sig);
+	lwt_master_signal(ng->pid, sig);
 }
 
 void lwt_nginx_stop(struct lwt_nginx *ng)
 {
 	if (!ng)
 		return;
-	if (ng->pid > 0) {
-		pid_t w[16];
-		int n = lwt_children(ng->pid, w, 16), status;
-		bool gone = false;
-
-		lwt_nginx_signal(ng, SIGCONT);
-		kill(ng->pid, SIGTERM);
-		for (int i = 0; i < 500 && !gone; i++) {
-			gone = waitpid(ng->pid, &status, WNOHANG) == ng->pid;
-			if (!gone)
-				sleep_ms(10);
-		}
-		if (!gone) {
-			kill(ng->pid, SIGKILL);
-			waitpid(ng->pid, &status, 0);
-		}
-		for (int i = 0; i < n; i++)
-			kill(w[i], SIGKILL);
-	}
+	if (ng->pid > 0)
+		lwt_master_stop(ng->pid);
 	if (ng->dir[0] && !getenv("LWT_KEEP"))
 		nftw(ng->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	free(ng);

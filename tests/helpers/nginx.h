@@ -66,6 +66,11 @@ int lwt_tcp_connections(int port);
 /* The processes whose parent is MASTER (a server's workers), at most MAX
  * of them into OUT; how many. */
 int lwt_children(pid_t master, pid_t *out, int max);
+/* SIG to a server's master and its children; stopping one: SIGCONT, then
+ * SIGTERM and 5 s for it to go, SIGKILL after that, and its children's
+ * SIGKILL in any case. */
+void lwt_master_signal(pid_t master, int sig);
+void lwt_master_stop(pid_t master);
 /* A loopback port nobody listens on right now (-1 if none was found). */
 int lwt_free_port(void);
 /* Whether something accepts connections on loopback PORT. */

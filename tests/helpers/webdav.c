@@ -315,37 +315,15 @@ struct lwt_webdav *lwt_webdav_start(enum lwt_webdav_kind kind)
 
 void lwt_webdav_signal(const struct lwt_webdav *w, int sig)
 {
-	pid_t c[64];
-	int n = lwt_children(w->pid, c, 64);
-
-	kill(w->pid, sig);
-	for (int i = 0; i < n; i++)
-		kill(c[i], sig);
+	lwt_master_signal(w->pid, sig);
 }
 
 void lwt_webdav_stop(struct lwt_webdav *w)
 {
 	if (!w)
 		return;
-	if (w->pid > 0) {
-		pid_t c[64];
-		int n = lwt_children(w->pid, c, 64), status;
-		bool gone = false;
-
-		lwt_webdav_signal(w, SIGCONT);
-		kill(w->pid, SIGTERM);
-		for (int i = 0; i < 500 && !gone; i++) {
-			gone = waitpid(w->pid, &status, WNOHANG) == w->pid;
-			if (!gone)
-				sleep_ms(10);
-		}
-		if (!gone) {
-			kill(w->pid, SIGKILL);
-			waitpid(w->pid, &status, 0);
-		}
-		for (int i = 0; i < n; i++)
-			kill(c[i], SIGKILL);
-	}
+	if (w->pid > 0)
+		lwt_master_stop(w->pid);
 	if (w->dir[0] && !getenv("LWT_KEEP"))
 		nftw(w->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	free(w);
