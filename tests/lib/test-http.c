@@ -542,7 +542,9 @@ ParameterizedTest(struct lwt_case *c, http, bad_replies, .init = lwt_nginx_setup
 
 	repo = fault_repo(loop, "/html502/");
 	listing_error(repo, "502 Bad Gateway");
-	n = (int)lwt_nginx_log_count(ng, "/html502/locks/ 502");
+	/* the first request that meets it (since restic repositories are
+	 * detected, the GET of config) is retried, then given up */
+	n = (int)lwt_nginx_log_count(ng, "/html502/");
 	cr_assert(n >= 2 && n <= 5, "a 502 is retried a few times, not %d", n);
 	n = 0;
 	lw_repo_unref(repo);
