@@ -217,8 +217,10 @@ int lw_repo_set_op_timeout(struct lw_repo *repo, int64_t timeout);
  * lw_repo_set_release_timeout - how long the deletes of a lock that ends
  * (released, lost, or a failed acquire) may take, for locks acquired from
  * now on (default 5 s).  They all start at once, and a failed one is tried
- * again within the bound; what is not deleted by then is left behind (it
- * goes stale by itself) and named in the release's error.
+ * again within the bound; a create in flight (a refresh's write) is
+ * waited for within it, and its file deleted once the server answered it.
+ * What is not deleted by then is left behind (it goes stale by itself)
+ * and named in the release's error.
  *
  * Returns: 0, -EINVAL below 1 ms or above 1 h.
  */

@@ -146,6 +146,14 @@ void lw__breq_cancel(struct lw__breq *req)
 	}
 }
 
+void lw__breq_settle(struct lw__breq *req)
+{
+	if (req && !req->cancelled && req->be->ops->settle)
+		req->be->ops->settle(req->be, req);
+	else
+		lw__breq_cancel(req);
+}
+
 void lw__breq_free(struct lw__breq *req)
 {
 	if (!req)

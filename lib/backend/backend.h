@@ -71,6 +71,9 @@ struct lw__breq {
 	/* CLOCK_BOOTTIME instant by which the request gives up; for a held
 	 * lock, its deadline */
 	int64_t deadline;
+	/* CREATE: how much longer an attempt under way at DEADLINE may wait
+	 * for its answer (lw__breq_settle) */
+	int64_t grace;
 	void (*done)(struct lw__breq *req);
 	void *userdata;
 
@@ -88,6 +91,10 @@ struct lw__breq {
 	/* the request failed after the server may have acted on it (a
 	 * timeout after sending): a CREATE may have left its file */
 	bool ambiguous;
+	/* some attempt may have reached the server and got no answer: what
+	 * it asked for may still be done after anything sent later (a CREATE
+	 * may land after a DELETE of its name) */
+	bool unsettled;
 	bool cancelled;
 
 	/* Leased backends.  TTL: how long the server keeps a CREATE's lock
@@ -142,6 +149,12 @@ struct lw__backend_ops {
 	/* Makes REQ complete soon with -ECANCELED (or its real result if it
 	 * already got one). */
 	void (*cancel)(struct lw__backend *be, struct lw__breq *req);
+	/* Makes REQ send nothing more but wait for the answer to what it
+	 * sent, within its deadline and grace (optional: cancel where a
+	 * backend has none; then a cancelled request must be settled, as a
+	 * local file operation is, or leave nothing that outlives what
+	 * follows, as an etcd key under a revoked lease). */
+	void (*settle)(struct lw__backend *be, struct lw__breq *req);
 	/* Frees what the backend allocated for REQ (optional). */
 	void (*req_fini)(struct lw__breq *req);
 	/* Applies a change of the backend's OPTS (optional). */
@@ -206,6 +219,10 @@ void lw__breq_start(struct lw__breq *req);
  * thread: it tells the observer and calls REQ->done. */
 void lw__breq_complete(struct lw__breq *req);
 void lw__breq_cancel(struct lw__breq *req);
+/* REQ ends with the answer to what it sent (or what it has), sending no
+ * more: its outcome is settled before anything that follows it.  Where a
+ * backend cannot, cancels. */
+void lw__breq_settle(struct lw__breq *req);
 void lw__breq_free(struct lw__breq *req);
 /* Sets REQ's result and message; returns RES. */
 int lw__breq_fail(struct lw__breq *req, int res, const char *fmt, ...)

@@ -345,6 +345,7 @@ static void on_http_done(struct lw__http_req *r)
 		conclude(hr);
 	if (hr->base.started)
 		hr->base.began = r->began;
+	hr->base.unsettled = r->abandoned;
 	lw__breq_complete(&hr->base);
 }
 
@@ -376,7 +377,7 @@ static void send(struct http_breq *hr)
 	lw__http_req_fini(r);
 	free(hr->path);
 	*r = (struct lw__http_req){ .pool = &hb->pool, .deadline = req->deadline,
-				    .done = on_http_done };
+				    .grace = req->grace, .done = on_http_done };
 	lw__id_hex(&req->id, hex);
 	if (req->file == LW__BFILE_CONFIG)
 		snprintf(path, sizeof(path), "config");
@@ -454,6 +455,11 @@ static void hb_start(struct lw__backend *be, struct lw__breq *req)
 static void hb_cancel(struct lw__backend *be, struct lw__breq *req)
 {
 	lw__http_cancel(&LW_CONTAINER_OF(req, struct http_breq, base)->http);
+}
+
+static void hb_settle(struct lw__backend *be, struct lw__breq *req)
+{
+	lw__http_settle(&LW_CONTAINER_OF(req, struct http_breq, base)->http);
 }
 
 static void hb_req_fini(struct lw__breq *req)
@@ -539,6 +545,7 @@ static int hb_open(struct lw__backend *be, const struct lw__url *url)
 		.close = hb_close,                      \
 		.start = hb_start,                      \
 		.cancel = hb_cancel,                    \
+		.settle = hb_settle,                    \
 		.req_fini = hb_req_fini,                \
 		.configure = hb_configure,              \
 	}

@@ -636,7 +636,8 @@ static CURL *make_easy(struct lw__http_req *r, int64_t left)
 {
 	const struct lw__http_pool *p = r->pool;
 	int64_t bound = r->attempt_timeout ? r->attempt_timeout : ATTEMPT_TIMEOUT;
-	long timeout = (long)((LW_MIN(left, bound) + LW_MSEC(1) - 1) / LW_MSEC(1));
+	long timeout = (long)((LW_MIN(lw__add_sat(left, r->grace), bound) + LW_MSEC(1) - 1) /
+			      LW_MSEC(1));
 	bool upload = r->body || strcmp(r->method, "PUT") == 0 ||
 		      strcmp(r->method, "POST") == 0;
 	struct curl_slist *hdrs;
@@ -647,8 +648,9 @@ static CURL *make_easy(struct lw__http_req *r, int64_t left)
 	e = easy_get(p->http);
 	if (!e)
 		return NULL;
-	/* timeouts end the attempt by the deadline, never later (ceil: a
-	 * deadline timer of the protocol at the same instant goes first) */
+	/* timeouts end the attempt by the deadline (and grace), never later
+	 * (ceil: a deadline timer of the protocol at the same instant goes
+	 * first) */
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
 			 LW_MIN(timeout, (long)(CONNECT_TIMEOUT / LW_MSEC(1))));
@@ -751,6 +753,7 @@ static bool end_attempt(struct lw__http_req *r)
 	struct lw__http_pool *p = r->pool;
 	curl_off_t pretransfer = 0;
 	long status = 0, sent = 0;
+	bool reached;
 
 	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_getinfo(r->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
@@ -769,7 +772,12 @@ static bool end_attempt(struct lw__http_req *r)
 	lw__list_del(&r->link);
 	p->active--;
 	p->http->active--;
-	return status > 0 || pretransfer > 0 || sent > 0;
+	reached = status > 0 || pretransfer > 0 || sent > 0;
+	r->reached |= reached;
+	/* a server that answered is done with the request; one that did not
+	 * may still act on it, on this connection or in a worker of its own */
+	r->abandoned |= reached && status == 0;
+	return reached;
 }
 
 /* What curl's result CC means; *TRANSIENT when another try may do better. */
@@ -826,7 +834,6 @@ static void attempt_done(struct lw__http_req *r, CURLcode cc)
 	char dur[32];
 
 	reached = end_attempt(r);
-	r->reached |= reached;
 	if (res == 0)
 		transient = r->status >= 500 || r->status == 429 || r->status == 408;
 	lw__dbg(h->log, "%s %s: %ld%s%s (attempt %u)", r->method, r->url, r->status,
@@ -946,7 +953,7 @@ void lw__http_start(struct lw__http_req *r)
 	lw__list_init(&r->link);
 	r->backoff = BACKOFF_FIRST;
 	r->attempts = 0;
-	r->reached = r->earlier_reached = false;
+	r->reached = r->earlier_reached = r->abandoned = false;
 	/* a request's timer needs its place in the heap for its whole life */
 	r->reserved = lw__engine_reserve(h->engine, 1) == 0;
 	if (!r->reserved) {
@@ -968,7 +975,7 @@ void lw__http_cancel(struct lw__http_req *r)
 
 	switch (r->state) {
 	case LW__HTTP_ACTIVE:
-		r->reached |= end_attempt(r);
+		end_attempt(r);
 		dispatch(p);
 		break;
 	case LW__HTTP_QUEUED:
@@ -982,6 +989,16 @@ void lw__http_cancel(struct lw__http_req *r)
 	r->status = 0;
 	set_result(r, -ECANCELED, "cancelled");
 	finish_later(r);
+}
+
+void lw__http_settle(struct lw__http_req *r)
+{
+	if (r->state != LW__HTTP_ACTIVE) {
+		lw__http_cancel(r);
+		return;
+	}
+	/* no retry after this attempt; it keeps its own bound */
+	r->deadline = LW_MIN(r->deadline, lw__now_boot());
 }
 
 void lw__http_req_fini(struct lw__http_req *r)

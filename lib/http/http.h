@@ -101,7 +101,11 @@ struct lw__http_req {
 				   body instead of refusing it */
 	size_t max_err_body;    /* the first bytes of any other body kept in
 				   RESP, for messages; 0: dropped */
-	int64_t deadline;       /* CLOCK_BOOTTIME; every attempt ends by it */
+	int64_t deadline;       /* CLOCK_BOOTTIME; no attempt starts after it */
+	/* how much longer than DEADLINE an attempt under way may wait for
+	 * its answer (every attempt ends by DEADLINE + GRACE): for a write
+	 * whose outcome is needed even when its owner gave up waiting */
+	int64_t grace;
 	int64_t attempt_timeout; /* one attempt's bound; 0: 30 s */
 	unsigned attempts_max;  /* 0: 5; 1: the caller retries, elsewhere */
 	void (*done)(struct lw__http_req *r);
@@ -119,6 +123,10 @@ struct lw__http_req {
 	bool cut;               /* the body was longer than MAX_BODY */
 	bool reached;           /* some attempt may have reached the server */
 	bool earlier_reached;   /* an attempt before the last one may have */
+	bool abandoned;         /* an attempt that may have reached the server
+				   ended without its answer (timed out, reset,
+				   cancelled): what it asked for may still be
+				   done, after anything sent later */
 	unsigned attempts;
 	int64_t began;          /* when the first attempt got a connection */
 	char err[256];          /* for a person, when RES < 0 */
@@ -139,6 +147,10 @@ struct lw__http_req {
 };
 
 void lw__http_start(struct lw__http_req *r);
+/* R sends no more attempts: the one under way goes on to its answer (by
+ * its deadline and grace, or lw__http_cancel), one that waits (queued,
+ * backing off) ends at once as by lw__http_cancel. */
+void lw__http_settle(struct lw__http_req *r);
 /* Ends R at once (removed from curl; its connection closed) with -ECANCELED
  * unless it has a result already.  DONE runs at the next turn. */
 void lw__http_cancel(struct lw__http_req *r);

@@ -49,6 +49,10 @@ struct lw__doomed {
 	bool evidence;  /* the current file of a held lock: gone at the first
 			   try means someone removed it */
 	bool left;      /* could not be deleted in time */
+	bool in_flight; /* the lock's request in flight writes or deletes it:
+			   deleted once that request has its answer */
+	bool unsettled; /* its create got no answer from the server: it may
+			   land after the delete */
 	struct lw__breq *req; /* its delete in flight, or NULL */
 };
 

@@ -113,6 +113,10 @@ static struct lw__breq *lock_breq(struct lw_lock *lock, enum lw__bop op,
 	/* on a leased backend: a new lock's lease lasts the stale timeout,
 	 * and a request about the lock's own key ends or renews its lease */
 	req->ttl = lock->own.timing->stale_timeout;
+	/* a create still under way when the lock ends is waited for, within
+	 * the release timeout, before its file is deleted (lw__lock_end) */
+	if (op == LW__BOP_CREATE)
+		req->grace = lock->own.timing->release_timeout;
 	if (lock->has_id && id && lw__id_eq(id, &lock->id))
 		req->lease = lock->lease;
 	req->refresh = lock->state == LW__LOCK_HELD;
@@ -257,6 +261,15 @@ static void finish_end(struct lw_lock *lock)
 }
 
 static void start_delete(struct lw_lock *lock, struct lw__doomed *d);
+static void cleaned(struct lw_lock *lock);
+
+/* The end is over once every delete is, and the request that was in
+ * flight when the lock ended. */
+static void maybe_cleaned(struct lw_lock *lock)
+{
+	if (lock->cleaning == 0 && !lock->req)
+		cleaned(lock);
+}
 
 /* Every delete is over: say what is left, and whether the lock had been
  * removed by someone else. */
@@ -272,11 +285,11 @@ static void cleaned(struct lw_lock *lock)
 					      n ? ", " : "", hex);
 		}
 	if (n) {
-		lw__sfmt(msg, sizeof(msg), "lock file%s left behind in %s: %s (%s); %s "
-			 "stale by themselves", strchr(left, ',') ? "s" : "",
-			 lock->repo->url.display, left,
+		lw__sfmt(msg, sizeof(msg), "lock file%s left behind in %s: %s (%s); %s",
+			 strchr(left, ',') ? "s" : "", lock->repo->url.display, left,
 			 lock->last_error ? lock->last_error : "not deleted in time",
-			 strchr(left, ',') ? "they go" : "it goes");
+			 strchr(left, ',') ? "they go stale by themselves" :
+					     "it goes stale by itself");
 		lw__warn(&lock->loop->log, "%s", msg);
 		if (!lock->acquire_fn) {
 			free(lock->last_error);
@@ -333,8 +346,7 @@ static void on_deleted(struct lw__breq *req)
 		} else {
 			start_delete(lock, d);
 		}
-		if (lock->cleaning == 0)
-			cleaned(lock);
+		maybe_cleaned(lock);
 		return;
 	}
 	/* the evidence rule of refresh: gone at the first try, it was
@@ -360,11 +372,17 @@ static void on_deleted(struct lw__breq *req)
 	} else {
 		lw__dbg(&lock->loop->log, "deleted lock file %.12s", hex);
 		lw__listing_forget(lock->repo, &req->id);
-		d->left = false;
+		/* deleted, unless its create lands later still */
+		d->left = d->unsettled;
+		if (d->unsettled && !lock->acquire_fn && lock->result == 0) {
+			lock->result = -ETIMEDOUT;
+			free(lock->last_error);
+			lock->last_error = strdup("a create of it got no answer, and may "
+						  "land after its delete");
+		}
 	}
 	lw__breq_free(req);
-	if (lock->cleaning == 0)
-		cleaned(lock);
+	maybe_cleaned(lock);
 }
 
 static void start_delete(struct lw_lock *lock, struct lw__doomed *d)
@@ -421,15 +439,18 @@ static void cleanup(struct lw_lock *lock)
 	for (int i = 0; i < n; i++) {
 		lock->doomed[i].evidence = lock->was_held && !lock->removed && lock->has_id &&
 					   lw__id_eq(&lock->doomed[i].id, &lock->id);
-		start_delete(lock, &lock->doomed[i]);
+		if (!lock->doomed[i].in_flight)
+			start_delete(lock, &lock->doomed[i]);
 	}
-	if (lock->cleaning == 0)
-		cleaned(lock);
+	maybe_cleaned(lock);
 }
 
-static void on_cancelled(struct lw__breq *req)
+/* The request that was in flight when the lock ended has its answer (or
+ * was cancelled): now the file it wrote or deleted can be deleted. */
+static void on_in_flight_over(struct lw__breq *req)
 {
 	struct lw_lock *lock = req->userdata;
+	struct lw__doomed *d = NULL;
 
 	lock->req = NULL;
 	if (lock->state == LW__LOCK_DONE) {
@@ -444,8 +465,17 @@ static void on_cancelled(struct lw__breq *req)
 		lw__lock_set_id(lock, &req->id);
 		lock->lease = req->lease;
 	}
+	for (int i = 0; i < lock->ndoomed && !d; i++)
+		if (lock->doomed[i].in_flight && lw__id_eq(&lock->doomed[i].id, &req->id))
+			d = &lock->doomed[i];
+	if (d) {
+		d->in_flight = false;
+		d->unsettled = req->op == LW__BOP_CREATE && req->unsettled;
+	}
 	lw__breq_free(req);
-	cleanup(lock);
+	if (d)
+		start_delete(lock, d);
+	maybe_cleaned(lock);
 	lw__lock_unref(lock); /* the request's */
 }
 
@@ -460,8 +490,10 @@ static void on_clean_timeout(struct lw__timer *t)
 	struct lw__breq *busy[LW__MAX_DOOMED];
 	int n = 0;
 
+	struct lw__breq *in_flight = lock->req;
+
 	for (int i = 0; i < lock->ndoomed; i++) {
-		if (lock->doomed[i].req || lock->phase != LW__PH_CLEANUP)
+		if (lock->doomed[i].req || lock->doomed[i].in_flight)
 			lock->doomed[i].left = true;
 		if (lock->doomed[i].req)
 			busy[n++] = lock->doomed[i].req;
@@ -476,6 +508,7 @@ static void on_clean_timeout(struct lw__timer *t)
 	cleaned(lock);
 	for (int i = 0; i < n; i++)
 		lw__breq_cancel(busy[i]);
+	lw__breq_cancel(in_flight);
 	lw__lock_unref(lock);
 }
 
@@ -509,15 +542,31 @@ void lw__lock_end(struct lw_lock *lock, int result, enum lw_cause cause,
 	lw__timer_init(&lock->step_timer, on_clean_timeout);
 	lw__timer_start(lock->loop->engine, &lock->step_timer, lock->clean_by);
 	if (lock->req) {
-		/* The request in flight may still write its file (a create
-		 * the server completes after all), or was to delete one that
-		 * may exist (a failed refresh's stray): delete it after that. */
-		if (lock->req->op == LW__BOP_CREATE || lock->req->op == LW__BOP_REMOVE)
-			lw__lock_doom(lock, &lock->req->id);
-		lock->req->done = on_cancelled;
+		/*
+		 * The request in flight may still write its file, or was to
+		 * delete one that may exist (a failed refresh's stray): that
+		 * file is deleted once the request is over.  A create is not
+		 * cut off but waited for: a server that took it in may store
+		 * the file after a DELETE sent meanwhile has found nothing
+		 * (a stalled Apache's or rclone's workers, woken, each finish
+		 * their request in their own time), while its answer, even
+		 * late, says that it is done.  A closed connection, or an
+		 * answer on another one, would say nothing of that.
+		 */
+		struct lw__breq *req = lock->req;
+
+		if (req->op == LW__BOP_CREATE || req->op == LW__BOP_REMOVE) {
+			lw__lock_doom(lock, &req->id);
+			for (int i = 0; i < lock->ndoomed; i++)
+				if (lw__id_eq(&lock->doomed[i].id, &req->id))
+					lock->doomed[i].in_flight = true;
+		}
+		req->done = on_in_flight_over;
 		lw__lock_ref(lock); /* the request's, until it completes */
-		lw__breq_cancel(lock->req);
-		return;
+		if (req->op == LW__BOP_CREATE)
+			lw__breq_settle(req);
+		else
+			lw__breq_cancel(req);
 	}
 	cleanup(lock);
 }
