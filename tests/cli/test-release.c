@@ -35,15 +35,23 @@ static void expect_err(const struct proc *pr, const char *needle)
 	free(err);
 }
 
-/* The cases of BACKEND alone, on both engines. */
-static struct cli_param *params_of(const char *backend, size_t *n)
+/* The cases of the backends named in NAMES (separated by spaces), on both
+ * engines. */
+static struct cli_param *params_of(const char *names, size_t *n)
 {
 	size_t all, k = 0;
-	struct cli_param *p = clitest_params(&all);
+	struct cli_param *p = clitest_all_params(&all);
 
-	for (size_t i = 0; i < all; i++)
-		if (strcmp(clitest_backends[p[i].backend].name, backend) == 0)
+	for (size_t i = 0; i < all; i++) {
+		const char *name = clitest_backends[p[i].backend].name, *at = names;
+		size_t len = strlen(name);
+
+		while ((at = strstr(at, name)) &&
+		       ((at > names && at[-1] != ' ') || (at[len] && at[len] != ' ')))
+			at += len;
+		if (at)
 			p[k++] = p[i];
+	}
 	*n = k;
 	return p;
 }
@@ -86,11 +94,13 @@ static void wait_lock(const struct repo *r, char name[256])
 #define KILL_AFTER_MS 1000
 #define RELEASE_TIMEOUT_MS 2000
 
-/* nginx stopped (SIGSTOP): the loss comes at the deadline, the job gets
- * SIGTERM, ignores it and gets SIGKILL after --kill-after; the deletes hang
- * until --release-timeout and lockwatch exits 12 within kill-after +
- * release timeout + 1 s of the deadline, naming the files it left. */
-BACKEND_TEST("dav", stalled_server_exit_is_bounded, 60)
+/* The server stopped (SIGSTOP; nginx's JSON index, Apache, nginx + dav-ext,
+ * rclone): the loss comes at the deadline, the job gets SIGTERM, ignores it
+ * and gets SIGKILL after --kill-after; the deletes (and the refresh's write
+ * in flight, which is waited for) hang until --release-timeout and
+ * lockwatch exits 12 within kill-after + release timeout + 1 s of the
+ * deadline, naming the files it left. */
+BACKEND_TEST("dav apache nginx-dav-ext rclone", stalled_server_exit_is_bounded, 60)
 {
 	char job[600], name[256];
 	const char *args[] = { "run", FAST, "--kill-after", "1s", "--release-timeout", "2s",
@@ -125,7 +135,7 @@ BACKEND_TEST("dav", stalled_server_exit_is_bounded, 60)
 		      (long long)after / 1000000);
 	expect_err(&pr, "lock refresh deadline exceeded");
 	expect_err(&pr, "left behind");
-	/* what it named is what is there (before nginx resumes and carries
+	/* what it named is what is there (before the server resumes and carries
 	 * out the deletes it was sent before it stopped) */
 	cr_expect_geq(clitest_count_locks(r), 1, "no file left, yet one was named");
 	if (clitest_one_lock(r, name)) {
