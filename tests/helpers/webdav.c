@@ -76,6 +76,13 @@ const char *lwt_webdav_name(enum lwt_webdav_kind kind)
 	return names[kind];
 }
 
+static bool keep_listings;
+
+void lwt_webdav_keep_listings(bool on)
+{
+	keep_listings = on;
+}
+
 static void sleep_ms(int ms)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
@@ -244,10 +251,12 @@ static pid_t spawn(const struct lwt_webdav *w)
 		break;
 	case LWT_WEBDAV_RCLONE:
 		/* no configuration of the user's; listings read the disk each
-		 * time, so that what a test plants there is seen at once */
+		 * time, so that what a test plants there is seen at once,
+		 * unless the test asked for rclone's own cache */
 		setenv("RCLONE_CONFIG", rconf, 1);
 		execl(RCLONE, "rclone", "serve", "webdav", w->root, "--addr", addr,
-		      "--dir-cache-time", "0s", "--log-level", "ERROR", (char *)NULL);
+		      "--dir-cache-time", keep_listings ? "5m" : "0s", "--log-level", "ERROR",
+		      (char *)NULL);
 		break;
 	}
 	_exit(127);
