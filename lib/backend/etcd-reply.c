@@ -115,6 +115,8 @@ static int kv_member(struct lw__json *c, const char *name, int depth, void *arg)
 	}
 	if (strcmp(name, "create_revision") == 0)
 		return opt_int(c, &k->kv.create_revision);
+	if (strcmp(name, "mod_revision") == 0)
+		return opt_int(c, &k->kv.mod_revision);
 	if (strcmp(name, "lease") == 0)
 		return opt_int(c, &k->kv.lease);
 	return lw__json_value(c, depth);
@@ -160,6 +162,60 @@ static int key_item(struct lw__json *c, int depth, void *arg)
 	if (lw__json_string(c, &key) < 0)
 		return c->err;
 	return add_key(c, p, &key, &kv);
+}
+
+/* A watch event: {"type": "DELETE", "kv": {...}}; PUT, protobuf's zero
+ * value, comes without a type.  Only a DELETE's key is kept. */
+struct event {
+	struct parse *p;
+	bool has_kv;
+	bool is_delete;
+};
+
+static int event_member(struct lw__json *c, const char *name, int depth, void *arg)
+{
+	struct event *ev = arg;
+	struct lw__json_str type;
+	char text[16];
+
+	if (!name)
+		return lw__json_value(c, depth);
+	if (strcmp(name, "type") == 0) {
+		type = (struct lw__json_str){ .s = text, .cap = sizeof(text) };
+		if (lw__json_peek(c) != '"')
+			return lw__json_bad(c, "an event type that is not a string");
+		if (lw__json_string(c, &type) < 0)
+			return c->err;
+		ev->is_delete = !type.over && strcmp(text, "DELETE") == 0;
+		return 0;
+	}
+	if (strcmp(name, "kv") == 0) {
+		if (ev->has_kv)
+			return lw__json_bad(c, "two kvs in one event");
+		ev->has_kv = true;
+		return kv_item(c, depth, ev->p);
+	}
+	return lw__json_value(c, depth);
+}
+
+static int event_item(struct lw__json *c, int depth, void *arg)
+{
+	struct parse *p = arg;
+	struct lw__etcd_reply *r = p->r;
+	struct event ev = { .p = p };
+	size_t nkvs = r->nkvs;
+
+	if (lw__json_object(c, depth, event_member, &ev) < 0)
+		return c->err;
+	if (!ev.has_kv)
+		return lw__json_bad(c, "an event without a kv");
+	if (ev.is_delete) {
+		r->ndeletes++;
+	} else {
+		r->nputs++;
+		r->nkvs = nkvs; /* a put removes nothing */
+	}
+	return 0;
 }
 
 static int header_member(struct lw__json *c, const char *name, int depth, void *arg)
@@ -228,6 +284,16 @@ static int reply_member(struct lw__json *c, const char *name, int depth, void *a
 		return array(c, depth, nested_reply, p);
 	if (strcmp(name, "kvs") == 0)
 		return array(c, depth, kv_item, p);
+	if (strcmp(name, "events") == 0)
+		return array(c, depth, event_item, p);
+	if (strcmp(name, "created") == 0)
+		return lw__json_bool(c, &r->created);
+	if (strcmp(name, "canceled") == 0)
+		return lw__json_bool(c, &r->canceled);
+	if (strcmp(name, "fragment") == 0)
+		return lw__json_bool(c, &r->fragment);
+	if (strcmp(name, "compact_revision") == 0)
+		return opt_int(c, &r->compact_revision);
 	if (strcmp(name, "keys") == 0)
 		return array(c, depth, key_item, p);
 	if (strcmp(name, "ID") == 0)
@@ -256,6 +322,9 @@ int lw__etcd_reply_parse(const char *buf, size_t len, struct lw__etcd_reply *r,
 	r->nkvs = r->nkeys = r->outside = 0;
 	r->revision = r->id = r->ttl = r->count = r->deleted = 0;
 	r->succeeded = r->has_value = false;
+	r->created = r->canceled = r->fragment = false;
+	r->compact_revision = 0;
+	r->ndeletes = r->nputs = 0;
 	r->value_len = 0;
 	r->error[0] = '\0';
 	p.key_cap = r->prefix_len + LW_ID_HEX + 1;

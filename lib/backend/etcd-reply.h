@@ -20,6 +20,7 @@
 struct lw__etcd_kv {
 	struct lw__id id;
 	int64_t create_revision;
+	int64_t mod_revision; /* a watch event's: the revision of the delete */
 	int64_t lease; /* 0: none */
 };
 
@@ -43,6 +44,19 @@ struct lw__etcd_reply {
 				  LW_RECORD_MAX + 1 */
 	uint8_t value[LW_RECORD_MAX + 1];
 	char error[160];       /* an error in a 200 reply (a stream's) */
+
+	/* A watch stream's response (one JSON object a line): the watch
+	 * was made, or ended by the server (at COMPACT_REVISION when the
+	 * revision it was to start from is compacted); DELETE events, whose
+	 * keys that name a lock are in KVS; FRAGMENT: more of the same
+	 * revision follows. */
+	bool created;
+	bool canceled;
+	bool fragment;
+	int64_t compact_revision;
+	size_t ndeletes;       /* DELETE events, lock keys or not */
+	size_t nputs;          /* other events (a watch that filters them
+				  gets none) */
 };
 
 /*

@@ -18,6 +18,8 @@
  *              ours to end: then only the key is deleted)
  *   list       a range over PREFIX/locks/, keys only (records never change:
  *              the listing cache reads each once)
+ *   watch      /v3/watch, one stream per repository over PREFIX/locks/
+ *              for DELETE events, which report the removed locks (below)
  *
  * A lease that is not kept alive expires on the server, which deletes the
  * key: a crashed holder leaves nothing behind.
@@ -30,6 +32,7 @@
 #include "config.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,8 +51,11 @@
 #define BATCH_MAX 1000u
 #define BATCH_REPLY_MAX (BATCH_MAX * 512u)
 
+struct watch;
+
 struct etcd_backend {
 	struct lw__backend *be;
+	struct watch *watch;   /* NULL until a lock is held */
 	struct lw__etcd_cluster cl;
 	char *prefix;          /* CL's: "backups/locks/" */
 	char *range;           /* "key" and "range_end" of PREFIX, for bodies */
@@ -629,6 +635,395 @@ static void flush_due(struct etcd_backend *eb)
 	lw__defer(eb->be->engine, &eb->flush, flush_deferred);
 }
 
+/* --------------------------------------------------------------- watch */
+
+/*
+ * One watch per repository, however many locks it holds: a POST of
+ * /v3/watch over PREFIX/locks/ whose reply is a stream, one JSON object a
+ * line (a response: created, canceled, or a batch of events).  Puts are
+ * filtered out on the server; a DELETE (etcdctl del, a revoked or expired
+ * lease, our own revokes) reports its key's lock through be->gone, and the
+ * lock layer ends the lock whose key it was.  The stream only makes a
+ * removal known sooner: the keepalives keep the locks and find an expired
+ * lease without it.  So when it breaks (a member down, garbage, a reset)
+ * nothing is lost: it is made again after a back-off, at the member the
+ * backend's POSTs go to (or the next), from the revision after the last
+ * one seen, and the server replays what happened meanwhile.  Where that
+ * revision is compacted, removals may have gone unseen: gone(NULL) makes
+ * every lock check its key.
+ */
+
+/* One response, at most: "fragment" splits a revision's events at the
+ * server's --max-request-bytes (1.5 MiB by default), base64 and JSON make
+ * that less than 4 MiB. */
+#define WATCH_LINE_MAX (4u << 20)
+/* What an error page or a stray answer may say, for the log. */
+#define WATCH_ERR_BODY 512u
+/* From the POST to "created". */
+#define WATCH_CREATE_WAIT LW_SEC(5)
+/* A stream is made again after this long: a member that stopped (SIGSTOP,
+ * a partition) keeps the connection and says nothing, and the next stream
+ * resumes where this one was. */
+#define WATCH_RENEW LW_SEC(60)
+/* A stream that lasted this long works: the back-off starts again from the
+ * first wait, and a failure after it is told again.  (A member may answer
+ * "created" and then garbage.) */
+#define WATCH_STEADY LW_SEC(10)
+#define WATCH_BACKOFF_FIRST LW_MSEC(100)
+#define WATCH_BACKOFF_MAX LW_SEC(10)
+
+enum watch_wait { WW_NONE, WW_CREATED, WW_STEADY, WW_RENEW, WW_BACKOFF };
+
+struct watch {
+	struct etcd_backend *eb;
+	struct lw__http_pool pool;   /* its own place: never a request's */
+	struct lw__http_req http;
+	char *body;
+	struct lw__timer timer;      /* what WAIT says */
+	enum watch_wait wait;
+	bool reserved;               /* TIMER's place in the engine's heap */
+	struct lw__defer report;     /* GONE, out of curl's callback */
+	char *line;                  /* the response being read */
+	size_t len, cap;
+	struct lw__id *gone;         /* removed, to report at the next turn */
+	size_t ngone, gone_cap;
+	bool gone_all;               /* removals may have gone unseen */
+	int64_t from;                /* the next stream starts here; 0: now */
+	unsigned member;             /* of the stream */
+	int64_t backoff;
+	bool running;                /* HTTP in flight */
+	bool created;                /* this stream's "created" came ... */
+	int64_t created_at;          /* ... then */
+	bool ended;                  /* this stream said it is over */
+	bool again;                  /* ... and may be made again at once */
+	bool first;                  /* no stream was made yet */
+	bool broken;                 /* a failure was told; quiet until it works */
+	char why[200];               /* what ended the stream */
+};
+
+static void watch_post(struct watch *w);
+
+static void watch_why(struct watch *w, const char *fmt, ...) LW_PRINTF(2, 3);
+
+static void watch_why(struct watch *w, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (w->why[0])
+		return; /* the first reason stands */
+	va_start(ap, fmt);
+	vsnprintf(w->why, sizeof(w->why), fmt, ap);
+	va_end(ap);
+	lw__sanitize(w->why);
+}
+
+static void watch_report(struct lw__defer *d)
+{
+	struct watch *w = LW_CONTAINER_OF(d, struct watch, report);
+	struct lw__backend *be = w->eb->be;
+	size_t n = w->ngone;
+	bool all = w->gone_all;
+
+	/* GONE may end locks, whose releases start requests: what came
+	 * meanwhile waits for the next turn */
+	w->ngone = 0;
+	w->gone_all = false;
+	if (all)
+		be->gone(be->gone_data, NULL);
+	for (size_t i = 0; i < n; i++)
+		be->gone(be->gone_data, &w->gone[i]);
+}
+
+static bool watch_note_gone(struct watch *w, const struct lw__id *id)
+{
+	if (lw__grow(&w->gone, &w->gone_cap, w->ngone, sizeof(*w->gone), 16) < 0) {
+		w->gone_all = true; /* out of memory: every lock checks */
+		return false;
+	}
+	w->gone[w->ngone++] = *id;
+	return true;
+}
+
+static void watch_wait(struct watch *w, enum watch_wait what, int64_t when)
+{
+	w->wait = what;
+	lw__timer_start(w->eb->be->engine, &w->timer, when);
+}
+
+/* "created" came: the stream is judged steady, then renewed. */
+static void watch_created(struct watch *w)
+{
+	if (w->wait != WW_CREATED)
+		return;
+	w->created_at = lw__now_boot();
+	watch_wait(w, WW_STEADY, w->created_at + WATCH_STEADY);
+}
+
+static void watch_steady(struct watch *w)
+{
+	const struct lw__endpoint *ep = &w->eb->cl.ep[w->member];
+
+	if (w->broken)
+		lw__notice(w->eb->be->log, "etcd watch on %s:%d works again", ep->host, ep->port);
+	w->broken = false;
+	w->backoff = WATCH_BACKOFF_FIRST;
+}
+
+/* One response of the stream; false when the stream is over. */
+static bool watch_response(struct watch *w, const char *text, size_t len)
+{
+	struct etcd_backend *eb = w->eb;
+	struct lw__etcd_reply rep;
+	char why[160];
+	int64_t last = 0;
+	bool go_on = false;
+
+	rep.prefix = eb->cl.prefix;
+	rep.prefix_len = eb->cl.prefix_len;
+	if (lw__etcd_reply_parse(text, len, &rep, why, sizeof(why)) < 0) {
+		watch_why(w, "%s", why);
+	} else if (rep.error[0]) {
+		watch_why(w, "%s", rep.error);
+	} else if (rep.canceled && rep.compact_revision > 0) {
+		/* what came after FROM is gone from the server's history */
+		watch_why(w, "revisions before %" PRId64 " are compacted", rep.compact_revision);
+		w->from = rep.compact_revision;
+		w->gone_all = true;
+		w->again = true;
+	} else if (rep.canceled) {
+		watch_why(w, "the server cancelled the watch");
+	} else if (rep.outside) {
+		watch_why(w, "an event of a key outside %s", eb->prefix);
+	} else {
+		if (rep.created) {
+			w->created = true;
+			/* a stream made without a revision starts after this one;
+			 * a lock held before it was made checks its key once */
+			if (!w->from)
+				w->from = rep.revision + 1;
+			if (w->first)
+				w->gone_all = true;
+			w->first = false;
+			watch_created(w);
+		}
+		for (size_t i = 0; i < rep.nkvs; i++) {
+			last = LW_MAX(last, rep.kvs[i].mod_revision);
+			watch_note_gone(w, &rep.kvs[i].id);
+		}
+		/* the events of a revision may be cut into fragments: a stream
+		 * broken between them starts at that revision again */
+		if (rep.nkvs && last > 0)
+			w->from = LW_MAX(w->from, rep.fragment ? last : last + 1);
+		go_on = true;
+	}
+	lw__etcd_reply_fini(&rep);
+	if (w->ngone || w->gone_all)
+		lw__defer(eb->be->engine, &w->report, watch_report);
+	return go_on;
+}
+
+/* Room for N bytes of a response, doubling from 4 KiB. */
+static bool watch_room(struct watch *w, size_t n)
+{
+	size_t cap = LW_MAX(w->cap, (size_t)4096);
+	char *p;
+
+	while (cap < n)
+		cap *= 2;
+	p = realloc(w->line, cap);
+	if (!p)
+		return false;
+	w->line = p;
+	w->cap = cap;
+	return true;
+}
+
+/* The stream's bytes, inside curl: whole lines are read at once, the rest
+ * kept for the next bytes, a line no longer than one response can be. */
+static bool watch_data(struct lw__http_req *r, const char *data, size_t len)
+{
+	struct watch *w = LW_CONTAINER_OF(r, struct watch, http);
+
+	while (len) {
+		const char *nl = memchr(data, '\n', len);
+		size_t take = nl ? (size_t)(nl - data) : len;
+
+		if (w->len + take > WATCH_LINE_MAX) {
+			watch_why(w, "a watch response over %u bytes", WATCH_LINE_MAX);
+			return false;
+		}
+		if (w->len + take > w->cap && !watch_room(w, w->len + take)) {
+			watch_why(w, "out of memory");
+			return false;
+		}
+		memcpy(w->line + w->len, data, take);
+		w->len += take;
+		data += take + (nl != NULL);
+		len -= take + (nl != NULL);
+		if (!nl)
+			break;
+		if (w->len && !watch_response(w, w->line, w->len)) {
+			w->ended = true;
+			return false;
+		}
+		w->len = 0;
+	}
+	return true;
+}
+
+static void watch_done(struct lw__http_req *r)
+{
+	struct watch *w = LW_CONTAINER_OF(r, struct watch, http);
+	struct etcd_backend *eb = w->eb;
+	const struct lw__endpoint *ep = &eb->cl.ep[w->member];
+	bool renewed = w->wait == WW_RENEW && r->res == -ECANCELED && !w->why[0];
+	char msg[WATCH_ERR_BODY + 1] = "";
+
+	w->running = false;
+	lw__timer_stop(eb->be->engine, &w->timer);
+	if (w->wait == WW_RENEW || (w->created && lw__now_boot() - w->created_at >= WATCH_STEADY))
+		watch_steady(w);
+	w->wait = WW_NONE;
+	if (renewed || w->again) {
+		/* due, or compacted: at once, the same member */
+		if (w->again)
+			lw__notice(eb->be->log, "etcd watch on %s:%d: %s; every lock checks its key",
+				   ep->host, ep->port, w->why);
+		watch_post(w);
+		return;
+	}
+	if (r->status >= 200 && r->status <= 299 && !w->why[0])
+		watch_why(w, r->res < 0 ? "%s" : "the stream ended", r->err);
+	else if (r->res < 0)
+		watch_why(w, "%s", r->err);
+	if (!w->why[0]) {
+		if (r->resp)
+			lw__etcd_error_message(r->resp, r->resp_len, msg, sizeof(msg));
+		watch_why(w, "%ld%s%s", r->status, msg[0] ? ": " : "",
+			  msg[0] ? msg : " (not an etcd v3 gateway?)");
+	}
+	/* told once: the member after is tried quietly until one works */
+	if (!w->broken)
+		lw__warn(eb->be->log, "etcd watch on %s:%d failed: %s; removed locks are "
+			 "found by their keepalives until it works again", ep->host,
+			 ep->port, w->why);
+	else
+		lw__dbg(eb->be->log, "etcd watch on %s:%d failed: %s", ep->host, ep->port, w->why);
+	w->broken = true;
+	/* the member the backend's POSTs found to answer, else the next */
+	w->member = eb->cl.cur != w->member ? eb->cl.cur : (w->member + 1) % eb->cl.n;
+	watch_wait(w, WW_BACKOFF, lw__now_boot() + w->backoff);
+	w->backoff = LW_MIN(2 * w->backoff, WATCH_BACKOFF_MAX);
+}
+
+static void watch_timer(struct lw__timer *t)
+{
+	struct watch *w = LW_CONTAINER_OF(t, struct watch, timer);
+
+	switch (w->wait) {
+	case WW_BACKOFF:
+		w->wait = WW_NONE;
+		watch_post(w);
+		break;
+	case WW_CREATED:
+		watch_why(w, "no answer in %lld s", (long long)(WATCH_CREATE_WAIT / LW_SEC(1)));
+		lw__http_cancel(&w->http);
+		break;
+	case WW_STEADY:
+		watch_steady(w);
+		watch_wait(w, WW_RENEW, w->created_at + WATCH_RENEW);
+		break;
+	case WW_RENEW:
+		lw__http_cancel(&w->http);
+		break;
+	case WW_NONE:
+		break;
+	}
+}
+
+/* The POST that makes the stream, from FROM, at MEMBER. */
+static void watch_post(struct watch *w)
+{
+	struct etcd_backend *eb = w->eb;
+	struct lw__http_req *r = &w->http;
+	char from[48] = "";
+	int64_t now = lw__now_boot();
+
+	lw__http_req_fini(r);
+	memset(r, 0, sizeof(*r));
+	free(w->body);
+	if (w->from)
+		snprintf(from, sizeof(from), ",\"start_revision\":\"%" PRId64 "\"", w->from);
+	if (asprintf(&w->body, "{\"create_request\":{%s,\"filters\":[\"NOPUT\"],"
+		     "\"fragment\":true%s}}", eb->range, from) < 0)
+		w->body = NULL;
+	w->len = 0;
+	w->why[0] = '\0';
+	w->created = w->ended = w->again = false;
+	r->pool = &w->pool;
+	r->method = "POST";
+	if (w->body && asprintf(&r->url, "%s/v3/watch", eb->cl.ep[w->member].base) < 0)
+		r->url = NULL; /* the HTTP layer fails a request without a URL */
+	r->path = "/v3/watch";
+	r->body = w->body;
+	r->body_len = w->body ? strlen(w->body) : 0;
+	r->on_body = watch_data;
+	r->max_err_body = WATCH_ERR_BODY;
+	/* the renewal ends it first; curl's bound is only a backstop */
+	r->deadline = now + WATCH_RENEW + WATCH_CREATE_WAIT;
+	r->attempt_timeout = WATCH_RENEW + WATCH_CREATE_WAIT;
+	r->attempts_max = 1;
+	r->done = watch_done;
+	w->running = true;
+	watch_wait(w, WW_CREATED, now + WATCH_CREATE_WAIT);
+	lw__http_start(r);
+}
+
+static void watch_free(struct watch *w)
+{
+	struct lw__engine *e = w->eb->be->engine;
+
+	lw__http_pool_fini(&w->pool);
+	lw__timer_stop(e, &w->timer);
+	lw__defer_cancel(e, &w->report);
+	if (w->reserved)
+		lw__engine_reserve(e, -1);
+	lw__http_req_fini(&w->http);
+	free(w->body);
+	free(w->line);
+	free(w->gone);
+	free(w);
+}
+
+static int eb_watch(struct lw__backend *be)
+{
+	struct etcd_backend *eb = priv(be);
+	struct watch *w;
+
+	if (eb->watch)
+		return 0;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->eb = eb;
+	w->first = true;
+	w->member = eb->cl.cur;
+	w->backoff = WATCH_BACKOFF_FIRST;
+	lw__timer_init(&w->timer, watch_timer);
+	lw__http_pool_init(&w->pool, be->env->http);
+	lw__http_pool_set_max(&w->pool, 1);
+	w->pool.ca_file = be->opts.ca_file;
+	w->pool.insecure = be->opts.tls_insecure;
+	w->reserved = lw__engine_reserve(be->engine, 1) == 0;
+	if (!w->reserved) {
+		watch_free(w);
+		return -ENOMEM;
+	}
+	eb->watch = w;
+	watch_post(w);
+	return 0;
+}
+
 /* -------------------------------------------------------------- vtable */
 
 static void eb_start(struct lw__backend *be, struct lw__breq *req)
@@ -713,7 +1108,13 @@ static void eb_req_fini(struct lw__breq *req)
 
 static void eb_configure(struct lw__backend *be)
 {
+	struct watch *w = priv(be)->watch;
+
 	lw__backend_configure_pool(be, &priv(be)->cl.pool);
+	if (w) {
+		w->pool.ca_file = be->opts.ca_file;
+		w->pool.insecure = be->opts.tls_insecure;
+	}
 	flush_due(priv(be));
 }
 
@@ -723,6 +1124,8 @@ static void eb_close(struct lw__backend *be)
 
 	/* at loop shutdown: what is still under way is dropped unanswered */
 	lw__defer_cancel(be->engine, &eb->flush);
+	if (eb->watch)
+		watch_free(eb->watch);
 	lw__http_pool_fini(&eb->cl.pool);
 	while (!lw__list_empty(&eb->batches)) {
 		struct batch *b = LW_CONTAINER_OF(eb->batches.next, struct batch, link);
@@ -821,4 +1224,5 @@ const struct lw__backend_ops lw__backend_etcd = {
 	.cancel = eb_cancel,
 	.req_fini = eb_req_fini,
 	.configure = eb_configure,
+	.watch = eb_watch,
 };

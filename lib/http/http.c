@@ -591,6 +591,8 @@ static size_t on_data(char *data, size_t size, size_t n, void *userp)
 
 	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
 	max = status >= 200 && status <= 299 ? r->max_body : 0;
+	if (r->on_body && status >= 200 && status <= 299)
+		return r->on_body(r, data, len) ? len : 0;
 	if (max == 0) {
 		want = LW_MIN(len, r->max_err_body - LW_MIN(r->max_err_body, r->resp_len));
 		if (want && !keep(r, data, want))

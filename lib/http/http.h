@@ -99,6 +99,11 @@ struct lw__http_req {
 	size_t max_body;        /* a 2xx body is kept up to this; 0: dropped */
 	bool cut_ok;            /* keep the first MAX_BODY bytes of a longer
 				   body instead of refusing it */
+	/* a 2xx body handed over as it comes instead of kept (a stream:
+	 * MAX_BODY unused).  It runs inside curl, so it must not call into
+	 * this layer (defer instead); false stops the transfer, which then
+	 * ends with RES 0. */
+	bool (*on_body)(struct lw__http_req *r, const char *data, size_t len);
 	size_t max_err_body;    /* the first bytes of any other body kept in
 				   RESP, for messages; 0: dropped */
 	int64_t deadline;       /* CLOCK_BOOTTIME; no attempt starts after it */

@@ -18,7 +18,7 @@
 
 #define PREFIX "backups/locks/"
 /* The longest kv as render writes it. */
-#define KV_MAX 256
+#define KV_MAX 320
 
 static bool printable(const char *s, size_t size, bool empty_ok)
 {
@@ -45,8 +45,9 @@ static size_t render(const struct lw__etcd_reply *r, char *buf)
 		p += sprintf(p, "%s{\"key\":\"", i ? "," : "");
 		lw__base64_encode(key, strlen(key), p);
 		p += strlen(p);
-		p += sprintf(p, "\",\"create_revision\":\"%" PRId64 "\",\"lease\":\"%" PRId64 "\"}",
-			     r->kvs[i].create_revision, r->kvs[i].lease);
+		p += sprintf(p, "\",\"create_revision\":\"%" PRId64 "\",\"mod_revision\":\"%"
+			     PRId64 "\",\"lease\":\"%" PRId64 "\"}", r->kvs[i].create_revision,
+			     r->kvs[i].mod_revision, r->kvs[i].lease);
 	}
 	p += sprintf(p, "],\"count\":\"%zu\"}", r->nkvs);
 	return (size_t)(p - buf);
@@ -81,6 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	fuzz_assert(err == 0);
 	fuzz_assert(r->nkvs <= r->nkeys && r->outside <= r->nkeys);
+	fuzz_assert(r->ndeletes + r->nputs <= r->nkeys);
 	fuzz_assert(r->value_len <= sizeof(r->value));
 	fuzz_assert(printable(r->error, sizeof(r->error), true));
 	{

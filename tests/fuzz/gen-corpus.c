@@ -567,6 +567,10 @@ static void etcd_replies(void)
 		{ "too-big", "{\"ID\":\"99999999999999999999\"}" },
 		{ "html", "<html><body>502 Bad Gateway</body></html>" },
 		{ "nested-deep", "{\"x\":[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]}" },
+		{ "watch-created", "{\"result\":{\"header\":{\"revision\":\"2\"},"
+				   "\"created\":true}}\n" },
+		{ "watch-compacted", "{\"result\":{\"header\":{\"raft_term\":\"2\"},"
+				     "\"canceled\":true,\"compact_revision\":\"4\"}}\n" },
 	};
 	char a[128], b[128], text[4 * LW_RECORD_MAX], value[2 * LW_RECORD_MAX];
 	uint8_t rec[LW_RECORD_MAX];
@@ -590,6 +594,13 @@ static void etcd_replies(void)
 		 "\"create_revision\":\"5\",\"lease\":\"7\"}],\"count\":\"1\"}}]}",
 		 etcd_key(ID_A, a));
 	put_text("etcd-reply", "txn-failed", text);
+	/* a watch's events: a lock's key deleted, another key put */
+	snprintf(text, sizeof(text),
+		 "{\"result\":{\"header\":{\"revision\":\"9\"},\"events\":[{\"type\":\"DELETE\","
+		 "\"kv\":{\"key\":\"%s\",\"mod_revision\":\"9\"}},{\"kv\":{\"key\":\"%s\","
+		 "\"create_revision\":\"8\",\"mod_revision\":\"8\",\"value\":\"eA==\"}}],"
+		 "\"fragment\":true}}\n", etcd_key(ID_A, a), etcd_key(ID_B, b));
+	put_text("etcd-reply", "watch-events", text);
 	if (n < 0) {
 		fprintf(stderr, "sample record: %s\n", strerror(-n));
 		exit(1);

@@ -216,6 +216,39 @@ void lwt_etcd_put(const struct lwt_etcd *c, const char *prefix, const char *name
 	free(k);
 }
 
+void lwt_etcd_delete(const struct lwt_etcd *c, const char *prefix, const char *name)
+{
+	char key[256], *k, *body;
+
+	snprintf(key, sizeof(key), "%s/locks/%s", prefix, name);
+	k = b64(key);
+	cr_assert_geq(asprintf(&body, "{\"key\":\"%s\"}", k), 0);
+	cr_assert_eq(lwt_etcd_post(c, "/v3/kv/deleterange", body, NULL), 200);
+	free(body);
+	free(k);
+}
+
+int lwt_etcd_watchers(const struct lwt_etcd *c, int member)
+{
+	static const char name[] = "\netcd_debugging_mvcc_watcher_total ";
+	int n = 0;
+
+	for (int i = 0; i < c->n; i++) {
+		char url[128], *out = NULL;
+		const char *at;
+
+		if ((member >= 0 && i != member) || (c->owner && !c->pid[i]))
+			continue; /* not asked, or killed */
+		snprintf(url, sizeof(url), "%s/metrics", c->ep[i]);
+		cr_assert_eq(request(url, NULL, &out, 10000), 200, "metrics of member %d", i);
+		at = strstr(out, name);
+		cr_assert_not_null(at, "member %d has no %s", i, name + 1);
+		n += atoi(at + sizeof(name) - 1);
+		free(out);
+	}
+	return n;
+}
+
 void lwt_etcd_clear(const struct lwt_etcd *c, const char *prefix)
 {
 	char *r = range(prefix, "/"), *body;

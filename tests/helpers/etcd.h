@@ -75,5 +75,11 @@ bool lwt_etcd_get(const struct lwt_etcd *c, const char *prefix, const char *name
 /* Puts DATA as PREFIX/locks/NAME, without a lease. */
 void lwt_etcd_put(const struct lwt_etcd *c, const char *prefix, const char *name,
 		  const void *data, size_t len);
+/* The watchers member I holds (its /metrics'
+ * etcd_debugging_mvcc_watcher_total; a stream made through the gateway
+ * is one), or with I -1 every member that runs, added up. */
+int lwt_etcd_watchers(const struct lwt_etcd *c, int i);
+/* Deletes the key PREFIX/locks/NAME alone (its lease lives on). */
+void lwt_etcd_delete(const struct lwt_etcd *c, const char *prefix, const char *name);
 /* Deletes everything under PREFIX/. */
 void lwt_etcd_clear(const struct lwt_etcd *c, const char *prefix);

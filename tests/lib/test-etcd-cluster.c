@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "etcd.h"
 #include "lwtest.h"
@@ -85,19 +86,20 @@ struct setup {
 	struct lw_repo *repo;
 	struct held *held;
 	int n;
+	char prefix[32];
 };
 
 /* N shared locks on a fresh cluster, acquired. */
 static void hold(struct setup *s, const struct lwt_param *p, int n)
 {
-	char prefix[32], url[1024];
+	char url[1024];
 	int64_t start;
 
 	s->n = n;
 	s->etcd = lwt_etcd_start(3, ELECTION_MS);
 	cr_assert_not_null(s->etcd, "etcd did not start");
-	lwt_etcd_prefix(prefix);
-	snprintf(url, sizeof(url), "etcd:%s/%s", lwt_etcd_endpoints(s->etcd), prefix);
+	lwt_etcd_prefix(s->prefix);
+	snprintf(url, sizeof(url), "etcd:%s/%s", lwt_etcd_endpoints(s->etcd), s->prefix);
 	lwt_engine_case(p->engine);
 	cr_assert_eq(lw_loop_new(p->engine, &s->loop), 0);
 	cr_assert_eq(lw_loop_start(s->loop), 0);
@@ -121,7 +123,7 @@ static void hold(struct setup *s, const struct lwt_param *p, int n)
 		cr_assert_eq(atomic_load(&s->held[i].err), 0, "lock %d", i);
 	}
 	cr_log_info("%d locks acquired in %lld ms", n, (long long)(lwt_ms() - start));
-	cr_assert_eq(lwt_etcd_count(s->etcd, prefix), n);
+	cr_assert_eq(lwt_etcd_count(s->etcd, s->prefix), n);
 }
 
 static void drop(struct setup *s)
@@ -153,6 +155,7 @@ CLUSTER_TEST(leader_killed, .timeout = 120)
 
 	hold(&s, p, 1000);
 	usleep(1500 * 1000);
+	cr_expect_eq(lwt_etcd_watchers(s.etcd, -1), 1, "one watch for the 1,000 locks");
 	leader = lwt_etcd_leader(s.etcd, 5000);
 	cr_assert_geq(leader, 0, "a leader");
 	for (int i = 0; i < s.n; i++)
@@ -184,7 +187,55 @@ CLUSTER_TEST(leader_killed, .timeout = 120)
 		(long long)(gaps[s.n * 99 / 100] / LW_MSEC(1)),
 		(long long)(gaps[s.n - 1] / LW_MSEC(1)), min_late, failed);
 	cr_expect_geq(min_late, 1, "refreshes went on after the election");
+	cr_expect_eq(lwt_etcd_watchers(s.etcd, -1), 1, "still one watch after the kill");
 	free(mid);
+	drop(&s);
+}
+
+/* The member the repository's watch is on is killed: the locks are kept
+ * (by keepalives to the others), the watch is made again on another member,
+ * and a key deleted afterwards (which no keepalive notices: its lease
+ * lives) ends its lock, and only that one, within WATCH_BOUND. */
+#define WATCH_BOUND LW_MSEC(1500)
+
+CLUSTER_TEST(watch_member_killed, .timeout = 120)
+{
+	struct setup s;
+	int on = -1, watchers = 0;
+	int64_t start, took;
+	char id[65];
+	struct lw_ctx *ctx;
+
+	hold(&s, p, 10);
+	cr_assert(lwt_wait_for(lwt_etcd_watchers(s.etcd, -1) == 1, 5000), "one watch");
+	for (int i = 0; i < lwt_etcd_members(s.etcd); i++)
+		if (lwt_etcd_watchers(s.etcd, i) == 1)
+			on = i;
+	cr_assert_geq(on, 0);
+	lwt_etcd_kill(s.etcd, on);
+	/* back-off from 100 ms; a new leader within about a second */
+	cr_expect(lwt_wait_for((watchers = lwt_etcd_watchers(s.etcd, -1)) == 1, 10000),
+		  "the watch is made again on another member (%d watches)", watchers);
+	usleep(STALE / 1000);
+	for (int i = 0; i < s.n; i++)
+		cr_assert(!lw_ctx_done(lw_lock_ctx(s.held[i].lock)), "lock %d lost: %s", i,
+			  lw_ctx_cause(lw_lock_ctx(s.held[i].lock)));
+	cr_assert_eq(lw_lock_id(s.held[3].lock, id), 0);
+	ctx = lw_lock_ctx(s.held[3].lock);
+	start = lw__now_boot();
+	lwt_etcd_delete(s.etcd, s.prefix, id);
+	cr_assert(lwt_wait_for(lw_ctx_done(ctx), 10000), "the removal was never noticed");
+	took = lw__ctx_done_at(ctx) - start;
+	cr_expect_eq(lw_ctx_err(ctx), LW_CAUSE_REMOVED, "%s", lw_ctx_cause(ctx));
+	cr_expect_leq(took, WATCH_BOUND, "noticed %lld ms after the removal",
+		      (long long)(took / LW_MSEC(1)));
+	fprintf(stderr, "etcd watch_member_killed (%s): a key deleted after the watch's "
+		"member was killed noticed in %lld us\n", lw_engine_name(p->engine),
+		(long long)(took / 1000));
+	usleep(200 * 1000);
+	for (int i = 0; i < s.n; i++)
+		cr_expect(i == 3 || !lw_ctx_done(lw_lock_ctx(s.held[i].lock)), "lock %d lost: %s",
+			  i, lw_ctx_cause(lw_lock_ctx(s.held[i].lock)));
 	drop(&s);
 }
 

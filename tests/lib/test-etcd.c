@@ -13,11 +13,13 @@
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "testing.h"
@@ -565,6 +567,196 @@ ETCD_TEST(suspend_after_the_lease_is_lost, .timeout = 40)
 	cr_expect(!sleep_past_deadline(p, true), "the lock ended");
 }
 
+/* --------------------------------------------------------------- watch */
+
+/* Refreshes far apart: a removal noticed within WATCH_BOUND was noticed by
+ * the watch, not by a keepalive (and a key deleted without its lease is
+ * never noticed by one). */
+#define WATCH_REFRESH LW_SEC(30)
+#define WATCH_STALE LW_SEC(120)
+/* From the other client's delete to the context's end; measured at
+ * 2-5 ms under ASan on the shared 2-core machine (README), asserted with
+ * room for valgrind and load. */
+#define WATCH_BOUND LW_MSEC(1500)
+
+enum removal { BY_DELETE, BY_REVOKE };
+
+/* Another client removes a held lock's key (by deleting it, or by revoking
+ * its lease): the lock goes LOST with its cause within WATCH_BOUND. */
+static int64_t removed_by_another(const struct lwt_param *p, enum removal how)
+{
+	struct events ev = { 0 };
+	struct lw_lock *lock;
+	struct lw_ctx *ctx;
+	int64_t lease, start, took;
+	char id[65], body[64];
+	struct lwt t;
+
+	lwt_start(&t, p, NULL, WATCH_REFRESH, WATCH_STALE);
+	cr_assert_eq(lw_lock_new(t.repo, LW_LOCK_EXCLUSIVE, "watched", &lock), 0);
+	cr_assert_eq(lw_lock_set_event_fn(lock, count, &ev), 0);
+	cr_assert_eq(lw_lock_acquire(lock), 0, "%s", lw_errmsg());
+	ctx = lw_lock_ctx(lock);
+	cr_assert_eq(lw_lock_id(lock, id), 0);
+	cr_assert(lwt_etcd_get(t.etcd, t.prefix, id, NULL, &lease));
+	/* the watch is made as the lock is held: let it be */
+	usleep(500 * 1000);
+	cr_assert(!lw_ctx_done(ctx), "%s", lw_ctx_cause(ctx));
+	start = lw__now_boot();
+	if (how == BY_REVOKE) {
+		snprintf(body, sizeof(body), "{\"ID\":\"%" PRId64 "\"}", lease);
+		cr_assert_eq(lwt_etcd_post(t.etcd, "/v3/lease/revoke", body, NULL), 200);
+	} else {
+		lwt_etcd_clear(t.etcd, t.prefix);
+	}
+	cr_assert(lwt_wait_for(lw_ctx_done(ctx), 10000), "the removal was never noticed");
+	took = lw__ctx_done_at(ctx) - start;
+	cr_expect_eq(lw_ctx_err(ctx), LW_CAUSE_REMOVED, "%s", lw_ctx_cause(ctx));
+	cr_expect_eq(atomic_load(&ev.lost), 1);
+	cr_expect_eq(atomic_load(&ev.refreshed), 0, "no keepalive came between");
+	cr_expect_leq(took, WATCH_BOUND, "noticed %lld ms after the removal",
+		      (long long)(took / LW_MSEC(1)));
+	cr_expect_eq(lw_lock_release(lock), -LW_ELOST);
+	lw_lock_free(lock);
+	lwt_stop(&t);
+	return took;
+}
+
+ETCD_TEST(watch_notices_a_deleted_key, .timeout = 30)
+{
+	int64_t took = removed_by_another(p, BY_DELETE);
+
+	fprintf(stderr, "etcd watch (%s): a deleted key noticed in %lld us\n",
+		lw_engine_name(p->engine), (long long)(took / 1000));
+}
+
+ETCD_TEST(watch_notices_a_revoked_lease, .timeout = 30)
+{
+	int64_t took = removed_by_another(p, BY_REVOKE);
+
+	fprintf(stderr, "etcd watch (%s): a revoked lease noticed in %lld us\n",
+		lw_engine_name(p->engine), (long long)(took / 1000));
+}
+
+/* A member whose /v3/watch answers 200 and an HTML page (a proxy's error
+ * page), or garbage that is no JSON, while its other calls work: the
+ * connections to it are counted. */
+struct bad_watch {
+	int fd;
+	const char *reply;
+	char where[32];
+	atomic_bool on;
+	atomic_int served;
+	pthread_t thread;
+	int nlog;              /* loop thread: warnings about the watch */
+	pthread_mutex_t mu;
+};
+
+static void *bad_watch_serve(void *arg)
+{
+	struct bad_watch *b = arg;
+	char req[4096];
+	int c;
+
+	while ((c = accept(b->fd, NULL, NULL)) >= 0) {
+		/* the request and its small body come at once */
+		(void)!read(c, req, sizeof(req));
+		(void)!write(c, b->reply, strlen(b->reply));
+		atomic_fetch_add(&b->served, 1);
+		close(c);
+	}
+	return NULL;
+}
+
+static const char *bad_watch_fault(const struct lw__http_req *r, void *userdata)
+{
+	struct bad_watch *b = userdata;
+
+	if (!atomic_load(&b->on) || !r->path || strcmp(r->path, "/v3/watch") != 0)
+		return NULL;
+	return b->where;
+}
+
+static void bad_watch_log(void *userdata, int priority, const char *msg)
+{
+	struct bad_watch *b = userdata;
+
+	if (priority <= LOG_WARNING && strstr(msg, "etcd watch")) {
+		pthread_mutex_lock(&b->mu);
+		b->nlog++;
+		pthread_mutex_unlock(&b->mu);
+	}
+}
+
+/* The watch gets REPLY for a while: nothing crashes, the lock is kept by
+ * its keepalives, the watch is tried again with back-off and told once;
+ * once the member answers right, a removal is noticed again. */
+static void bad_watch(const struct lwt_param *p, const char *reply)
+{
+	struct bad_watch b = { .reply = reply, .mu = PTHREAD_MUTEX_INITIALIZER };
+	struct events ev = { 0 };
+	struct lw_lock *lock;
+	struct lw_ctx *ctx;
+	int port, served, nlog;
+	int64_t start, took;
+	struct lwt t;
+
+	b.fd = silent_member(&port);
+	snprintf(b.where, sizeof(b.where), "127.0.0.1:%d", port);
+	cr_assert_eq(pthread_create(&b.thread, NULL, bad_watch_serve, &b), 0);
+	atomic_store(&b.on, true);
+	lw__http_fault_set(bad_watch_fault, &b);
+	lwt_start(&t, p, NULL, REFRESH, STALE);
+	lw_loop_set_log_fn(t.loop, bad_watch_log, &b);
+	cr_assert_eq(lw_lock_new(t.repo, LW_LOCK_EXCLUSIVE, NULL, &lock), 0);
+	cr_assert_eq(lw_lock_set_event_fn(lock, count, &ev), 0);
+	cr_assert_eq(lw_lock_acquire(lock), 0, "%s", lw_errmsg());
+	ctx = lw_lock_ctx(lock);
+	/* past the stale timeout: only keepalives can have kept it */
+	usleep(3500 * 1000);
+	cr_assert(!lw_ctx_done(ctx), "%s", lw_ctx_cause(ctx));
+	cr_expect_geq(atomic_load(&ev.refreshed), 2);
+	served = atomic_load(&b.served);
+	/* 100 ms doubling: 0, 0.1, 0.3, 0.7, 1.5, 3.1 s */
+	cr_expect(served >= 3 && served <= 8, "%d watches tried in 3.5 s", served);
+	pthread_mutex_lock(&b.mu);
+	nlog = b.nlog;
+	pthread_mutex_unlock(&b.mu);
+	cr_expect_eq(nlog, 1, "the broken watch told %d times", nlog);
+	atomic_store(&b.on, false);
+	/* the next try (by 6.3 s) reaches the member; a key deleted alone
+	 * is noticed by no keepalive */
+	usleep(3500 * 1000);
+	cr_assert(!lw_ctx_done(ctx), "%s", lw_ctx_cause(ctx));
+	start = lw__now_boot();
+	lwt_etcd_clear(t.etcd, t.prefix);
+	cr_assert(lwt_wait_for(lw_ctx_done(ctx), 10000), "the removal was never noticed");
+	took = lw__ctx_done_at(ctx) - start;
+	cr_expect_eq(lw_ctx_err(ctx), LW_CAUSE_REMOVED, "%s", lw_ctx_cause(ctx));
+	cr_expect_leq(took, WATCH_BOUND, "noticed %lld ms after the removal",
+		      (long long)(took / LW_MSEC(1)));
+	lw_lock_free(lock);
+	lwt_stop(&t);
+	lw__http_fault_set(NULL, NULL);
+	shutdown(b.fd, SHUT_RDWR);
+	close(b.fd);
+	pthread_join(b.thread, NULL);
+}
+
+ETCD_TEST(watch_html_reply, .timeout = 40)
+{
+	bad_watch(p, "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n"
+		     "<html><head><title>502 Bad Gateway</title></head>\n<body>nginx</body>\n"
+		     "</html>\n");
+}
+
+ETCD_TEST(watch_garbage_reply, .timeout = 40)
+{
+	bad_watch(p, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n"
+		     "{\"result\":{\"created\":true}}\n{\"result\":{\"events\":[{\"type\":"
+		     "\"DELETE\",\"kv\":{\"key\":\"not base64!\"}}]}}\n\x01\x02{{{\n");
+}
+
 /* ------------------------------------------------------------- command */
 
 struct cli_etcd {
@@ -687,5 +879,35 @@ ETCD_TEST(command_unlock, .timeout = 60)
 	cr_expect(strstr(s, "the lease of lock"), "%s", s);
 	free(s);
 	cr_expect_eq(lwt_count(&c.t), 0);
+	cli_stop(&c);
+}
+
+/* etcdctl del --prefix from another client while run holds the lock with
+ * keepalives 30 s apart: the job is stopped and run exits 12 at once, not
+ * at the next keepalive (which would not notice: the lease lives). */
+ETCD_TEST(command_key_deleted, .timeout = 60)
+{
+	const char *job[] = { "run", "--refresh-interval", "30s", "--stale-timeout", "2m", "--",
+			      "sh", "-c", "echo started; sleep 20", NULL };
+	struct cli_etcd c;
+	struct proc holder;
+	int64_t start, took;
+	char *s;
+
+	cli_start(&c, p);
+	clitest_start(&holder, c.r.tmp, &c.r, &c.prm, NULL, job);
+	cr_assert(clitest_wait_file(holder.out, 10000), "the job started");
+	/* the watch is made as the lock is held: let it be */
+	usleep(500 * 1000);
+	start = clitest_now();
+	lwt_etcd_clear(c.t.etcd, c.t.prefix);
+	cr_expect_eq(clitest_wait(&holder, 10000), 12, "run says the lock was lost");
+	took = clitest_now() - start;
+	fprintf(stderr, "etcd watch (%s): run exited 12 %lld ms after its key was deleted\n",
+		lw_engine_name(p->engine), (long long)(took / LW_MSEC(1)));
+	cr_expect_lt(took, WATCH_BOUND, "within %lld ms", (long long)(took / LW_MSEC(1)));
+	s = output(&holder, true);
+	cr_expect(strstr(s, "lock removed by someone else"), "%s", s);
+	free(s);
 	cli_stop(&c);
 }

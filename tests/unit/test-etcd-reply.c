@@ -15,6 +15,7 @@
 #define HEADER "\"header\":{\"cluster_id\":\"15118495548433857066\",\"member_id\":" \
 	       "\"13668033151171901709\",\"revision\":\"42\",\"raft_term\":\"2\"}"
 #define A64 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define B64 "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 
 static char why[160];
 
@@ -271,6 +272,51 @@ Test(etcd_reply, long_keys)
 	cr_expect_eq(r.nkvs, 0);
 	cr_expect_eq(r.outside, 1, "the second does not start with the prefix");
 	lw__etcd_reply_fini(&r);
+}
+
+/* A watch stream's responses, as etcd 3.4's gateway wrote them: created,
+ * a batch of events, the cancel of a compacted start. */
+Test(etcd_reply, watch)
+{
+	struct lw__etcd_reply r;
+	char text[1024];
+
+	cr_assert_eq(parse("{\"result\":{" HEADER ",\"created\":true}}", &r), 0, "%s", why);
+	cr_expect(r.created && !r.canceled && !r.fragment);
+	cr_expect_eq(r.revision, 42);
+	cr_expect_eq(r.nkvs, 0);
+	lw__etcd_reply_fini(&r);
+
+	/* a DELETE of a lock, a DELETE of another key under the prefix, and
+	 * a PUT (type left out: protobuf's zero) which removes nothing */
+	snprintf(text, sizeof(text),
+		 "{\"result\":{" HEADER ",\"events\":[{\"type\":\"DELETE\",\"kv\":{\"key\":\"%s\","
+		 "\"mod_revision\":\"41\"}},{\"type\":\"DELETE\",\"kv\":{\"key\":\"%s\","
+		 "\"mod_revision\":\"41\"}},{\"kv\":{\"key\":\"%s\",\"create_revision\":\"42\","
+		 "\"mod_revision\":\"42\",\"version\":\"1\",\"value\":\"eA==\"}}],\"fragment\":true}}",
+		 b64("bk/locks/" A64), b64("bk/locks/x"), b64("bk/locks/" B64));
+	cr_assert_eq(parse(text, &r), 0, "%s", why);
+	cr_expect_eq(r.ndeletes, 2);
+	cr_expect_eq(r.nputs, 1);
+	cr_assert_eq(r.nkvs, 1, "only the deleted lock");
+	cr_expect_eq(r.kvs[0].mod_revision, 41);
+	cr_expect_eq(r.kvs[0].id.b[0], 0xaa);
+	cr_expect(r.fragment && !r.created);
+	lw__etcd_reply_fini(&r);
+
+	cr_assert_eq(parse("{\"result\":{\"header\":{\"raft_term\":\"2\"},\"canceled\":true,"
+			   "\"compact_revision\":\"4\"}}", &r), 0, "%s", why);
+	cr_expect(r.canceled);
+	cr_expect_eq(r.compact_revision, 4);
+	lw__etcd_reply_fini(&r);
+
+	refused("{\"result\":{\"events\":[{\"type\":\"DELETE\"}]}}", "an event without a kv");
+	refused("{\"result\":{\"events\":[{\"type\":1,\"kv\":{\"key\":\"\"}}]}}",
+		"an event type that is not a string");
+	refused("{\"result\":{\"events\":[{\"kv\":{\"key\":\"\"},\"kv\":{\"key\":\"\"}}]}}",
+		"two kvs in one event");
+	refused("{\"result\":{\"events\":[{\"type\":\"DELETE\",\"kv\":{\"key\":\"not base64!\"}}]}}",
+		"not base64");
 }
 
 Test(etcd_reply, malformed)
