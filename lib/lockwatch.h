@@ -231,8 +231,8 @@ int lw_repo_set_release_timeout(struct lw_repo *repo, int64_t timeout);
  * file is checked with HEAD between refreshes, so that a lock removed by
  * someone else is noticed sooner than the next refresh (default: the
  * refresh interval / 5; 0: no checks).  A local repository needs none: its
- * locks/ folder is watched with inotify; on etcd a watch on the locks' keys
- * does it.
+ * locks/ folder is watched with inotify; on etcd one watch stream on the
+ * locks' keys per repository does it.
  *
  * Returns: 0, -EINVAL for a negative value or one below 10 ms.
  */

@@ -691,11 +691,9 @@ struct watch {
 	int64_t from;                /* the next stream starts here; 0: now */
 	unsigned member;             /* of the stream */
 	int64_t backoff;
-	bool running;                /* HTTP in flight */
 	bool created;                /* this stream's "created" came ... */
 	int64_t created_at;          /* ... then */
-	bool ended;                  /* this stream said it is over */
-	bool again;                  /* ... and may be made again at once */
+	bool again;                  /* this stream ended, to be made again at once */
 	bool first;                  /* no stream was made yet */
 	bool broken;                 /* a failure was told; quiet until it works */
 	char why[200];               /* what ended the stream */
@@ -721,27 +719,28 @@ static void watch_report(struct lw__defer *d)
 {
 	struct watch *w = LW_CONTAINER_OF(d, struct watch, report);
 	struct lw__backend *be = w->eb->be;
+	struct lw__id *gone = w->gone;
 	size_t n = w->ngone;
 	bool all = w->gone_all;
 
-	/* GONE may end locks, whose releases start requests: what came
-	 * meanwhile waits for the next turn */
-	w->ngone = 0;
+	/* GONE ends locks, whose releases start requests: what the stream
+	 * brings meanwhile goes into a list of its own, for the next turn */
+	w->gone = NULL;
+	w->ngone = w->gone_cap = 0;
 	w->gone_all = false;
 	if (all)
 		be->gone(be->gone_data, NULL);
 	for (size_t i = 0; i < n; i++)
-		be->gone(be->gone_data, &w->gone[i]);
+		be->gone(be->gone_data, &gone[i]);
+	free(gone);
 }
 
-static bool watch_note_gone(struct watch *w, const struct lw__id *id)
+static void watch_note_gone(struct watch *w, const struct lw__id *id)
 {
-	if (lw__grow(&w->gone, &w->gone_cap, w->ngone, sizeof(*w->gone), 16) < 0) {
+	if (lw__grow(&w->gone, &w->gone_cap, w->ngone, sizeof(*w->gone), 16) < 0)
 		w->gone_all = true; /* out of memory: every lock checks */
-		return false;
-	}
-	w->gone[w->ngone++] = *id;
-	return true;
+	else
+		w->gone[w->ngone++] = *id;
 }
 
 static void watch_wait(struct watch *w, enum watch_wait what, int64_t when)
@@ -862,10 +861,8 @@ static bool watch_data(struct lw__http_req *r, const char *data, size_t len)
 		len -= take + (nl != NULL);
 		if (!nl)
 			break;
-		if (w->len && !watch_response(w, w->line, w->len)) {
-			w->ended = true;
+		if (w->len && !watch_response(w, w->line, w->len))
 			return false;
-		}
 		w->len = 0;
 	}
 	return true;
@@ -879,7 +876,6 @@ static void watch_done(struct lw__http_req *r)
 	bool renewed = w->wait == WW_RENEW && r->res == -ECANCELED && !w->why[0];
 	char msg[WATCH_ERR_BODY + 1] = "";
 
-	w->running = false;
 	lw__timer_stop(eb->be->engine, &w->timer);
 	if (w->wait == WW_RENEW || (w->created && lw__now_boot() - w->created_at >= WATCH_STEADY))
 		watch_steady(w);
@@ -892,10 +888,10 @@ static void watch_done(struct lw__http_req *r)
 		watch_post(w);
 		return;
 	}
-	if (r->status >= 200 && r->status <= 299 && !w->why[0])
-		watch_why(w, r->res < 0 ? "%s" : "the stream ended", r->err);
-	else if (r->res < 0)
+	if (r->res < 0)
 		watch_why(w, "%s", r->err);
+	else if (r->status >= 200 && r->status <= 299)
+		watch_why(w, "the stream ended");
 	if (!w->why[0]) {
 		if (r->resp)
 			lw__etcd_error_message(r->resp, r->resp_len, msg, sizeof(msg));
@@ -904,9 +900,9 @@ static void watch_done(struct lw__http_req *r)
 	}
 	/* told once: the member after is tried quietly until one works */
 	if (!w->broken)
-		lw__warn(eb->be->log, "etcd watch on %s:%d failed: %s; removed locks are "
-			 "found by their keepalives until it works again", ep->host,
-			 ep->port, w->why);
+		lw__warn(eb->be->log, "etcd watch on %s:%d failed: %s; the locks stay kept "
+			 "by their keepalives, and removals are seen once it works again",
+			 ep->host, ep->port, w->why);
 	else
 		lw__dbg(eb->be->log, "etcd watch on %s:%d failed: %s", ep->host, ep->port, w->why);
 	w->broken = true;
@@ -959,7 +955,7 @@ static void watch_post(struct watch *w)
 		w->body = NULL;
 	w->len = 0;
 	w->why[0] = '\0';
-	w->created = w->ended = w->again = false;
+	w->created = w->again = false;
 	r->pool = &w->pool;
 	r->method = "POST";
 	if (w->body && asprintf(&r->url, "%s/v3/watch", eb->cl.ep[w->member].base) < 0)
@@ -974,7 +970,6 @@ static void watch_post(struct watch *w)
 	r->attempt_timeout = WATCH_RENEW + WATCH_CREATE_WAIT;
 	r->attempts_max = 1;
 	r->done = watch_done;
-	w->running = true;
 	watch_wait(w, WW_CREATED, now + WATCH_CREATE_WAIT);
 	lw__http_start(r);
 }
