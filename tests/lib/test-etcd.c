@@ -574,8 +574,8 @@ ETCD_TEST(suspend_after_the_lease_is_lost, .timeout = 40)
  * never noticed by one). */
 #define WATCH_REFRESH LW_SEC(30)
 #define WATCH_STALE LW_SEC(120)
-/* From the other client's delete to the context's end; measured at
- * 2-5 ms under ASan on the shared 2-core machine (README), asserted with
+/* From the other client's delete to the context's end: 2-6 ms under ASan
+ * on the shared 2-core machine at load 4-12 (README: -O2), asserted with
  * room for valgrind and load. */
 #define WATCH_BOUND LW_MSEC(1500)
 
