@@ -486,11 +486,8 @@ static void on_in_flight_over(struct lw__breq *req)
 static void on_clean_timeout(struct lw__timer *t)
 {
 	struct lw_lock *lock = LW_CONTAINER_OF(t, struct lw_lock, step_timer);
-
-	struct lw__breq *busy[LW__MAX_DOOMED];
+	struct lw__breq *busy[LW__MAX_DOOMED], *in_flight = lock->req;
 	int n = 0;
-
-	struct lw__breq *in_flight = lock->req;
 
 	for (int i = 0; i < lock->ndoomed; i++) {
 		if (lock->doomed[i].req || lock->doomed[i].in_flight)
