@@ -39,6 +39,18 @@
 /* A body we do not keep (an error page) is read this far, to keep the
  * connection; past it the connection is dropped instead. */
 #define DROPPED_MAX (64u << 10)
+/* Header sets kept built: the backends ask for a few (a create's
+ * If-None-Match, a listing's Accept or Depth), the same ones again and
+ * again. */
+#define HEADER_SETS 8
+
+/* The headers of requests that ask for the same ones, built once: an
+ * slist built and freed per request was three allocations and frees. */
+struct header_set {
+	bool upload;
+	char *accept, *type, *extra; /* copies; NULL: none */
+	struct curl_slist *list;
+};
 
 struct sock {
 	struct lw__watch watch;
@@ -64,7 +76,8 @@ struct lw__http {
 	unsigned active;
 	struct lw__list waiting;
 	uint64_t rng;
-	struct curl_slist *headers[2]; /* of a request without, with a body */
+	struct header_set header_sets[HEADER_SETS];
+	unsigned nheader_sets;
 	/* Easy handles of finished attempts, reset, for the next ones: making
 	 * and freeing one per attempt took 8% of the loop's CPU at 10,000
 	 * dav: locks, the reset takes 3%.  No more than CONNECTIONS are kept,
@@ -188,8 +201,7 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp)
 
 /* A request's headers (NULL: out of memory): no 100-continue round trip
  * for a record of a few hundred bytes, a body is bytes unless said
- * otherwise.  Without ACCEPT, TYPE and EXTRA they are the same for every
- * request, and built once. */
+ * otherwise. */
 static struct curl_slist *headers_new(bool upload, const char *accept, const char *type,
 				      const char *extra)
 {
@@ -214,6 +226,42 @@ static struct curl_slist *headers_new(bool upload, const char *accept, const cha
 	return hdrs;
 }
 
+static bool same(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* R's headers: a set kept built, else its own (R->headers, freed with the
+ * attempt) once HEADER_SETS are taken; NULL: out of memory. */
+static struct curl_slist *headers_of(struct lw__http *h, struct lw__http_req *r, bool upload)
+{
+	struct header_set *hs;
+
+	for (unsigned i = 0; i < h->nheader_sets; i++) {
+		hs = &h->header_sets[i];
+		if (hs->upload == upload && same(hs->accept, r->accept) &&
+		    same(hs->type, r->content_type) && same(hs->extra, r->header))
+			return hs->list;
+	}
+	if (h->nheader_sets == HEADER_SETS)
+		return r->headers = headers_new(upload, r->accept, r->content_type, r->header);
+	hs = &h->header_sets[h->nheader_sets];
+	*hs = (struct header_set){ .upload = upload, .accept = lw__strdup0(r->accept),
+				   .type = lw__strdup0(r->content_type),
+				   .extra = lw__strdup0(r->header) };
+	hs->list = headers_new(upload, r->accept, r->content_type, r->header);
+	if (!hs->list || (r->accept && !hs->accept) || (r->content_type && !hs->type) ||
+	    (r->header && !hs->extra)) {
+		curl_slist_free_all(hs->list);
+		free(hs->accept);
+		free(hs->type);
+		free(hs->extra);
+		return NULL;
+	}
+	h->nheader_sets++;
+	return hs->list;
+}
+
 static void on_fd_granted(struct lw__fd_waiter *w);
 
 int lw__http_get(struct lw__http **hp, struct lw__engine *e,
@@ -230,13 +278,9 @@ int lw__http_get(struct lw__http **hp, struct lw__engine *e,
 	if (!h)
 		return -ENOMEM;
 	h->multi = curl_multi_init();
-	h->headers[0] = headers_new(false, NULL, NULL, NULL);
-	h->headers[1] = headers_new(true, NULL, NULL, NULL);
-	if (!h->multi || !h->headers[0] || !h->headers[1] || lw__engine_reserve(e, 1) < 0) {
+	if (!h->multi || lw__engine_reserve(e, 1) < 0) {
 		if (h->multi)
 			curl_multi_cleanup(h->multi);
-		curl_slist_free_all(h->headers[0]);
-		curl_slist_free_all(h->headers[1]);
 		free(h);
 		return -ENOMEM;
 	}
@@ -273,8 +317,14 @@ void lw__http_free(struct lw__http *h)
 	}
 	lw__timer_stop(h->engine, &h->timer);
 	lw__engine_reserve(h->engine, -1);
-	curl_slist_free_all(h->headers[0]);
-	curl_slist_free_all(h->headers[1]);
+	while (h->nheader_sets) {
+		struct header_set *hs = &h->header_sets[--h->nheader_sets];
+
+		curl_slist_free_all(hs->list);
+		free(hs->accept);
+		free(hs->type);
+		free(hs->extra);
+	}
 	free(h->socks);
 	free(h);
 }
@@ -674,9 +724,7 @@ static CURL *make_easy(struct lw__http_req *r, int64_t left)
 		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body ? r->body : "");
 	}
-	hdrs = p->http->headers[upload];
-	if (r->accept || r->content_type || r->header)
-		hdrs = r->headers = headers_new(upload, r->accept, r->content_type, r->header);
+	hdrs = headers_of(p->http, r, upload);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
 	/* a larger body announced by Content-Length is refused unread */
 	if (r->max_body && !r->cut_ok)
