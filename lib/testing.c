@@ -34,6 +34,31 @@ int lw__loop_observe(struct lw_loop *loop,
 	return lw__call_sync(loop, &oc.c);
 }
 
+struct observe_keys_call {
+	struct lw__call c;
+	struct lw_loop *loop;
+	void (*fn)(void *userdata, const struct lw__key_derivation *kd);
+	void *userdata;
+};
+
+static void observe_keys_on_loop(struct lw__call *c)
+{
+	struct observe_keys_call *oc = LW_CONTAINER_OF(c, struct observe_keys_call, c);
+
+	oc->loop->key_observer = oc->fn;
+	oc->loop->key_observer_data = oc->userdata;
+}
+
+int lw__loop_observe_keys(struct lw_loop *loop,
+			  void (*fn)(void *userdata, const struct lw__key_derivation *kd),
+			  void *userdata)
+{
+	struct observe_keys_call oc = { .c.fn = observe_keys_on_loop, .loop = loop,
+					.fn = fn, .userdata = userdata };
+
+	return lw__call_sync(loop, &oc.c);
+}
+
 int64_t lw__ctx_done_at(const struct lw_ctx *ctx)
 {
 	return ctx->done_at;

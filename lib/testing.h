@@ -15,6 +15,7 @@
 #include "util/process.h"  /* process start times, for records of others */
 #include "util/url.h"      /* repository URLs, parsed as the library does */
 #include "format/record.h" /* lock records */
+#include "format/restic-key.h" /* struct lw__key_derivation */
 #include "engine/engine.h" /* struct lw__fop, lw__fault_set, lw__fault_release */
 #include "http/http.h"     /* lw__http_fault_set: connections that stall */
 #include "backend/backend.h" /* struct lw__breq: what the observer sees */
@@ -27,6 +28,15 @@ int lw__loop_observe(struct lw_loop *loop,
 		     void (*fn)(void *userdata, const struct lw__breq *req,
 				int64_t started, int64_t ended),
 		     void *userdata);
+
+/* Sets the observer of the key derivations of LOOP's repositories
+ * (lockwatch-bench's key operation): FN runs on the loop thread once a
+ * derivation, done on a worker thread, has ended, either way.  A key found
+ * in the process's cache is no derivation and is not seen.  FN NULL
+ * removes it.  Returns 0, or -ESHUTDOWN. */
+int lw__loop_observe_keys(struct lw_loop *loop,
+			  void (*fn)(void *userdata, const struct lw__key_derivation *kd),
+			  void *userdata);
 
 /* Starts one backend listing of REPO's locks/ as acquire asks for it (no
  * record is read; the observer sees it), on the loop thread, which must be

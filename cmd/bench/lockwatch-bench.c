@@ -256,6 +256,8 @@ static bool recording(const struct bench_job *j, enum phase ph, enum bench_op op
 	case BENCH_OP_CREATE:
 	case BENCH_OP_READ:
 		return ph == PH_ACQUIRE;
+	case BENCH_OP_KEY: /* once per repository and process, when it comes */
+		return true;
 	default:
 		return ph == PH_MEASURE;
 	}
@@ -310,6 +312,25 @@ static void on_request(void *userdata, const struct lw__breq *req, int64_t start
 			 req->msg[0] ? req->msg : lw_strerror(req->res));
 	else if (req->res >= 0)
 		bench_hist_add(&o->lat, ended - started);
+}
+
+/* The library's key observer: on the loop thread, after a derivation. */
+static void on_key(void *userdata, const struct lw__key_derivation *kd)
+{
+	struct run *r = userdata;
+	struct bench_opstat *o = &r->res->ops[BENCH_OP_KEY];
+	struct bench_key *k = &r->res->key;
+
+	k->n = kd->n;
+	k->r = kd->r;
+	k->p = kd->p;
+	k->memory = LW_MAX(k->memory, kd->memory);
+	k->rss_peak_kib = bench_rss_peak_kib();
+	if (kd->err < 0 && o->errors++ == 0)
+		snprintf(o->first_error, sizeof(o->first_error), "%s: %s", kd->url,
+			 lw_strerror(kd->err));
+	else if (kd->err >= 0)
+		bench_hist_add(&o->lat, kd->ended - kd->started);
 }
 
 static void on_event(struct lw_lock *lock, const struct lw_event *ev, void *userdata)
@@ -546,6 +567,8 @@ static int setup(struct run *r)
 	e = lw_loop_new(j->engine, &r->loop);
 	if (e == 0)
 		e = lw__loop_observe(r->loop, on_request, r);
+	if (e == 0)
+		e = lw__loop_observe_keys(r->loop, on_key, r);
 	if (e < 0)
 		return setup_fail(r, e, lw_errmsg());
 	/* LOCKWATCH_LOG asks for the library's own log on stderr */
@@ -964,6 +987,8 @@ int main(int argc, char **argv)
 		goto oom;
 	if (cli.format == BENCH_NORMAL)
 		bench_report_header(stdout, PROGRAM, &cfg);
+	/* opens its descriptor here, before job threads read it (on_key) */
+	bench_rss_peak_kib();
 	status = 0;
 	for (unsigned g = 0, first = 0; g < cfg.ngroups; g++) {
 		size_t n = 0;

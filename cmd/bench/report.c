@@ -11,6 +11,7 @@ const char *const bench_op_name[BENCH_NOPS] = {
 	[BENCH_OP_CREATE] = "create", [BENCH_OP_REFRESH] = "refresh",
 	[BENCH_OP_DELETE] = "delete", [BENCH_OP_LIST] = "list",
 	[BENCH_OP_READ] = "read", [BENCH_OP_CHECK] = "check",
+	[BENCH_OP_KEY] = "key",
 };
 
 const char *const bench_phase_name[BENCH_NPHASES] = {
@@ -171,6 +172,11 @@ static void normal_job(FILE *f, const struct bench_result *r)
 			fprintf(f, "    first error: %s\n", o->first_error);
 		if (o->lat.n)
 			normal_lat(f, "    ", "lat", &o->lat);
+		if (i == BENCH_OP_KEY)
+			fprintf(f, "    scrypt : N=%" PRIu64 ", r=%" PRIu64 ", p=%" PRIu64
+				", mem=%.1fMiB (128*r*(N+p)), process peak rss after=%ldKiB\n",
+				r->key.n, r->key.r, r->key.p, (double)r->key.memory / 1048576,
+				r->key.rss_peak_kib);
 	}
 	fprintf(f, "  locks  : asked=%lu, held=%lu, lost=%lu, failed=%lu, missed=%lu\n",
 		r->asked, r->held, r->lost, r->failed, r->missed);
@@ -356,6 +362,15 @@ static void json_job(struct jw *w, const struct bench_result *r,
 		jw_int(w, "runtime", o->window / 1000000);
 		jw_num(w, "iops", per_sec(o->lat.n, o->window));
 		json_lat(w, "lat_ns", &o->lat);
+		if (i == BENCH_OP_KEY) {
+			jw_open(w, "scrypt", '{');
+			jw_int(w, "N", (int64_t)r->key.n);
+			jw_int(w, "r", (int64_t)r->key.r);
+			jw_int(w, "p", (int64_t)r->key.p);
+			jw_int(w, "memory_bytes", (int64_t)r->key.memory);
+			jw_close(w, '}');
+			jw_int(w, "rss_peak_kib", r->key.rss_peak_kib);
+		}
 		jw_close(w, '}');
 	}
 	jw_open(w, "locks", '{');

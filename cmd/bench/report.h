@@ -21,6 +21,7 @@ enum bench_op {
 	BENCH_OP_LIST,
 	BENCH_OP_READ,    /* another holder's lock file, read at acquire */
 	BENCH_OP_CHECK,   /* rest: does the old lock file still exist */
+	BENCH_OP_KEY,     /* a restic repository's key derivation (scrypt) */
 	BENCH_NOPS,
 };
 
@@ -66,6 +67,14 @@ struct bench_mem {
 	unsigned long locks;   /* held when RSS_HELD was read */
 };
 
+/* The key derivations of a job's restic repositories: what scrypt was
+ * asked for, and the process's peak resident set once they had run. */
+struct bench_key {
+	uint64_t n, r, p;      /* of the last one */
+	uint64_t memory;       /* the most scrypt allocated, bytes */
+	long rss_peak_kib;     /* VmHWM after the last one (-1: unread) */
+};
+
 struct bench_result {
 	const struct bench_job *job;
 	const char *engine;    /* what it ran on */
@@ -74,6 +83,7 @@ struct bench_result {
 	char errmsg[300];      /* of the setup, or of the first failed acquire */
 	int64_t elapsed;       /* ns from setup to the end of runtime */
 	struct bench_opstat ops[BENCH_NOPS];
+	struct bench_key key;  /* with ops[BENCH_OP_KEY] */
 	unsigned long asked, held, lost, failed;
 	unsigned long missed;  /* still held well after their deadline */
 	struct bench_hist cancel; /* deadline to the end of the context */

@@ -160,6 +160,7 @@ struct lw__probe {
 	void *password_data;
 	bool abandoned;           /* the repository closed meanwhile */
 	/* the worker's result */
+	struct lw__key_derivation kd; /* tried > 0: a derivation ran */
 	const struct lw__restic_key *key;
 	int err;
 	char msg[300];
@@ -320,7 +321,7 @@ static int open_keys(struct lw__probe *p, const char *password, size_t len,
 
 	for (size_t i = 0; i < p->nfiles && err == -EACCES; i++) {
 		struct lw__restic_keyfile *kf = malloc(sizeof(*kf));
-		int64_t t0 = lw__now_mono();
+		int64_t t0 = lw__now_boot();
 
 		if (!kf)
 			return -ENOMEM;
@@ -328,12 +329,19 @@ static int open_keys(struct lw__probe *p, const char *password, size_t len,
 					       sizeof(why));
 		if (err == 0) {
 			err = lw__restic_keyfile_open(kf, password, len, key, why, sizeof(why));
+			if (!p->kd.tried++)
+				p->kd.started = t0;
+			p->kd.ended = lw__now_boot();
+			p->kd.n = kf->n;
+			p->kd.r = kf->r;
+			p->kd.p = kf->p;
+			p->kd.memory = LW_MAX(p->kd.memory, lw__restic_keyfile_memory(kf));
 			lw__info(&p->repo->loop->log, "key derivation for %s: scrypt N=%llu "
 				 "r=%llu p=%llu (%llu MiB) in %lld ms: %s", p->url,
 				 (unsigned long long)kf->n, (unsigned long long)kf->r,
 				 (unsigned long long)kf->p,
 				 (unsigned long long)(lw__restic_keyfile_memory(kf) >> 20),
-				 (long long)((lw__now_mono() - t0) / 1000000),
+				 (long long)((p->kd.ended - t0) / 1000000),
 				 err == 0 ? "opened" : why);
 		} else {
 			lw__warn(&p->repo->loop->log, "%s: a key file that is not one: %s",
@@ -461,6 +469,11 @@ static void settle_with(struct lw__probe *p, enum lw__format_state state, int er
 	struct lw__format *f = &repo->format;
 	bool abandoned = p->abandoned;
 
+	if (!abandoned && p->kd.tried && repo->loop->key_observer) {
+		p->kd.url = p->url;
+		p->kd.err = p->err;
+		repo->loop->key_observer(repo->loop->key_observer_data, &p->kd);
+	}
 	if (!abandoned) {
 		f->probe = NULL;
 		f->state = (uint8_t)state;

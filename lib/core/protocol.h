@@ -43,6 +43,8 @@ struct lw__call {
 	bool done;
 };
 
+struct lw__key_derivation; /* format/restic-key.h */
+
 struct lw_loop {
 	struct lw__engine *engine;
 	struct lw__log log;
@@ -61,6 +63,9 @@ struct lw_loop {
 	bool drained;             /* under mu: ACTIVE became empty */
 	struct lw__list all;      /* link in the process's list of loops */
 	struct lw__observer observer; /* of its backends' requests */
+	/* of its repositories' key derivations (testing.h), on this thread */
+	void (*key_observer)(void *userdata, const struct lw__key_derivation *kd);
+	void *key_observer_data;
 };
 
 /* call.c: calling into the loop */

@@ -69,5 +69,17 @@ int lw__restic_keyfile_open(const struct lw__restic_keyfile *kf, const char *pas
 			    size_t len, struct lw__restic_key **master, char *why,
 			    size_t whysize);
 
+/* One derivation of a repository's master key, as lockwatch-bench's key
+ * observer (testing.h) sees it: every key file tried, from the first
+ * scrypt's start to the last one's end. */
+struct lw__key_derivation {
+	const char *url;        /* the repository, as displayed */
+	int64_t started, ended; /* CLOCK_BOOTTIME ns, on the deriving thread */
+	uint64_t n, r, p;       /* scrypt's, of the last key file tried */
+	uint64_t memory;        /* the most scrypt allocated at once, bytes */
+	unsigned tried;         /* key files derived with */
+	int err;                /* 0 opened; -EACCES wrong password; ... */
+};
+
 /* Wipes and frees KEY; NULL is fine. */
 void lw__restic_key_free(struct lw__restic_key *key);

@@ -20,6 +20,7 @@
 #include "job.h"
 #include "stats.h"
 #include "nginx.h"
+#include "resticbin.h"
 
 #define NS_PER_MS 1000000LL
 #define NS_PER_S 1000000000LL
@@ -459,6 +460,7 @@ ParameterizedTest(struct engine *engine, bench, runs, .timeout = 120)
 	cr_assert_leq(json_object_get_int64(p99), num(j, "refresh/lat_ns/max"));
 	cr_assert_gt(json_object_get_double(get(j, "refresh/iops")), 50);
 	cr_assert_eq(num(j, "cancel/lat_ns/N"), 0, "nothing was cancelled");
+	cr_assert_eq(num(j, "key/total_ios"), 0, "no key on a plain repository");
 	/* every acquire's phases: the recheck delay is the default 200 ms,
 	 * and the phases add up to the whole */
 	{
@@ -502,6 +504,105 @@ ParameterizedTest(struct engine *engine, bench, runs, .timeout = 120)
 	json_object_put(root);
 	free(out);
 	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The one key file of restic repository R, read with json-c. */
+static json_object *key_file(const struct lwt_restic_repo *r)
+{
+	char path[700];
+	struct dirent *de;
+	json_object *o = NULL;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/keys", r->disk);
+	d = opendir(path);
+	cr_assert(d, "%s: %s", path, strerror(errno));
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.') {
+			cr_assert_null(o, "one key file");
+			snprintf(path, sizeof(path), "%s/keys/%s", r->disk, de->d_name);
+			o = json_object_from_file(path);
+			cr_assert(o, "%s does not parse", path);
+		}
+	closedir(d);
+	cr_assert(o, "no key file in %s/keys", r->disk);
+	return o;
+}
+
+ParameterizedTestParameters(bench, key_on_a_restic_repo)
+{
+	static struct engine engines[] = { { "uring" }, { "epoll" } };
+
+	return cr_make_param_array(struct engine, engines, 2);
+}
+
+/*
+ * On a repository restic 0.14 made, the key operation is the one key
+ * derivation, with the scrypt parameters of restic's key file and their
+ * memory really resident at the peak; then the locks are restic's, held
+ * and refreshed.  With a wrong password the derivation is an error, no
+ * lock is held and nothing is written.
+ */
+ParameterizedTest(struct engine *engine, bench, key_on_a_restic_repo, .timeout = 180)
+{
+	struct lwt_restic_repo repo;
+	json_object *root, *j, *kf;
+	char args[1200], *out, *err;
+	int64_t n, r, p;
+	int st;
+
+	lwt_restic_init(&repo, 2);
+	kf = key_file(&repo);
+	n = num(kf, "N");
+	r = num(kf, "r");
+	p = num(kf, "p");
+	snprintf(args, sizeof(args), "--output-format=json --engine=%s --name=restic "
+		 "--repo=%s --locks=20 --refresh_interval=200ms --stale_timeout=5s "
+		 "--runtime=1s", engine->name, repo.path);
+	cr_assert_eq(setenv("RESTIC_PASSWORD", LWT_RESTIC_PASSWORD, 1), 0);
+	st = run_bench(args, &out, &err);
+	cr_assert_eq(st, 0, "exit status %d; stderr:\n%s", st, err);
+	root = json_tokener_parse(out);
+	cr_assert(root, "the JSON output does not parse:\n%s", out);
+	j = job_named(root, "restic");
+	cr_assert_eq(num(j, "error"), 0, "%s", json_object_get_string(get(j, "errmsg")));
+	cr_assert_eq(num(j, "key/total_ios"), 1, "one derivation per repository");
+	cr_assert_eq(num(j, "key/errors"), 0);
+	/* restic calibrates scrypt to about 0.5 s: milliseconds at the least */
+	cr_assert_gt(num(j, "key/lat_ns/min"), 10 * NS_PER_MS);
+	cr_assert_eq(num(j, "key/scrypt/N"), n);
+	cr_assert_eq(num(j, "key/scrypt/r"), r);
+	cr_assert_eq(num(j, "key/scrypt/p"), p);
+	cr_assert_eq(num(j, "key/scrypt/memory_bytes"), 128 * r * (n + p));
+	cr_assert_geq(num(j, "key/rss_peak_kib") * 1024, 128 * r * n,
+		      "scrypt's memory was resident at the peak");
+	cr_assert_eq(num(j, "locks/held"), 20);
+	cr_assert_gt(num(j, "refresh/total_ios"), 20);
+	cr_assert_eq(num(j, "refresh/errors"), 0);
+	cr_assert_eq(count_lock_files(repo.disk), 0, "lock files left");
+	json_object_put(root);
+	free(out);
+	free(err);
+
+	cr_assert_eq(setenv("RESTIC_PASSWORD", "not the password", 1), 0);
+	snprintf(args, sizeof(args), "--output-format=json --engine=%s --name=wrong "
+		 "--repo=%s --locks=3 --runtime=1s", engine->name, repo.path);
+	st = run_bench(args, &out, &err);
+	root = json_tokener_parse(out);
+	cr_assert(root, "exit status %d; the JSON output does not parse:\n%s", st, out);
+	j = job_named(root, "wrong");
+	cr_assert_eq(num(j, "key/total_ios"), 0);
+	cr_assert_eq(num(j, "key/errors"), 1, "the derivation that opened nothing");
+	cr_assert_eq(num(j, "locks/held"), 0);
+	cr_assert_eq(num(j, "locks/failed"), 3);
+	cr_assert(strstr(json_object_get_string(get(j, "errmsg")), "wrong password"),
+		  "%s", json_object_get_string(get(j, "errmsg")));
+	cr_assert_eq(count_lock_files(repo.disk), 0, "a wrong password writes nothing");
+	json_object_put(root);
+	json_object_put(kf);
+	free(out);
+	free(err);
+	lwt_restic_remove(&repo);
 }
 
 /* --repo=DIR/a/b --repos=3 where DIR/a does not exist: made, as fio
