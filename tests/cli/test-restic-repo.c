@@ -11,13 +11,17 @@
  * one exit 11 naming it; restic unlock leaves a live lockwatch lock alone
  * and --remove-all makes its job stop with 12; no password, or a wrong one,
  * is refused and writes nothing; and every file lockwatch left on the
- * server's disk is named by the SHA-256 of its content.
+ * server's disk is named by the SHA-256 of its content.  Over dav:, a
+ * repository restic made on disk is served by a real WebDAV server
+ * (nginx with dav-ext, rclone serve webdav) and locked through it, restic
+ * working on the directory itself.
  */
 #include "config.h"
 
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
 #include <openssl/evp.h>
@@ -31,6 +35,7 @@
 
 #include "clitest.h"
 #include "resticbin.h"
+#include "webdav.h"
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -68,6 +73,9 @@ static struct lwt_restic_repo repo;
 static char scratch[128];
 static pid_t started[8];
 static size_t nstarted;
+/* over_dav: the server, and the repository's URL there (lockwatch's) */
+static struct lwt_webdav *dav;
+static char dav_url[256];
 
 static void teardown(void)
 {
@@ -83,6 +91,9 @@ static void teardown(void)
 			waitpid(started[i], NULL, 0);
 		}
 	lwt_restic_remove(&repo);
+	lwt_webdav_stop(dav);
+	dav = NULL;
+	dav_url[0] = '\0';
 }
 
 #define RESTIC_TEST(name, timeout_s)                                             \
@@ -118,7 +129,8 @@ static void lockwatch(struct proc *p, const char *tmp, const struct lwt_restic_r
 		      const struct rcase *c, const char *const *env,
 		      const char *const *args)
 {
-	const char *argv[32] = { "-r", r->path, "--engine", lw_engine_name(c->engine) };
+	const char *argv[32] = { "-r", dav_url[0] ? dav_url : r->path, "--engine",
+				 lw_engine_name(c->engine) };
 	size_t n = 4;
 
 	while (*args && n < N_OF(argv) - 1)
@@ -419,4 +431,119 @@ RESTIC_TEST(password, 240)
 	let_go(tmp);
 	cr_assert_eq(clitest_wait(&p, 60000), 0, "%s", clitest_read(p.err));
 	cr_assert_eq(check_names(r), 0);
+}
+
+struct dav_case {
+	enum lwt_webdav_kind server;
+	enum lw_engine engine;
+};
+
+ParameterizedTestParameters(restic_repo, over_dav)
+{
+	/* Apache runs as www-data here, and restic's files are its user's
+	 * alone (0600): it could not read restic's locks */
+	static struct dav_case dav_cases[] = {
+		{ LWT_WEBDAV_NGINX, LW_ENGINE_URING }, { LWT_WEBDAV_NGINX, LW_ENGINE_EPOLL },
+		{ LWT_WEBDAV_RCLONE, LW_ENGINE_URING }, { LWT_WEBDAV_RCLONE, LW_ENGINE_EPOLL },
+	};
+	const char *only = getenv("LOCKWATCH_ENGINE");
+	static struct dav_case kept[N_OF(dav_cases)];
+	enum lw_engine e;
+	size_t n = 0;
+
+	for (size_t i = 0; i < N_OF(dav_cases); i++)
+		if (!only || lw_engine_parse(only, &e) < 0 || e == LW_ENGINE_AUTO ||
+		    e == dav_cases[i].engine)
+			kept[n++] = dav_cases[i];
+	return cr_make_param_array(struct dav_case, kept, n);
+}
+
+/*
+ * A repository restic 0.14 made on disk (format 2), served by a real
+ * WebDAV server and locked by lockwatch through dav: in restic's format,
+ * restic working on the directory: lockwatch's exclusive lock stops a
+ * backup in restic's words and restic lists it; restic's lock (a backup
+ * in progress) makes an exclusive lockwatch run exit 11 naming it, lets a
+ * shared one go ahead, and lockwatch list decodes it; every file lockwatch
+ * wrote is named by its SHA-256, and none is left after release.
+ */
+ParameterizedTest(struct dav_case *dc, restic_repo, over_dav, .timeout = 300,
+		  .fini = teardown)
+{
+	const struct rcase c = { .version = 2, .engine = dc->engine };
+	const struct lwt_restic_repo *r = &repo;
+	char tmp[128], disk[sizeof(repo.disk)], out[8192], expect[512], *err;
+	const char *hold_run[] = { "run", "--exclusive", "--", "sh", "-c", NULL, NULL };
+	const char *backup[] = { "backup", repo.payload, NULL };
+	const char *list_locks[] = { "list", "locks", "--no-lock", NULL };
+	const char *shared[] = { "run", "--", "true", NULL };
+	const char *exclusive[] = { "run", "--exclusive", "--", "true", NULL };
+	const char *list[] = { "list", NULL };
+	struct lwt_restic_hold h;
+	struct proc p;
+	int status;
+
+	dav = lwt_webdav_start(dc->server);
+	cr_assert_not_null(dav, "%s did not start", lwt_webdav_name(dc->server));
+	lwt_restic_init(&repo, 2);
+	snprintf(tmp, sizeof(tmp), "%s/t", repo.dir);
+	cr_assert_eq(mkdir(tmp, 0700), 0);
+	cr_assert_lt(snprintf(disk, sizeof(disk), "%s/repo", lwt_webdav_root(dav)),
+		     (int)sizeof(disk));
+	cr_assert_eq(rename(repo.disk, disk), 0, "%s -> %s: %s", repo.disk, disk,
+		     strerror(errno));
+	snprintf(repo.disk, sizeof(repo.disk), "%s", disk);
+	snprintf(repo.path, sizeof(repo.path), "%s", disk);
+	lwt_webdav_own(dav, disk);
+	snprintf(dav_url, sizeof(dav_url), "%s", lwt_webdav_url(dav, "/repo/"));
+
+	/* lockwatch's exclusive lock, seen by restic */
+	hold_run[5] = waiting_job(tmp);
+	lockwatch(&p, tmp, r, &c, with_password, hold_run);
+	wait_started(&p, tmp);
+	status = restic(r, out, sizeof(out), backup);
+	snprintf(expect, sizeof(expect),
+		 "repository is already locked exclusively by PID %d on %s", (int)p.pid,
+		 hostname());
+	cr_assert_neq(status, 0, "restic backup went ahead: %s", out);
+	cr_assert(strstr(out, expect), "restic backup said: %s", out);
+	cr_assert_eq(restic(r, out, sizeof(out), list_locks), 0, "%s", out);
+	cr_assert_eq(strlen(out), 65, "restic list locks: %s", out);
+	cr_assert_eq(check_names(r), 1);
+	let_go(tmp);
+	cr_assert_eq(clitest_wait(&p, 30000), 0, "%s", clitest_read(p.err));
+	cr_assert_eq(check_names(r), 0, "lock files left after the release");
+	/* through the server, which says so where it keeps a log (rclone: -1) */
+	cr_assert_neq(lwt_webdav_log_count(dav, "PUT /repo/locks/"), 0);
+	cr_assert_neq(lwt_webdav_log_count(dav, "GET /repo/config"), 0);
+
+	/* restic's lock, seen by lockwatch */
+	lwt_restic_hold(&h, r);
+	started[nstarted++] = h.pid;
+	lockwatch(&p, tmp, r, &c, with_password, exclusive);
+	cr_assert_eq(clitest_wait(&p, 60000), 11, "%s", clitest_read(p.err));
+	err = clitest_read(p.err);
+	snprintf(expect, sizeof(expect), "is locked by shared lock of %s@%s (pid %d), ",
+		 getpwuid(getuid())->pw_name, hostname(), (int)h.pid);
+	cr_assert(strstr(err, expect), "%s", err);
+	free(err);
+	lockwatch(&p, tmp, r, &c, with_password, shared);
+	cr_assert_eq(clitest_wait(&p, 60000), 0, "a shared run beside restic's backup: %s",
+		     clitest_read(p.err));
+	lockwatch(&p, tmp, r, &c, with_password, list);
+	cr_assert_eq(clitest_wait(&p, 60000), 0, "%s", clitest_read(p.err));
+	err = clitest_read(p.out);
+	{
+		char id[13], pid[24];
+
+		snprintf(id, sizeof(id), "%.12s", h.lock);
+		snprintf(pid, sizeof(pid), " %d ", (int)h.pid);
+		cr_assert(strstr(err, id) && strstr(err, pid) && strstr(err, " restic ") &&
+			  strstr(err, "shared"), "lockwatch list: %s", err);
+	}
+	free(err);
+	/* restic's file is the one left, and it goes with restic */
+	cr_assert_eq(check_names(r), 1);
+	cr_assert_eq(lwt_restic_hold_end(&h), 0);
+	cr_assert_eq(check_names(r), 0, "lock files left");
 }
