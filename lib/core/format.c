@@ -475,11 +475,19 @@ static void settle_with(struct lw__probe *p, enum lw__format_state state, int er
 		repo->loop->key_observer(repo->loop->key_observer_data, &p->kd);
 	}
 	if (!abandoned) {
+		if (state == LW__FORMAT_RESTIC) {
+			f->key = p->key;
+			lw__restic_sealer_fini(&f->sealer);
+			err = lw__restic_sealer_init(&f->sealer, f->key);
+			if (err < 0) {
+				state = LW__FORMAT_UNKNOWN; /* tried again later */
+				snprintf(p->msg, sizeof(p->msg), "libcrypto cannot use the key "
+					 "of %s: %s", p->url, strerror(-err));
+			}
+		}
 		f->probe = NULL;
 		f->state = (uint8_t)state;
 		f->err = err;
-		if (state == LW__FORMAT_RESTIC)
-			f->key = p->key;
 		snprintf(f->msg, sizeof(f->msg), "%s", p->msg);
 		if (state == LW__FORMAT_RESTIC)
 			lw__info(&repo->loop->log, "%s is a restic repository: its locks "
@@ -721,6 +729,7 @@ void lw__format_fini(struct lw_repo *repo)
 	if (f->probe)
 		f->probe->abandoned = true;
 	f->probe = NULL;
+	lw__restic_sealer_fini(&f->sealer);
 	pthread_mutex_lock(&repo->mu);
 	forget_password(f);
 	pthread_mutex_unlock(&repo->mu);
@@ -734,7 +743,7 @@ int lw__format_encode(struct lw_repo *repo, const struct lw__record *rec, void *
 	int n, r;
 
 	if (repo->format.state == LW__FORMAT_RESTIC)
-		n = lw__restic_lock_seal(repo->format.key, rec, buf, size);
+		n = lw__restic_sealer_lock_seal(&repo->format.sealer, rec, buf, size);
 	else
 		n = lw__record_encode(rec, buf, size);
 	if (n < 0)
@@ -752,7 +761,8 @@ int lw__format_decode(struct lw_repo *repo, const void *buf, size_t len,
 
 	if (repo->format.state != LW__FORMAT_RESTIC)
 		return lw__record_decode(buf, len, rec, why);
-	r = lw__restic_lock_open(repo->format.key, buf, len, rec, reason, sizeof(reason));
+	r = lw__restic_sealer_lock_open(&repo->format.sealer, buf, len, rec, reason,
+					sizeof(reason));
 	if (r == -EBADMSG) {
 		/* a lockwatch record, written with --format=lockwatch */
 		r = lw__record_decode(buf, len, rec, why);

@@ -207,6 +207,7 @@ struct lw__format {
 	uint8_t state;                      /* enum lw__format_state */
 	unsigned settled_gen;               /* GEN that REFUSED answered */
 	const struct lw__restic_key *key;   /* in the process's key cache */
+	struct lw__restic_sealer sealer;    /* KEY's contexts, for the loop */
 	int err;
 	char msg[300];
 	struct lw__probe *probe;

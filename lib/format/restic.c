@@ -39,22 +39,47 @@ static bool have_algs(void)
 	return algs.ctr && algs.ecb && algs.poly1305;
 }
 
-/* One pass of CIPHER over LEN bytes (no padding: CTR is a stream, the ECB
- * input is one block). */
-static int cipher_pass(const EVP_CIPHER *cipher, const uint8_t *key, const uint8_t *iv,
-		 const uint8_t *in, size_t len, uint8_t *out)
+int lw__restic_sealer_init(struct lw__restic_sealer *s, const struct lw__restic_key *key)
 {
-	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-	int n = 0, fin = 0, ok;
-
-	if (!ctx)
+	memset(s, 0, sizeof(*s));
+	s->key = key;
+	if (!have_algs())
 		return -EIO;
-	ok = len <= INT_MAX && EVP_EncryptInit_ex2(ctx, cipher, key, iv, NULL) == 1 &&
-	     EVP_CIPHER_CTX_set_padding(ctx, 0) == 1 &&
-	     EVP_EncryptUpdate(ctx, out, &n, in, (int)len) == 1 &&
-	     EVP_EncryptFinal_ex(ctx, out + n, &fin) == 1 && (size_t)(n + fin) == len;
-	EVP_CIPHER_CTX_free(ctx);
-	return ok ? 0 : -EIO;
+	s->ctr = EVP_CIPHER_CTX_new();
+	s->ecb = EVP_CIPHER_CTX_new();
+	s->mac = EVP_MAC_CTX_new(algs.poly1305);
+	if (!s->ctr || !s->ecb || !s->mac) {
+		lw__restic_sealer_fini(s);
+		return -ENOMEM;
+	}
+	if (EVP_EncryptInit_ex2(s->ctr, algs.ctr, key->encrypt, NULL, NULL) != 1 ||
+	    EVP_EncryptInit_ex2(s->ecb, algs.ecb, key->mac_k, NULL, NULL) != 1 ||
+	    EVP_CIPHER_CTX_set_padding(s->ecb, 0) != 1) {
+		lw__restic_sealer_fini(s);
+		return -EIO;
+	}
+	return 0;
+}
+
+void lw__restic_sealer_fini(struct lw__restic_sealer *s)
+{
+	EVP_CIPHER_CTX_free(s->ctr);
+	EVP_CIPHER_CTX_free(s->ecb);
+	EVP_MAC_CTX_free(s->mac);
+	memset(s, 0, sizeof(*s));
+}
+
+/* One pass over LEN bytes of a context keyed at init: a new IV (CTR) or the
+ * same state (ECB, one block), the key schedule kept. */
+static int cipher_pass(EVP_CIPHER_CTX *ctx, const uint8_t *iv, const uint8_t *in, size_t len,
+		       uint8_t *out)
+{
+	int n = 0, fin = 0;
+
+	return len <= INT_MAX && EVP_EncryptInit_ex2(ctx, NULL, NULL, iv, NULL) == 1 &&
+	       EVP_EncryptUpdate(ctx, out, &n, in, (int)len) == 1 &&
+	       EVP_EncryptFinal_ex(ctx, out + n, &fin) == 1 && (size_t)(n + fin) == len ?
+		       0 : -EIO;
 }
 
 /*
@@ -63,22 +88,19 @@ static int cipher_pass(const EVP_CIPHER *cipher, const uint8_t *key, const uint8
  * r the way the paper masks it, as Go's poly1305.Sum does, so restic's own
  * files check (tests/test-restic.c opens them).
  */
-static int poly1305_aes(const struct lw__restic_key *key, const uint8_t *iv,
+static int poly1305_aes(const struct lw__restic_sealer *s, const uint8_t *iv,
 			const uint8_t *msg, size_t len, uint8_t tag[LW_RESTIC_MAC])
 {
 	uint8_t otk[32];
-	EVP_MAC_CTX *ctx;
 	size_t n = 0;
 	int err;
 
-	memcpy(otk, key->mac_r, 16);
-	err = cipher_pass(algs.ecb, key->mac_k, NULL, iv, LW_RESTIC_IV, otk + 16);
-	ctx = err ? NULL : EVP_MAC_CTX_new(algs.poly1305);
-	if (!ctx || EVP_MAC_init(ctx, otk, sizeof(otk), NULL) != 1 ||
-	    EVP_MAC_update(ctx, msg, len) != 1 ||
-	    EVP_MAC_final(ctx, tag, &n, LW_RESTIC_MAC) != 1 || n != LW_RESTIC_MAC)
+	memcpy(otk, s->key->mac_r, 16);
+	err = cipher_pass(s->ecb, NULL, iv, LW_RESTIC_IV, otk + 16);
+	if (err == 0 && (EVP_MAC_init(s->mac, otk, sizeof(otk), NULL) != 1 ||
+			 EVP_MAC_update(s->mac, msg, len) != 1 ||
+			 EVP_MAC_final(s->mac, tag, &n, LW_RESTIC_MAC) != 1 || n != LW_RESTIC_MAC))
 		err = -EIO;
-	EVP_MAC_CTX_free(ctx);
 	OPENSSL_cleanse(otk, sizeof(otk));
 	return err;
 }
@@ -92,8 +114,8 @@ static bool all_zero(const uint8_t *p, size_t n)
 	return !any;
 }
 
-int lw__restic_seal(const struct lw__restic_key *key, const void *plain, size_t len,
-		    void *out, size_t size)
+int lw__restic_sealer_seal(struct lw__restic_sealer *s, const void *plain, size_t len,
+			   void *out, size_t size)
 {
 	uint8_t *iv = out, *ct = iv + LW_RESTIC_IV;
 
@@ -101,19 +123,18 @@ int lw__restic_seal(const struct lw__restic_key *key, const void *plain, size_t 
 		return -EINVAL;
 	if (size < len + LW_RESTIC_OVERHEAD)
 		return -ENOSPC;
-	if (!have_algs())
-		return -EIO;
-	/* restic refuses a zero IV; from a working generator it never comes */
+	/* restic refuses a zero IV; from a working generator it never comes.
+	 * One draw a file (not a pool of IVs: a forked child would reuse it) */
 	if (RAND_bytes(iv, LW_RESTIC_IV) != 1 || all_zero(iv, LW_RESTIC_IV))
 		return -EIO;
-	if (cipher_pass(algs.ctr, key->encrypt, iv, plain, len, ct) < 0 ||
-	    poly1305_aes(key, iv, ct, len, ct + len) < 0)
+	if (cipher_pass(s->ctr, iv, plain, len, ct) < 0 ||
+	    poly1305_aes(s, iv, ct, len, ct + len) < 0)
 		return -EIO;
 	return (int)(len + LW_RESTIC_OVERHEAD);
 }
 
-int lw__restic_open(const struct lw__restic_key *key, const void *in, size_t len,
-		    void *out, size_t size, size_t *outlen)
+int lw__restic_sealer_open(const struct lw__restic_sealer *s, const void *in, size_t len,
+			   void *out, size_t size, size_t *outlen)
 {
 	const uint8_t *iv = in, *ct = iv + LW_RESTIC_IV;
 	uint8_t tag[LW_RESTIC_MAC];
@@ -125,16 +146,41 @@ int lw__restic_open(const struct lw__restic_key *key, const void *in, size_t len
 	n = len - LW_RESTIC_OVERHEAD;
 	if (size < n)
 		return -ENOSPC;
-	if (!have_algs() || poly1305_aes(key, iv, ct, n, tag) < 0)
+	if (poly1305_aes(s, iv, ct, n, tag) < 0)
 		return -EIO;
 	/* nothing of a forged file is decrypted, and the check takes as long
 	 * wherever the first wrong byte is */
 	if (CRYPTO_memcmp(tag, ct + n, LW_RESTIC_MAC) != 0)
 		return -EBADMSG;
-	if (cipher_pass(algs.ctr, key->encrypt, iv, ct, n, out) < 0)
+	if (cipher_pass(s->ctr, iv, ct, n, out) < 0)
 		return -EIO;
 	*outlen = n;
 	return 0;
+}
+
+int lw__restic_seal(const struct lw__restic_key *key, const void *plain, size_t len,
+		    void *out, size_t size)
+{
+	struct lw__restic_sealer s;
+	int r = lw__restic_sealer_init(&s, key);
+
+	if (r == 0)
+		r = lw__restic_sealer_seal(&s, plain, len, out, size);
+	lw__restic_sealer_fini(&s);
+	return r;
+}
+
+int lw__restic_open(const struct lw__restic_key *key, const void *in, size_t len,
+		    void *out, size_t size, size_t *outlen)
+{
+	struct lw__restic_sealer s;
+	int r = lw__restic_sealer_init(&s, key);
+
+	*outlen = 0;
+	if (r == 0)
+		r = lw__restic_sealer_open(&s, in, len, out, size, outlen);
+	lw__restic_sealer_fini(&s);
+	return r;
 }
 
 /* -------------------------------------------------------------- time */
@@ -375,25 +421,30 @@ static const char *short_escape(uint8_t c)
 static void put_str(struct out *o, const char *s)
 {
 	const uint8_t *p = (const uint8_t *)s;
-	size_t n = strlen(s);
+	size_t n = strlen(s), plain = 0; /* bytes from PLAIN on go out as they are */
 
 	put(o, "\"", 1);
 	for (size_t i = 0, k; i < n; i += k) {
+		const char *esc = NULL;
+
 		k = utf8_seq(p + i, n - i);
+		if (k && p[i] >= 0x20 && p[i] != '"' && p[i] != '\\')
+			continue; /* a run of them is put at once: a refresh writes this */
+		put(o, s + plain, i - plain);
 		if (!k) {
 			/* a byte restic's decoder would turn into U+FFFD */
 			put(o, "?", 1);
 			k = 1;
 		} else if (p[i] == '"' || p[i] == '\\') {
 			putf(o, "\\%c", p[i]);
-		} else if (short_escape(p[i])) {
-			put(o, short_escape(p[i]), 2);
-		} else if (p[i] < 0x20) {
-			putf(o, "\\u%04x", p[i]);
+		} else if ((esc = short_escape(p[i]))) {
+			put(o, esc, 2);
 		} else {
-			put(o, s + i, k);
+			putf(o, "\\u%04x", p[i]);
 		}
+		plain = i + k;
 	}
+	put(o, s + plain, n - plain);
 	put(o, "\"", 1);
 }
 
@@ -634,8 +685,8 @@ int lw__restic_lock_decode(const char *json, size_t len, struct lw__record **out
 
 /* --------------------------------------------------------- lock files */
 
-int lw__restic_lock_seal(const struct lw__restic_key *key, const struct lw__record *r,
-			 void *buf, size_t size)
+int lw__restic_sealer_lock_seal(struct lw__restic_sealer *s, const struct lw__record *r,
+				void *buf, size_t size)
 {
 	/* no reader takes a file over LW_RECORD_MAX: none is written */
 	char json[LW_RECORD_MAX - LW_RESTIC_OVERHEAD];
@@ -643,7 +694,19 @@ int lw__restic_lock_seal(const struct lw__restic_key *key, const struct lw__reco
 
 	if (n < 0)
 		return n;
-	return lw__restic_seal(key, json, (size_t)n, buf, size);
+	return lw__restic_sealer_seal(s, json, (size_t)n, buf, size);
+}
+
+int lw__restic_lock_seal(const struct lw__restic_key *key, const struct lw__record *r,
+			 void *buf, size_t size)
+{
+	struct lw__restic_sealer s;
+	int n = lw__restic_sealer_init(&s, key);
+
+	if (n == 0)
+		n = lw__restic_sealer_lock_seal(&s, r, buf, size);
+	lw__restic_sealer_fini(&s);
+	return n;
 }
 
 /* Format 2's compressed JSON, into at most CAP bytes: a frame that claims
@@ -674,8 +737,8 @@ static int unzstd(const uint8_t *src, size_t n, char *dst, size_t cap, size_t *o
 	return 0;
 }
 
-int lw__restic_lock_open(const struct lw__restic_key *key, const void *file, size_t len,
-			 struct lw__record **out, char *why, size_t whysize)
+int lw__restic_sealer_lock_open(const struct lw__restic_sealer *s, const void *file,
+				size_t len, struct lw__record **out, char *why, size_t whysize)
 {
 	uint8_t plain[LW_RECORD_MAX];
 	char unpacked[LW_RECORD_MAX];
@@ -688,7 +751,7 @@ int lw__restic_lock_open(const struct lw__restic_key *key, const void *file, siz
 		snprintf(why, whysize, "larger than %d bytes", LW_RECORD_MAX);
 		return -EBADMSG;
 	}
-	err = lw__restic_open(key, file, len, plain, sizeof(plain), &n);
+	err = lw__restic_sealer_open(s, file, len, plain, sizeof(plain), &n);
 	if (err == -EBADMSG) {
 		snprintf(why, whysize, len < LW_RESTIC_OVERHEAD ? "too short to be encrypted" :
 			 "not encrypted with this repository's key (the MAC does not match)");
@@ -706,5 +769,20 @@ int lw__restic_lock_open(const struct lw__restic_key *key, const void *file, siz
 	}
 	if (err == 0)
 		err = lw__restic_lock_decode(json, n, out, why, whysize);
+	return err;
+}
+
+int lw__restic_lock_open(const struct lw__restic_key *key, const void *file, size_t len,
+			 struct lw__record **out, char *why, size_t whysize)
+{
+	struct lw__restic_sealer s;
+	int err = lw__restic_sealer_init(&s, key);
+
+	*out = NULL;
+	if (err == 0)
+		err = lw__restic_sealer_lock_open(&s, file, len, out, why, whysize);
+	else
+		snprintf(why, whysize, "libcrypto: %s", strerror(-err));
+	lw__restic_sealer_fini(&s);
 	return err;
 }

@@ -37,6 +37,36 @@ struct lw__restic_key {
 };
 
 /*
+ * A key made ready to seal and open: its AES key schedules and the MAC's
+ * context set up once, so that each file pays for the cipher and the MAC
+ * alone, not for libcrypto's contexts (a repository keeps one for its
+ * refreshes).  For one thread at a time; KEY must outlive it.  The
+ * functions that take a key make one for the call.
+ */
+struct lw__restic_sealer {
+	const struct lw__restic_key *key;
+	struct evp_cipher_ctx_st *ctr; /* AES-256-CTR under encrypt, an IV a file */
+	struct evp_cipher_ctx_st *ecb; /* AES-128 under mac_k: the IV into s */
+	struct evp_mac_ctx_st *mac;    /* Poly1305, keyed anew for each file */
+};
+
+/* Returns 0, -ENOMEM, or -EIO when libcrypto lacks an algorithm. */
+int lw__restic_sealer_init(struct lw__restic_sealer *s, const struct lw__restic_key *key);
+/* Frees S's contexts; a failed or finished S is fine. */
+void lw__restic_sealer_fini(struct lw__restic_sealer *s);
+
+/* lw__restic_seal, lw__restic_open, lw__restic_lock_seal and
+ * lw__restic_lock_open with a sealer */
+int lw__restic_sealer_seal(struct lw__restic_sealer *s, const void *plain, size_t len,
+			   void *out, size_t size);
+int lw__restic_sealer_open(const struct lw__restic_sealer *s, const void *in, size_t len,
+			   void *out, size_t size, size_t *outlen);
+int lw__restic_sealer_lock_seal(struct lw__restic_sealer *s, const struct lw__record *r,
+				void *buf, size_t size);
+int lw__restic_sealer_lock_open(const struct lw__restic_sealer *s, const void *file,
+				size_t len, struct lw__record **out, char *why, size_t whysize);
+
+/*
  * lw__restic_seal - encrypt LEN bytes at PLAIN under a fresh random IV and
  * authenticate them, into OUT (SIZE bytes).
  *
