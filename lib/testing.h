@@ -15,7 +15,8 @@
 #include "util/process.h"  /* process start times, for records of others */
 #include "util/url.h"      /* repository URLs, parsed as the library does */
 #include "format/record.h" /* lock records */
-#include "format/restic-key.h" /* struct lw__key_derivation */
+#include "format/restic-key.h" /* struct lw__key_derivation; restic's format */
+#include "util/sha256.h" /* lock files named by content, as the library does */
 #include "engine/engine.h" /* struct lw__fop, lw__fault_set, lw__fault_release */
 #include "http/http.h"     /* lw__http_fault_set: connections that stall */
 #include "backend/backend.h" /* struct lw__breq: what the observer sees */
