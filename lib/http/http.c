@@ -65,6 +65,7 @@ struct lw__http {
 	struct sock **socks;    /* by descriptor */
 	size_t nsocks;
 	unsigned connections;   /* the pools' caps added up */
+	unsigned nsettled;      /* settled requests under way, beyond them */
 	/* Connections are descriptors of the loop's budget (engine.h): the
 	 * client holds FD_HELD of them, at most half the budget, and curl
 	 * may open no more connections than that; requests run at most
@@ -445,7 +446,8 @@ static void dispatch(struct lw__http_pool *p)
  */
 static void apply_budget(struct lw__http *h)
 {
-	unsigned want = LW_MIN(h->connections, LW_MAX(lw__fd_limit(h->engine) / 2, 1u));
+	unsigned want = LW_MIN(h->connections + h->nsettled,
+			       LW_MAX(lw__fd_limit(h->engine) / 2, 1u));
 	long n;
 
 	while (h->fd_held > want) {
@@ -820,8 +822,15 @@ static bool end_attempt(struct lw__http_req *r)
 	curl_multi_remove_handle(p->http->multi, r->easy);
 	easy_free(r);
 	lw__list_del(&r->link);
-	p->active--;
 	p->http->active--;
+	if (r->settled) {
+		/* its extra descriptor goes back (apply_budget) */
+		r->settled = false;
+		p->http->nsettled--;
+		apply_budget(p->http);
+	} else {
+		p->active--;
+	}
 	reached = status > 0 || pretransfer > 0 || sent > 0;
 	r->reached |= reached;
 	/* a server that answered is done with the request; one that did not
@@ -1003,7 +1012,7 @@ void lw__http_start(struct lw__http_req *r)
 	lw__list_init(&r->link);
 	r->backoff = BACKOFF_FIRST;
 	r->attempts = 0;
-	r->reached = r->earlier_reached = r->abandoned = false;
+	r->reached = r->earlier_reached = r->abandoned = r->settled = false;
 	/* a request's timer needs its place in the heap for its whole life */
 	r->reserved = lw__engine_reserve(h->engine, 1) == 0;
 	if (!r->reserved) {
@@ -1049,6 +1058,21 @@ void lw__http_settle(struct lw__http_req *r)
 	}
 	/* no retry after this attempt; it keeps its own bound */
 	r->deadline = LW_MIN(r->deadline, lw__now_boot());
+	/*
+	 * It keeps its connection only to learn whether the server stored its
+	 * file, and gives its place in the pool to the requests that wait:
+	 * the lock's deletes, above all, must not wait behind it for the
+	 * release timeout when only its connection hangs.  Only a request
+	 * under way settles, so a pool holds at most twice its cap; the
+	 * client takes a descriptor more for each from the loop's budget.
+	 */
+	if (!r->settled) {
+		r->settled = true;
+		r->pool->active--;
+		r->pool->http->nsettled++;
+		apply_budget(r->pool->http);
+		dispatch(r->pool);
+	}
 }
 
 void lw__http_req_fini(struct lw__http_req *r)

@@ -128,6 +128,7 @@ struct lw__http_req {
 	bool cut;               /* the body was longer than MAX_BODY */
 	bool reached;           /* some attempt may have reached the server */
 	bool earlier_reached;   /* an attempt before the last one may have */
+	bool settled;           /* lw__http_settle: out of its pool's count */
 	bool abandoned;         /* an attempt that may have reached the server
 				   ended without its answer (timed out, reset,
 				   cancelled): what it asked for may still be
