@@ -3,7 +3,12 @@
  * 10,000 locks on one loop over one nginx (dav: on its JSON index) or one
  * Apache (dav: as WebDAV), refreshed every few seconds: every lock is
  * refreshed, none is lost, and the connections to the server stay within
- * the repository's cap (counted from /proc/net/tcp while it runs).
+ * the repository's cap (counted from /proc/net/tcp while it runs): the cap
+ * itself while acquiring and refreshing.  While releasing, a refresh's
+ * create in flight at its lock's end keeps its connection beyond the cap
+ * until the server answers (liblockwatch(3)); the releases are asked for
+ * all at once, so those are the cap's worth under way when they start and
+ * the few started between two releases: twice the cap at most.
  */
 #include "config.h"
 
@@ -25,7 +30,7 @@ struct sampler {
 	int port;
 	atomic_bool stop;
 	atomic_int phase; /* what the locks are doing: an index of PHASES */
-	int max, max_phase;
+	int max[3]; /* the most connections seen in each phase */
 	pthread_t thread;
 };
 
@@ -42,11 +47,10 @@ static void *sample(void *arg)
 		int n = lwt_tcp_connections(s->port);
 
 		int both = n < prev ? n : prev;
+		int ph = atomic_load(&s->phase);
 
-		if (both > s->max) {
-			s->max = both;
-			s->max_phase = atomic_load(&s->phase);
-		}
+		if (both > s->max[ph])
+			s->max[ph] = both;
 		prev = n;
 		lwt_sleep(LW_MSEC(20));
 	}
@@ -158,13 +162,17 @@ ParameterizedTest(struct lwt_case *c, http_scale, ten_thousand_locks,
 	cr_assert_eq(lwt_server_count_locks(c, "/scale/"), 0);
 
 	fprintf(stderr, "scale %s %s: %d locks acquired in %.1f s, all refreshed %.1f s "
-		"later, released in %.1f s; at most %d connections (cap %d)\n",
+		"later, released in %.1f s; at most %d, %d and %d connections (cap %d)\n",
 		lw_engine_name(c->engine), lwt_server_name(c), NLOCKS, (double)(t_acquired - t0) / 1e9,
 		(double)(t_refreshed - t_acquired) / 1e9,
-		(double)(lwt_now() - t_refreshed) / 1e9, s.max, CAP);
-	cr_assert_gt(s.max, 0, "the sampler saw no connection at all");
-	cr_assert_leq(s.max, CAP, "%d connections while %s, over the cap of %d", s.max,
-		      PHASES[s.max_phase], CAP);
+		(double)(lwt_now() - t_refreshed) / 1e9, s.max[0], s.max[1], s.max[2], CAP);
+	cr_assert_gt(s.max[0], 0, "the sampler saw no connection at all");
+	for (int ph = 0; ph < 3; ph++) {
+		int cap = ph == 2 ? 2 * CAP : CAP;
+
+		cr_assert_leq(s.max[ph], cap, "%d connections while %s, over %d", s.max[ph],
+			      PHASES[ph], cap);
+	}
 
 	for (int i = 0; i < NLOCKS; i++)
 		lw_lock_free(locks[i]);
