@@ -1062,9 +1062,11 @@ void lw__http_settle(struct lw__http_req *r)
 	 * It keeps its connection only to learn whether the server stored its
 	 * file, and gives its place in the pool to the requests that wait:
 	 * the lock's deletes, above all, must not wait behind it for the
-	 * release timeout when only its connection hangs.  Only a request
-	 * under way settles, so a pool holds at most twice its cap; the
-	 * client takes a descriptor more for each from the loop's budget.
+	 * release timeout when only its connection hangs.  A pool may so
+	 * hold one connection beyond its cap for each lock that ended with
+	 * its create under way (capping those at the pool's cap left every
+	 * file of test-bench http_stall behind); the client takes a
+	 * descriptor more for each from the loop's budget.
 	 */
 	if (!r->settled) {
 		r->settled = true;
