@@ -19,6 +19,8 @@ void lw__backend_env_fini(struct lw__backend_env *env)
 {
 	lw__http_free(env->http);
 	env->http = NULL;
+	lw__inotify_free(env->inotify);
+	env->inotify = NULL;
 }
 
 int lw__backend_open(const struct lw__url *url, struct lw__backend_env *env,
@@ -72,11 +74,17 @@ void lw__backend_configure(struct lw__backend *be)
 
 int lw__backend_watch(struct lw__backend *be, lw__gone_fn fn, void *userdata)
 {
+	int r;
+
 	if (!be->ops->watch)
 		return -ENOTSUP;
 	be->gone = fn;
 	be->gone_data = userdata;
-	return be->ops->watch(be);
+	be->watch_err = NULL;
+	r = be->ops->watch(be);
+	if (r == 0)
+		be->watched = true;
+	return r;
 }
 
 void lw__backend_configure_pool(struct lw__backend *be, struct lw__http_pool *pool)

@@ -16,12 +16,16 @@
 
 struct lw__backend;
 struct lw__http;
+struct lw__inotify;
 
 /* What the backends of one loop share; the loop owns it. */
 struct lw__backend_env {
 	struct lw__engine *engine;
 	const struct lw__log *log;
 	struct lw__http *http; /* created by the first HTTP backend */
+	/* the local backends' one inotify instance (local.c), created by
+	 * the first watch */
+	struct lw__inotify *inotify;
 };
 
 /* Frees what backends created in ENV; after every backend is closed. */
@@ -160,8 +164,10 @@ struct lw__backend_ops {
 	/* Applies a change of the backend's OPTS (optional). */
 	void (*configure)(struct lw__backend *be);
 	/* Starts reporting lock files that others remove, through be->gone
-	 * (optional: local watches locks/ with inotify).  Called again, it
-	 * does nothing.  Returns 0 or a negative errno. */
+	 * (optional: local watches locks/ with inotify).  Called again while
+	 * the watch is in place, it does nothing; after a failure, or once
+	 * the watch was lost, it tries again.  Returns 0 or a negative
+	 * errno. */
 	int (*watch)(struct lw__backend *be);
 };
 
@@ -180,11 +186,18 @@ struct lw__backend {
 	const struct lw__observer *observer; /* the loop's, or NULL */
 	lw__gone_fn gone;                    /* set by lw__backend_watch */
 	void *gone_data;
+	/* Every removal is reported through GONE: set when lw__backend_watch
+	 * succeeds, cleared by a backend whose watch is lost (local: locks/
+	 * removed or moved).  Without it a held lock checks its file. */
+	bool watched;
 	void *priv;
 	const char *open_err; /* set by a failing OPEN: what to tell, static */
+	const char *watch_err; /* set by a failing WATCH: likewise, or NULL */
 };
 
 extern const struct lw__backend_ops lw__backend_local;
+/* Closes the inotify instance of ENV (accepts NULL); local.c. */
+void lw__inotify_free(struct lw__inotify *ino);
 extern const struct lw__backend_ops lw__backend_rest;
 extern const struct lw__backend_ops lw__backend_dav;
 extern const struct lw__backend_ops lw__backend_etcd;
@@ -201,8 +214,9 @@ void lw__backend_close(struct lw__backend *be);
 /* Tells the backend that its OPTS changed. */
 void lw__backend_configure(struct lw__backend *be);
 /* Asks the backend to report removals to FN (see lw__gone_fn); one watch
- * per backend, whatever the number of locks.  Returns 0, -ENOTSUP where
- * the backend cannot watch, or its error. */
+ * per backend, whatever the number of locks.  Returns 0 (be->watched is
+ * set), -ENOTSUP where the backend cannot watch, or its error (the
+ * kernel's refusal: EMFILE, ENOSPC, ENOMEM). */
 int lw__backend_watch(struct lw__backend *be, lw__gone_fn fn, void *userdata);
 
 struct lw__http_pool;

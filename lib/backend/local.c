@@ -19,6 +19,7 @@
 #include "config.h"
 
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <sys/inotify.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@
 #include <unistd.h>
 
 #include "backend/backend.h"
+#include "util/idmap.h"
 #include "util/list.h"
 #include "format/record.h"
 
@@ -47,14 +49,16 @@ struct local {
 	unsigned running;
 	struct lw__list queue;
 	struct lw__backend *be;
-	int ifd;             /* inotify on locks/, -1 until a lock is held */
-	struct lw__watch iwatch;
+	struct dirwatch *dw;   /* locks/'s watch, NULL while there is none */
+	struct lw__list wlink; /* in dw->repos (or in a list of lost ones) */
+	struct lw__list alink; /* in the loop's watched repositories */
 };
 
 enum step {
 	S_OPEN, S_WRITE, S_FSYNC, S_CLOSE, S_RENAME_DIR, S_RENAME, /* create */
 	S_READ_OPEN, S_READ, S_READ_CLOSE,          /* read */
 	S_UNLINK, S_RMDIR,                           /* remove */
+	S_EXISTS,                                    /* exists */
 	S_READDIR,                                   /* list */
 	S_MKDIR_ROOT, S_MKDIR_LOCKS, S_CHECK_DIR,    /* init */
 	S_DIR,                                       /* every request's first */
@@ -213,6 +217,7 @@ static void fail(struct local_req *lr, int res)
 		[S_RENAME] = "renaming into place",
 		[S_READ_OPEN] = "opening", [S_READ] = "reading",
 		[S_UNLINK] = "removing", [S_RMDIR] = "removing", [S_READDIR] = "listing",
+		[S_EXISTS] = "looking up",
 		[S_MKDIR_ROOT] = "creating", [S_MKDIR_LOCKS] = "creating",
 		[S_CHECK_DIR] = "opening", [S_DIR] = "opening",
 	};
@@ -320,6 +325,7 @@ static void on_fop(struct lw__fop *f, int res)
 	case S_DIR:
 	case S_OPEN:
 	case S_READ_OPEN:
+	case S_EXISTS:
 	case S_READDIR:
 	case S_UNLINK:
 	case S_RMDIR:
@@ -445,6 +451,10 @@ static void on_fop(struct lw__fop *f, int res)
 		/* an existing locks/ must be a folder, not a symlink to one */
 		open_dir(lr, S_CHECK_DIR);
 		return;
+	case S_EXISTS:
+		close(res); /* O_PATH: nothing to wait for */
+		finish(lr, 0);
+		return;
 	case S_UNLINK:
 	case S_RMDIR:
 	case S_CHECK_DIR:
@@ -526,7 +536,7 @@ static void run(struct local_req *lr)
 	/* locks/, the copy of it a worker thread's step takes (engine
 	 * worker.c), and a file or a listing's own descriptor of the folder */
 	lr->fds_want = req->op == LW__BOP_CREATE || req->op == LW__BOP_READ ||
-		       req->op == LW__BOP_LIST ? 3 : 2;
+		       req->op == LW__BOP_EXISTS || req->op == LW__BOP_LIST ? 3 : 2;
 	lr->resume = S_DIR;
 	if (!fd_take(lr))
 		return; /* fd_granted goes on */
@@ -545,6 +555,7 @@ static void begin(struct local_req *lr)
 	case LW__BOP_CREATE:
 	case LW__BOP_READ:
 	case LW__BOP_REMOVE:
+	case LW__BOP_EXISTS:
 	case LW__BOP_LIST:
 		open_dir(lr, S_DIR);
 		return;
@@ -553,7 +564,6 @@ static void begin(struct local_req *lr)
 		f->mode = 0755;
 		submit(lr, S_MKDIR_ROOT, LW__FOP_MKDIRAT);
 		return;
-	case LW__BOP_EXISTS:
 	case LW__BOP_KEEPALIVE: /* files have no lease */
 		break;
 	}
@@ -585,6 +595,13 @@ static void start_in_dir(struct local_req *lr)
 	case LW__BOP_REMOVE:
 		f->flags = 0;
 		submit_in_dir(lr, S_UNLINK, LW__FOP_UNLINKAT, lr->path, lr->name);
+		return;
+	case LW__BOP_EXISTS:
+		/* where a lock's watch was refused or lost (the watch section):
+		 * the name itself, whatever it is, without following it */
+		f->flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+		f->beneath = true;
+		submit_in_dir(lr, S_EXISTS, LW__FOP_OPENAT, lr->path, lr->name);
 		return;
 	default: /* LIST */
 		submit_in_dir(lr, S_READDIR, LW__FOP_READDIR, lr->dir, ".");
@@ -635,7 +652,8 @@ static int local_open(struct lw__backend *be, const struct lw__url *url)
 		return -ENOMEM;
 	}
 	lw__list_init(&l->queue);
-	l->ifd = -1;
+	lw__list_init(&l->wlink);
+	lw__list_init(&l->alink);
 	l->be = be;
 	l->locks_len = strlen(l->locks);
 	be->priv = l;
@@ -646,70 +664,308 @@ static int local_open(struct lw__backend *be, const struct lw__url *url)
 /* ------------------------------------------------------------ watch */
 
 /*
- * One inotify descriptor per repository, however many locks it holds: a
- * lock file that someone removes (unlock --remove-all, a plain rm) is
- * reported at once instead of at the next refresh.  Our own deletes are
- * reported too; the layer above knows which files are still ours.  Only
- * this host's removals are seen on a network filesystem: the refresh still
- * finds the others.
+ * One inotify instance per loop, shared by its local repositories, and one
+ * watch (wd) per repository's locks/, however many locks it holds: a lock
+ * file that someone removes (unlock --remove-all, a plain rm) is reported
+ * at once instead of at the next refresh.  An instance per repository ran
+ * into fs.inotify.max_user_instances (128 by default) from the 129th
+ * repository on; watches count against max_user_watches, which is far
+ * larger.  Our own deletes are reported too; the layer above knows which
+ * files are still ours.  Only this host's removals are seen on a network
+ * filesystem: the refresh still finds the others.
+ *
+ * Where the kernel refuses (inotify_init1: EMFILE; inotify_add_watch:
+ * ENOSPC, ENOMEM) or a watch is lost (locks/ removed, moved, unmounted),
+ * be->watched is false and the repository's held locks check their files
+ * every check interval instead (lock/refresh.c).
+ *
+ * The kernel gives an inode one wd per instance: a folder opened as two
+ * repositories shares it, and it is removed when the last of them closes.
+ * Every watch ends with one IN_IGNORED, whoever removed it; until that has
+ * come, what arrives for its wd is the old watch's.  wds are handed out
+ * cyclically, so one comes back only after 2^31 others; it can.
  */
+struct lw__inotify {
+	struct lw__engine *engine;
+	int fd;                /* -1 until a first watch, and after an error */
+	struct lw__watch watch;
+	struct lw__idmap wds;  /* of struct dirwatch */
+	struct lw__list repos; /* every watched struct local, by alink */
+};
+
+struct dirwatch {
+	struct lw__id key;     /* the wd, in the form the id map keys by */
+	int wd;
+	unsigned n;            /* repositories that watch it */
+	unsigned ignoring;     /* IN_IGNORED still to come for earlier watches */
+	struct lw__list repos; /* of struct local, by wlink */
+};
+
+#define WATCH_MASK (IN_DELETE | IN_MOVED_FROM | IN_DELETE_SELF | IN_MOVE_SELF | \
+		    IN_ONLYDIR | IN_DONT_FOLLOW)
+
+static struct lw__id wd_key(int wd)
+{
+	struct lw__id key = { 0 };
+
+	memcpy(key.b, &wd, sizeof(wd));
+	return key;
+}
+
+/* Tells every repository of LIST (linked by the member at OFF) that ID is
+ * gone, each put back in LIST before it is told: a report may close any of
+ * them (an event callback that frees its repository), which takes it out
+ * of whichever list it is in. */
+static void report(struct lw__list *list, size_t off, const struct lw__id *id)
+{
+	struct lw__list todo;
+
+	lw__list_init(&todo);
+	lw__list_splice(&todo, list);
+	while (!lw__list_empty(&todo)) {
+		struct lw__list *n = todo.next;
+		struct local *l = (struct local *)(void *)((char *)n - off);
+
+		lw__list_del(n);
+		lw__list_add_tail(list, n);
+		l->be->gone(l->be->gone_data, id);
+	}
+}
+
+/* L's watch is over (WHY): its locks check their files from now on, and
+ * it goes to LOST to be told that removals may have been missed. */
+static void detach(struct local *l, struct lw__list *lost, const char *why)
+{
+	l->dw = NULL;
+	l->be->watched = false;
+	lw__list_del(&l->alink);
+	lw__list_del(&l->wlink);
+	lw__list_add_tail(lost, &l->wlink);
+	lw__notice(l->be->log, "%s is no longer watched for removed locks (%s): its held "
+		   "locks check their files every check interval instead", l->locks, why);
+}
+
+static void tell_lost(struct lw__list *lost)
+{
+	report(lost, offsetof(struct local, wlink), NULL);
+	while (!lw__list_empty(lost))
+		lw__list_del(lost->next);
+}
+
+static void lose(struct dirwatch *dw, const char *why)
+{
+	struct lw__list lost;
+
+	lw__list_init(&lost);
+	while (!lw__list_empty(&dw->repos))
+		detach(LW_CONTAINER_OF(dw->repos.next, struct local, wlink), &lost, why);
+	dw->n = 0;
+	tell_lost(&lost);
+}
+
+static void forget(struct lw__inotify *ino, struct dirwatch *dw)
+{
+	lw__idmap_del(&ino->wds, &dw->key);
+	free(dw);
+}
+
+/* Events were dropped, an IN_IGNORED among them maybe: no watch waits for
+ * one any longer, and every repository checks its held locks' files. */
+static void overflowed(struct lw__inotify *ino)
+{
+	for (size_t i = 0; i < ino->wds.cap; i++) {
+		struct dirwatch *dw = ino->wds.slots[i];
+
+		if (!dw)
+			continue;
+		dw->ignoring = 0;
+		if (!dw->n) {
+			free(dw);
+			if (lw__idmap_del_at(&ino->wds, i))
+				i--; /* another moved into slot I */
+		}
+	}
+	report(&ino->repos, offsetof(struct local, alink), NULL);
+}
+
+static void on_event(struct lw__inotify *ino, const struct inotify_event *ev)
+{
+	struct lw__id key = wd_key(ev->wd), id;
+	struct dirwatch *dw;
+
+	if (ev->mask & IN_Q_OVERFLOW) {
+		overflowed(ino);
+		return;
+	}
+	dw = lw__idmap_get(&ino->wds, &key);
+	if (!dw)
+		return; /* a watch removed and forgotten */
+	if (ev->mask & IN_IGNORED) {
+		if (dw->ignoring)
+			dw->ignoring--;
+		else
+			lose(dw, "the kernel ended the watch");
+		if (!dw->n && !dw->ignoring)
+			forget(ino, dw);
+		return;
+	}
+	if (dw->ignoring)
+		return; /* the old watch's, from before its IN_IGNORED */
+	if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT)) {
+		/* its IN_IGNORED follows; a folder moved elsewhere would
+		 * still be watched there */
+		dw->ignoring++;
+		if (ev->mask & IN_MOVE_SELF)
+			inotify_rm_watch(ino->fd, dw->wd);
+		lose(dw, ev->mask & IN_UNMOUNT ? "unmounted" :
+			 ev->mask & IN_MOVE_SELF ? "moved" : "removed");
+		return;
+	}
+	if (ev->len && lw__id_parse(ev->name, strlen(ev->name), &id))
+		report(&dw->repos, offsetof(struct local, wlink), &id);
+}
+
+/* Closes the instance: every watch is lost (a later watch opens another). */
+static void inotify_close(struct lw__inotify *ino)
+{
+	struct lw__list lost;
+
+	lw__list_init(&lost);
+	while (!lw__list_empty(&ino->repos))
+		detach(LW_CONTAINER_OF(ino->repos.next, struct local, alink), &lost,
+		       "inotify failed");
+	for (size_t i = 0; i < ino->wds.cap; i++)
+		free(ino->wds.slots[i]);
+	lw__idmap_fini(&ino->wds);
+	if (ino->fd >= 0) {
+		lw__watch_stop(ino->engine, &ino->watch);
+		close(ino->fd);
+	}
+	ino->fd = -1;
+	tell_lost(&lost);
+}
+
 static void on_inotify(struct lw__watch *w, unsigned revents)
 {
-	struct local *l = LW_CONTAINER_OF(w, struct local, iwatch);
-	struct lw__backend *be = l->be;
+	struct lw__inotify *ino = LW_CONTAINER_OF(w, struct lw__inotify, watch);
 	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
 	ssize_t n;
 
-	while ((n = read(l->ifd, buf, sizeof(buf))) > 0) {
+	while (ino->fd >= 0 && (n = read(ino->fd, buf, sizeof(buf))) > 0) {
 		for (char *p = buf; p < buf + n;) {
 			const struct inotify_event *ev = (const struct inotify_event *)p;
-			struct lw__id id;
 
 			p += sizeof(*ev) + ev->len;
-			if (ev->mask & (IN_Q_OVERFLOW | IN_DELETE_SELF | IN_MOVE_SELF |
-					IN_UNMOUNT | IN_IGNORED))
-				be->gone(be->gone_data, NULL);
-			else if (ev->len && lw__id_parse(ev->name, strlen(ev->name), &id))
-				be->gone(be->gone_data, &id);
+			on_event(ino, ev);
 		}
 	}
-	if (l->ifd >= 0 && (revents & LW__ERR)) {
-		lw__watch_stop(be->engine, &l->iwatch);
-		close(l->ifd);
-		l->ifd = -1;
+	if (ino->fd >= 0 && (revents & LW__ERR))
+		inotify_close(ino);
+}
+
+void lw__inotify_free(struct lw__inotify *ino)
+{
+	if (!ino)
+		return;
+	inotify_close(ino);
+	free(ino);
+}
+
+/* The loop's instance, opened if it is not. */
+static int inotify_get(struct lw__backend *be, struct lw__inotify **inop)
+{
+	struct lw__inotify *ino = be->env->inotify;
+	int r;
+
+	if (!ino) {
+		ino = calloc(1, sizeof(*ino));
+		if (!ino)
+			return -ENOMEM;
+		ino->engine = be->engine;
+		ino->fd = -1;
+		lw__list_init(&ino->repos);
+		be->env->inotify = ino;
 	}
+	if (ino->fd < 0) {
+		lw__idmap_init(&ino->wds);
+		ino->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+		if (ino->fd < 0)
+			return -errno;
+		r = lw__watch_start(be->engine, &ino->watch, ino->fd, LW__IN, on_inotify);
+		if (r < 0) {
+			close(ino->fd);
+			ino->fd = -1;
+			return r;
+		}
+	}
+	*inop = ino;
+	return 0;
 }
 
 static int local_watch(struct lw__backend *be)
 {
 	struct local *l = priv(be);
-	int r;
+	struct lw__inotify *ino;
+	struct dirwatch *dw;
+	struct lw__id key;
+	int wd, r;
 
-	if (l->ifd >= 0)
+	if (l->dw)
 		return 0;
-	l->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (l->ifd < 0)
+	r = inotify_get(be, &ino);
+	if (r == -EMFILE)
+		be->watch_err = "no inotify instance left (fs.inotify.max_user_instances)";
+	if (r < 0)
+		return r;
+	wd = inotify_add_watch(ino->fd, l->locks, WATCH_MASK);
+	if (wd < 0 && errno == ENOSPC)
+		be->watch_err = "no inotify watch left (fs.inotify.max_user_watches)";
+	if (wd < 0)
 		return -errno;
-	if (inotify_add_watch(l->ifd, l->locks, IN_DELETE | IN_MOVED_FROM | IN_DELETE_SELF |
-			      IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW) < 0 ||
-	    lw__watch_start(be->engine, &l->iwatch, l->ifd, LW__IN, on_inotify) < 0) {
-		r = -errno;
-		close(l->ifd);
-		l->ifd = -1;
-		return r ? r : -ENOMEM;
+	key = wd_key(wd);
+	dw = lw__idmap_get(&ino->wds, &key);
+	if (!dw) {
+		dw = calloc(1, sizeof(*dw));
+		if (dw)
+			dw->key = key;
+		if (!dw || lw__idmap_put(&ino->wds, dw) < 0) {
+			free(dw);
+			inotify_rm_watch(ino->fd, wd); /* its IN_IGNORED: for no one */
+			return -ENOMEM;
+		}
+		dw->wd = wd;
+		lw__list_init(&dw->repos);
 	}
+	dw->n++;
+	lw__list_del(&l->wlink); /* from a list of lost watches being told */
+	lw__list_add_tail(&dw->repos, &l->wlink);
+	lw__list_add_tail(&ino->repos, &l->alink);
+	l->dw = dw;
 	return 0;
+}
+
+/* At close: the last repository of a watch removes it. */
+static void unwatch(struct local *l)
+{
+	struct dirwatch *dw = l->dw;
+
+	lw__list_del(&l->wlink);
+	lw__list_del(&l->alink);
+	if (!dw)
+		return;
+	l->dw = NULL;
+	if (--dw->n == 0) {
+		/* its IN_IGNORED follows, or came already and is unread */
+		inotify_rm_watch(l->be->env->inotify->fd, dw->wd);
+		dw->ignoring++;
+	}
 }
 
 static void local_close(struct lw__backend *be)
 {
 	struct local *l = priv(be);
 
-	if (l->ifd >= 0) {
-		lw__watch_stop(be->engine, &l->iwatch);
-		close(l->ifd);
-	}
-
+	unwatch(l);
 	free(l->root);
 	free(l->locks);
 	free(l->keys);

@@ -228,6 +228,9 @@ struct lw_repo {
 	unsigned creating;
 	struct lw__defer admit;
 	struct lw__format format;
+	/* the lock layer said that removals are not watched (refresh.c):
+	 * once per repository */
+	bool watch_told;
 };
 
 int64_t lw__refreshability(const struct lw__timing *t);

@@ -51,15 +51,17 @@ static void schedule(struct lw_lock *lock, int64_t when)
 	lw__timer_start(lock->loop->engine, &lock->step_timer, when);
 }
 
-/* How often a held lock's file is checked between refreshes: on servers
- * that cannot tell us of a removal (HTTP), every check interval; where the
- * backend watches (local) or the server expires locks (etcd), never. */
+/* How often a held lock's file is checked between refreshes: where
+ * nothing tells us of a removal (HTTP; a local repository whose watch the
+ * kernel refused, or that lost it), every check interval; where this
+ * repository's watch is in place (local) or the server expires locks
+ * (etcd), never. */
 static int64_t check_interval(const struct lw_lock *lock)
 {
-	const struct lw__backend_ops *ops = lock->repo->backend->ops;
+	const struct lw__backend *be = lock->repo->backend;
 	int64_t d = lock->own.timing->check_interval;
 
-	if (ops->leased || ops->watch)
+	if (be->ops->leased || be->watched)
 		return 0;
 	return d < 0 ? lock->own.timing->refresh_interval / 5 : d;
 }
@@ -568,12 +570,24 @@ void lw__refresh_begin(struct lw_lock *lock)
 	lw__timer_set_urgent(&lock->deadline_timer);
 	lw__timer_init(&lock->step_timer, on_tick);
 	lw__timer_start(lock->loop->engine, &lock->deadline_timer, deadline);
-	next_tick(lock);
-	/* one watch per repository; where there is none, refreshes and
-	 * checks find a removal */
+	/* one watch per repository; where there is none, checks (and
+	 * refreshes) find a removal: the first tick depends on it */
 	r = lw__backend_watch(lock->repo->backend, on_gone, lock->repo);
-	if (r < 0 && r != -ENOTSUP)
-		lw__notice(&lock->loop->log, "cannot watch %s for removed locks (%s): "
-			   "the next refresh finds them", lock->repo->url.display,
-			   strerror(-r));
+	if (r < 0 && r != -ENOTSUP && !lock->repo->watch_told) {
+		const char *why = lock->repo->backend->watch_err;
+		int64_t check = check_interval(lock);
+		char dur[32];
+
+		lock->repo->watch_told = true;
+		if (check)
+			lw__notice(&lock->loop->log, "cannot watch %s for removed locks (%s): "
+				   "its held locks check their files every %s instead",
+				   lock->repo->url.display, why ? why : strerror(-r),
+				   lw__fmt_duration(check, dur, sizeof(dur)));
+		else
+			lw__notice(&lock->loop->log, "cannot watch %s for removed locks (%s), "
+				   "and checks are off: the next refresh finds them",
+				   lock->repo->url.display, why ? why : strerror(-r));
+	}
+	next_tick(lock);
 }
