@@ -632,3 +632,39 @@ LWT_ENGINE_TEST(refresh, removal_seen_where_the_kernel_refuses_the_watch, .timeo
 	in_userns(p, &no_instance, hold_unwatched);
 	in_userns(p, &no_watch, hold_unwatched);
 }
+
+/* One loop's repositories share its inotify instance: a repository closed
+ * on the same folder (which shares its watch) and one on another folder
+ * (whose watch's IN_IGNORED then arrives) take nothing from the one left,
+ * whose lock is held still and whose lock file's removal is noticed within
+ * a second (refresh interval 10 min, checks every 2 min). */
+LWT_ENGINE_TEST(refresh, watch_outlives_the_repositories_closed_beside_it, .timeout = 30)
+{
+	struct lw_repo *same, *other;
+	struct lw_lock *mine, *a, *b;
+	char other_dir[PATH_MAX + 8], id[65], path[PATH_MAX + 80];
+	struct lwt t;
+
+	lwt_start(&t, p, NULL, LW_SEC(600), LW_SEC(1800));
+	snprintf(other_dir, sizeof(other_dir), "%s/other", t.dir);
+	cr_assert_eq(lw_repo_new(t.loop, t.url, &same), 0, "%s", lw_errmsg());
+	cr_assert_eq(lw_repo_new(t.loop, other_dir, &other), 0, "%s", lw_errmsg());
+	cr_assert_eq(lw_repo_init(other), 0, "%s", lw_errmsg());
+	mine = lwt_lock(t.repo, 0, 0);
+	a = lwt_lock(same, 0, 0);
+	b = lwt_lock(other, 0, 0);
+	lw_lock_free(a);
+	lw_lock_free(b);
+	lw_repo_unref(same);
+	lw_repo_unref(other);
+	usleep(100 * 1000); /* the IN_IGNORED comes and goes */
+	cr_assert(!lw_ctx_done(lw_lock_ctx(mine)), "%s", lw_ctx_cause(lw_lock_ctx(mine)));
+	cr_assert_eq(lw_lock_id(mine, id), 0);
+	snprintf(path, sizeof(path), "%s/locks/%s", t.dir, id);
+	cr_assert_eq(unlink(path), 0);
+	cr_expect_neq(lwt_wait_fd(lw_ctx_fd(lw_lock_ctx(mine)), 1000), 0,
+		      "the removal was noticed within 1 s");
+	cr_expect_eq(lw_ctx_err(lw_lock_ctx(mine)), LW_CAUSE_REMOVED);
+	lw_lock_free(mine);
+	lwt_stop(&t);
+}
