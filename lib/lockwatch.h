@@ -230,9 +230,11 @@ int lw_repo_set_release_timeout(struct lw_repo *repo, int64_t timeout);
  * lw_repo_set_check_interval - on rest: and dav:, how often a held lock's
  * file is checked with HEAD between refreshes, so that a lock removed by
  * someone else is noticed sooner than the next refresh (default: the
- * refresh interval / 5; 0: no checks).  A local repository needs none: its
- * locks/ folder is watched with inotify; on etcd one watch stream on the
- * locks' keys per repository does it.
+ * refresh interval / 5; 0: no checks).  A local repository needs none
+ * while its locks/ folder is watched with inotify (one instance per loop,
+ * one watch per repository), and is checked so where the kernel refuses
+ * the watch or it ends; on etcd one watch stream on the locks' keys per
+ * repository does it.
  *
  * Returns: 0, -EINVAL for a negative value or one below 10 ms.
  */

@@ -282,8 +282,9 @@ void lw__fop_to_worker(struct lw__engine *e, struct lw__fop *op)
 /*
  * The default bound: RLIMIT_NOFILE's soft limit less a quarter of it (at
  * least 64) for the application's own descriptors, the loop's fixed ones
- * (ring or epoll, eventfd, timerfd, libcurl's wake-up pair) and a
- * context's eventfd wherever the application asks for one; never under 16.
+ * (ring or epoll, eventfd, timerfd, the local backends' inotify instance,
+ * libcurl's wake-up pair) and a context's eventfd wherever the application
+ * asks for one; never under 16.
  */
 static unsigned default_fd_limit(void)
 {
