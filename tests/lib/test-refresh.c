@@ -470,11 +470,12 @@ static bool ns_remove_and_see(struct ns_run *run, struct lw_lock *lock, const ch
 
 static int ns_child(struct ns_run *run, bool (*fn)(struct ns_run *))
 {
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (setgid(NS_UID) < 0 || setuid(NS_UID) < 0) {
 		snprintf(run->msg, sizeof(run->msg), "setuid %d: %s", NS_UID, strerror(errno));
 		return 1;
 	}
+	/* after setuid, which clears it: gone with the test if it times out */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (unshare(CLONE_NEWUSER) < 0) {
 		snprintf(run->msg, sizeof(run->msg), "unshare(CLONE_NEWUSER): %s",
 			 strerror(errno));
