@@ -170,6 +170,7 @@ void lw__breq_free(struct lw__breq *req)
 		req->be->ops->req_fini(req);
 	free(req->ids);
 	free(req->types);
+	free(req->gone);
 	free(req->buf);
 	free(req);
 }

@@ -41,7 +41,8 @@ struct lw__backend_opts {
 
 enum lw__bop {
 	LW__BOP_CREATE, /* write DATA as locks/ID; fails if it exists */
-	LW__BOP_LIST,   /* ids of locks/ (or FILE's folder): IDS, NIDS */
+	LW__BOP_LIST,   /* ids of locks/ (or FILE's folder): IDS, NIDS; or,
+			   VIEW set, what changed since the last such answer */
 	LW__BOP_READ,   /* locks/ID (or FILE) into BUF, at most LW_RECORD_MAX + 1
 			   bytes (LW__BFILE_MAX + 1 for the others) */
 	LW__BOP_REMOVE, /* delete locks/ID; -ENOENT when it was not there */
@@ -90,6 +91,17 @@ struct lw__breq {
 	/* LIST: what each of IDS is (LW__FTYPE_*, engine.h); NULL when every
 	 * one is a regular file.  Only regular files can be lock files. */
 	uint8_t *types;
+	/* LIST of locks/ by a caller that keeps what it was told (VIEW): the
+	 * backend may answer with DELTA set, IDS then the names that appeared
+	 * or changed since its last answer to a VIEW listing and GONE the
+	 * names that went, each name in one of them at most.  A backend that
+	 * answers so has seen every change made before the listing started.
+	 * REBASE: the caller lost track (it could not apply an answer): a
+	 * full listing, from which changes count again.  A VIEW listing that
+	 * fails makes the next one full. */
+	bool view, rebase, delta;
+	struct lw__id *gone;
+	size_t ngone;
 	uint8_t *buf;       /* READ */
 	size_t buflen;
 	/* the request failed after the server may have acted on it (a

@@ -19,11 +19,15 @@
 #include "config.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <stddef.h>
 #include <stdio.h>
-#include <sys/inotify.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "backend/backend.h"
@@ -52,6 +56,10 @@ struct local {
 	struct dirwatch *dw;   /* locks/'s watch, NULL while there is none */
 	struct lw__list wlink; /* in dw->repos (or in a list of lost ones) */
 	struct lw__list alink; /* in the loop's watched repositories */
+	/* The view (the watch section): what changed in locks/ since the
+	 * last answer to a VIEW listing */
+	uint8_t view;             /* enum view */
+	struct lw__idmap changes; /* of struct change */
 };
 
 enum step {
@@ -62,8 +70,20 @@ enum step {
 	S_READDIR,                                   /* list */
 	S_MKDIR_ROOT, S_MKDIR_LOCKS, S_CHECK_DIR,    /* init */
 	S_DIR,                                       /* every request's first */
+	S_VIEW,                                      /* list from the view */
 	S_CLEAN_CLOSE, S_CLEAN_DIR, S_CLEAN_UNLINK,  /* after a failure */
 };
+
+/* A local repository's view of locks/ (the watch section). */
+enum view {
+	VIEW_NONE,   /* no basis: the next VIEW listing reads the folder */
+	VIEW_BASING, /* a listing's readdir is under way; changes count */
+	VIEW_VALID,  /* a basis was answered; CHANGES is everything since */
+};
+
+struct local_req;
+static bool view_list(struct local_req *lr);
+static int view_take(struct local_req *lr);
 
 struct local_req {
 	struct lw__breq base;
@@ -78,6 +98,7 @@ struct local_req {
 	unsigned fds, fds_want;
 	enum step resume;
 	enum step step;
+	bool basing;    /* LIST: its readdir is the basis of a view */
 	int fd;
 	int dirfd;      /* locks/, opened without following a symlink */
 	size_t written;
@@ -169,10 +190,14 @@ static void starved(struct local_req *lr, int res, enum step resume)
 	lw__fd_starved(lr->base.be->engine, &lr->fdw, res);
 }
 
+static void view_drop(struct local *l);
+
 static void finish(struct local_req *lr, int res)
 {
 	struct local *l = priv(lr->base.be);
 
+	if (res < 0 && lr->base.op == LW__BOP_LIST && lr->base.view)
+		view_drop(l); /* its asker missed what it took: start afresh */
 	close_dir(lr);
 	fd_release(lr);
 	if (lr->running) {
@@ -219,7 +244,7 @@ static void fail(struct local_req *lr, int res)
 		[S_UNLINK] = "removing", [S_RMDIR] = "removing", [S_READDIR] = "listing",
 		[S_EXISTS] = "looking up",
 		[S_MKDIR_ROOT] = "creating", [S_MKDIR_LOCKS] = "creating",
-		[S_CHECK_DIR] = "opening", [S_DIR] = "opening",
+		[S_CHECK_DIR] = "opening", [S_DIR] = "opening", [S_VIEW] = "listing",
 	};
 	bool dir = lr->step == S_DIR || lr->step == S_RENAME_DIR || lr->step == S_CHECK_DIR;
 	const char *path = lr->step <= S_RENAME && !dir ? lr->tmp : lr->fop.path;
@@ -437,6 +462,21 @@ static void on_fop(struct lw__fop *f, int res)
 		res = parse_names(lr, f->names, f->names_len);
 		lw__names_free(f->names, f->names_len);
 		f->names = NULL;
+		if (res < 0) {
+			fail(lr, res);
+			return;
+		}
+		if (lr->basing && priv(lr->base.be)->view == VIEW_BASING)
+			priv(lr->base.be)->view = VIEW_VALID;
+		finish(lr, 0);
+		return;
+	case S_VIEW:
+		if (priv(lr->base.be)->view != VIEW_VALID) {
+			/* lost while it waited for the drain: read the folder */
+			open_dir(lr, S_DIR);
+			return;
+		}
+		res = view_take(lr);
 		if (res < 0)
 			fail(lr, res);
 		else
@@ -604,6 +644,8 @@ static void start_in_dir(struct local_req *lr)
 		submit_in_dir(lr, S_EXISTS, LW__FOP_OPENAT, lr->path, lr->name);
 		return;
 	default: /* LIST */
+		if (req->view && req->file == LW__BFILE_LOCKS && view_list(lr))
+			return;
 		submit_in_dir(lr, S_READDIR, LW__FOP_READDIR, lr->dir, ".");
 		return;
 	}
@@ -654,6 +696,7 @@ static int local_open(struct lw__backend *be, const struct lw__url *url)
 	lw__list_init(&l->queue);
 	lw__list_init(&l->wlink);
 	lw__list_init(&l->alink);
+	lw__idmap_init(&l->changes);
 	l->be = be;
 	l->locks_len = strlen(l->locks);
 	be->priv = l;
@@ -679,6 +722,29 @@ static int local_open(struct lw__backend *be, const struct lw__url *url)
  * be->watched is false and the repository's held locks check their files
  * every check interval instead (lock/refresh.c).
  *
+ * The same events keep a view of locks/ for the listing above (VIEW
+ * listings, backend.h): after one full listing, made while the watch was
+ * already in place, a listing is what changed since the last one, not a
+ * readdir of every lock file.  That is sound only where the watch sees
+ * every change that completed before the listing began:
+ *  - the kernel queues an event before the call that made the change
+ *    returns, and a listing waits until the instance's queue, as it was
+ *    when the listing began, has been read (FIONREAD, then the drain);
+ *  - only on file systems where every change is made through this kernel:
+ *    tmpfs, ext4, XFS, Btrfs, F2FS (statfs).  A network or FUSE file
+ *    system changed elsewhere, or an overlay, is read in full every time;
+ *  - the folder a listing opens is the one watched (device and inode):
+ *    one replaced, or mounted over, is read in full;
+ *  - a lost watch, a queue overflow, a failed listing or more than
+ *    VIEW_MAX changes between two listings end the view: the next listing
+ *    reads the folder again, and changes count from its start.  Events
+ *    already queued then are replayed after that readdir; the last event
+ *    of a name decides, which is its state after the readdir too.
+ * A lock file is announced by IN_MOVED_TO (ours and restic's later
+ * versions: a rename into place) or IN_CREATE and IN_CLOSE_WRITE (written
+ * in place, as restic 0.14 does: read again once written); a name that
+ * appears or changes is read by the listing, one that goes is dropped.
+ *
  * The kernel gives an inode one wd per instance: a folder opened as two
  * repositories shares it, and it is removed when the last of them closes.
  * Every watch ends with one IN_IGNORED, whoever removed it; until that has
@@ -691,18 +757,32 @@ struct lw__inotify {
 	struct lw__watch watch;
 	struct lw__idmap wds;  /* of struct dirwatch */
 	struct lw__list repos; /* every watched struct local, by alink */
+	/* VIEW listings waiting for what was queued when they began to be
+	 * read (struct local_req, by link) */
+	struct lw__list syncing;
+};
+
+/* Changes kept between two VIEW listings of a repository, at most: 40
+ * bytes each and a slot of the map.  More, and the view is dropped. */
+#define VIEW_MAX 65536
+
+struct change {
+	struct lw__id id; /* first: the map's key */
+	bool present;     /* appeared or changed (read it), or went */
 };
 
 struct dirwatch {
 	struct lw__id key;     /* the wd, in the form the id map keys by */
 	int wd;
+	dev_t dev;             /* the folder watched; 0, 0: unknown */
+	ino_t ino;
 	unsigned n;            /* repositories that watch it */
 	unsigned ignoring;     /* IN_IGNORED still to come for earlier watches */
 	struct lw__list repos; /* of struct local, by wlink */
 };
 
-#define WATCH_MASK (IN_DELETE | IN_MOVED_FROM | IN_DELETE_SELF | IN_MOVE_SELF | \
-		    IN_ONLYDIR | IN_DONT_FOLLOW)
+#define WATCH_MASK (IN_DELETE | IN_MOVED_FROM | IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE | \
+		    IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW)
 
 static struct lw__id wd_key(int wd)
 {
@@ -710,6 +790,131 @@ static struct lw__id wd_key(int wd)
 
 	memcpy(key.b, &wd, sizeof(wd));
 	return key;
+}
+
+static void view_drop(struct local *l)
+{
+	l->view = VIEW_NONE;
+	for (size_t i = 0; i < l->changes.cap; i++)
+		free(l->changes.slots[i]);
+	lw__idmap_fini(&l->changes);
+	lw__idmap_init(&l->changes);
+}
+
+/* ID appeared or changed (PRESENT), or went, in the folder DW watches:
+ * every view of it keeps the last word. */
+static void view_note(struct dirwatch *dw, const struct lw__id *id, bool present)
+{
+	for (struct lw__list *n = dw->repos.next; n != &dw->repos; n = n->next) {
+		struct local *l = LW_CONTAINER_OF(n, struct local, wlink);
+		struct change *c;
+
+		if (l->view == VIEW_NONE)
+			continue;
+		c = lw__idmap_get(&l->changes, id);
+		if (!c && l->changes.n < VIEW_MAX && (c = malloc(sizeof(*c)))) {
+			c->id = *id;
+			if (lw__idmap_put(&l->changes, c) < 0) {
+				free(c);
+				c = NULL;
+			}
+		}
+		if (!c) {
+			view_drop(l);
+			continue;
+		}
+		c->present = present;
+	}
+}
+
+/* What was queued has been read: the VIEW listings that waited go on. */
+static void view_synced(struct lw__inotify *ino)
+{
+	while (!lw__list_empty(&ino->syncing)) {
+		struct local_req *lr = LW_CONTAINER_OF(ino->syncing.next, struct local_req, link);
+
+		lw__list_del(&lr->link);
+		lw__fop_complete_later(ino->engine, &lr->fop, 0);
+	}
+}
+
+/* Whether every change to a folder on a file system of TYPE is made
+ * through this kernel, and so seen by its inotify. */
+static bool sees_every_change(long type)
+{
+	switch ((unsigned long)type) {
+	case TMPFS_MAGIC:
+	case EXT4_SUPER_MAGIC: /* ext2 and ext3 too */
+	case XFS_SUPER_MAGIC:
+	case BTRFS_SUPER_MAGIC:
+	case F2FS_SUPER_MAGIC:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static int local_watch(struct lw__backend *be);
+
+/* A VIEW listing with locks/ open: true when it answers from the view (at
+ * S_VIEW, once what was queued when it began has been read), false when it
+ * reads the folder, the basis of a new view where one can be sound. */
+static bool view_list(struct local_req *lr)
+{
+	struct lw__backend *be = lr->base.be;
+	struct local *l = priv(be);
+	struct statfs sfs;
+	struct stat st;
+	int queued;
+
+	if (!l->dw && local_watch(be) < 0)
+		return false;
+	if (fstat(lr->dirfd, &st) < 0 || st.st_dev != l->dw->dev || st.st_ino != l->dw->ino) {
+		/* not the folder watched: replaced, or mounted over */
+		view_drop(l);
+		return false;
+	}
+	if (l->view == VIEW_VALID && !lr->base.rebase &&
+	    ioctl(be->env->inotify->fd, FIONREAD, &queued) == 0) {
+		close_dir(lr);
+		lr->step = S_VIEW;
+		if (queued)
+			lw__list_add_tail(&be->env->inotify->syncing, &lr->link);
+		else
+			lw__fop_complete_later(be->engine, &lr->fop, 0);
+		return true;
+	}
+	view_drop(l);
+	if (fstatfs(lr->dirfd, &sfs) == 0 && sees_every_change((long)sfs.f_type)) {
+		l->view = VIEW_BASING;
+		lr->basing = true;
+	}
+	return false;
+}
+
+/* The answer from the view: what changed since the last one. */
+static int view_take(struct local_req *lr)
+{
+	struct lw__breq *req = &lr->base;
+	struct local *l = priv(req->be);
+	size_t n = l->changes.n ? l->changes.n : 1;
+
+	req->ids = malloc(n * sizeof(*req->ids));
+	req->gone = malloc(n * sizeof(*req->gone));
+	if (!req->ids || !req->gone)
+		return -ENOMEM; /* the view goes with the failure */
+	for (size_t i = 0; i < l->changes.cap; i++) {
+		struct change *c = l->changes.slots[i];
+
+		if (c && c->present)
+			req->ids[req->nids++] = c->id;
+		else if (c)
+			req->gone[req->ngone++] = c->id;
+	}
+	view_drop(l);
+	l->view = VIEW_VALID;
+	req->delta = true;
+	return 0;
 }
 
 /* Tells every repository of LIST (linked by the member at OFF) that ID is
@@ -728,7 +933,8 @@ static void report(struct lw__list *list, size_t off, const struct lw__id *id)
 
 		lw__list_del(n);
 		lw__list_add_tail(list, n);
-		l->be->gone(l->be->gone_data, id);
+		if (l->be->gone) /* NULL while only the view watches */
+			l->be->gone(l->be->gone_data, id);
 	}
 }
 
@@ -737,12 +943,15 @@ static void report(struct lw__list *list, size_t off, const struct lw__id *id)
 static void detach(struct local *l, struct lw__list *lost, const char *why)
 {
 	l->dw = NULL;
-	l->be->watched = false;
+	view_drop(l);
 	lw__list_del(&l->alink);
 	lw__list_del(&l->wlink);
 	lw__list_add_tail(lost, &l->wlink);
-	lw__notice(l->be->log, "%s is no longer watched for removed locks (%s): its held "
-		   "locks check their files every check interval instead", l->locks, why);
+	if (l->be->watched)
+		lw__notice(l->be->log, "%s is no longer watched for removed locks (%s): its "
+			   "held locks check their files every check interval instead",
+			   l->locks, why);
+	l->be->watched = false;
 }
 
 static void tell_lost(struct lw__list *lost)
@@ -779,6 +988,8 @@ static void overflowed(struct lw__inotify *ino)
 		if (!dw)
 			continue;
 		dw->ignoring = 0;
+		for (struct lw__list *n = dw->repos.next; n != &dw->repos; n = n->next)
+			view_drop(LW_CONTAINER_OF(n, struct local, wlink));
 		if (!dw->n) {
 			free(dw);
 			if (lw__idmap_del_at(&ino->wds, i))
@@ -821,8 +1032,14 @@ static void on_event(struct lw__inotify *ino, const struct inotify_event *ev)
 			 ev->mask & IN_MOVE_SELF ? "moved" : "removed");
 		return;
 	}
-	if (ev->len && lw__id_parse(ev->name, strlen(ev->name), &id))
+	if (!ev->len || !lw__id_parse(ev->name, strlen(ev->name), &id))
+		return; /* not a lock's name: a temporary file, say */
+	if (ev->mask & (IN_DELETE | IN_MOVED_FROM)) {
+		view_note(dw, &id, false);
 		report(&dw->repos, offsetof(struct local, wlink), &id);
+	} else {
+		view_note(dw, &id, true);
+	}
 }
 
 /* Closes the instance: every watch is lost (a later watch opens another). */
@@ -842,13 +1059,14 @@ static void inotify_close(struct lw__inotify *ino)
 		close(ino->fd);
 	}
 	ino->fd = -1;
+	view_synced(ino); /* they find their views gone */
 	tell_lost(&lost);
 }
 
 static void on_inotify(struct lw__watch *w, unsigned revents)
 {
 	struct lw__inotify *ino = LW_CONTAINER_OF(w, struct lw__inotify, watch);
-	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
 	ssize_t n;
 
 	while (ino->fd >= 0 && (n = read(ino->fd, buf, sizeof(buf))) > 0) {
@@ -861,6 +1079,8 @@ static void on_inotify(struct lw__watch *w, unsigned revents)
 	}
 	if (ino->fd >= 0 && (revents & LW__ERR))
 		inotify_close(ino);
+	else
+		view_synced(ino);
 }
 
 void lw__inotify_free(struct lw__inotify *ino)
@@ -884,6 +1104,7 @@ static int inotify_get(struct lw__backend *be, struct lw__inotify **inop)
 		ino->engine = be->engine;
 		ino->fd = -1;
 		lw__list_init(&ino->repos);
+		lw__list_init(&ino->syncing);
 		be->env->inotify = ino;
 	}
 	if (ino->fd < 0) {
@@ -905,9 +1126,10 @@ static int inotify_get(struct lw__backend *be, struct lw__inotify **inop)
 static int local_watch(struct lw__backend *be)
 {
 	struct local *l = priv(be);
-	struct lw__inotify *ino;
+	struct lw__inotify *ino = NULL;
 	struct dirwatch *dw;
 	struct lw__id key;
+	struct stat st;
 	int wd, r;
 
 	if (l->dw)
@@ -935,6 +1157,12 @@ static int local_watch(struct lw__backend *be)
 		}
 		dw->wd = wd;
 		lw__list_init(&dw->repos);
+		/* what a view's listings compare the folder they open with;
+		 * one replaced between the two calls ends this watch */
+		if (stat(l->locks, &st) == 0) {
+			dw->dev = st.st_dev;
+			dw->ino = st.st_ino;
+		}
 	}
 	dw->n++;
 	lw__list_del(&l->wlink); /* from a list of lost watches being told */
@@ -965,6 +1193,7 @@ static void local_close(struct lw__backend *be)
 {
 	struct local *l = priv(be);
 
+	view_drop(l);
 	unwatch(l);
 	free(l->root);
 	free(l->locks);

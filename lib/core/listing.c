@@ -10,6 +10,15 @@
  * locks of this process are known without reading, from before their file
  * is written: a listing that sees one mid-create does not read it back.  Each listing counts
  * the entries that block a shared and an exclusive lock, so a check is O(1).
+ *
+ * Where the backend keeps a view of locks/ (local, on file systems whose
+ * changes the kernel reports: backend/local.c), a listing after the first
+ * is what changed since the one before, and applying it costs what
+ * changed, not what the folder holds.  The counts then come from the
+ * entries' accounts (account), kept as each entry changes, unless some
+ * entry shown is not this process's: records age into staleness and the
+ * holders of same-host ones die, which no change announces, so such a
+ * listing classifies every entry again, as a full one does.
  */
 #include "config.h"
 
@@ -34,6 +43,32 @@ static int64_t op_deadline(struct lw_repo *repo)
 	return lw__add_sat(lw__now_boot(), timeout);
 }
 
+/* Adds (SIGN 1) or takes out (-1) what E, if the listing shows it, counts
+ * for in the kept counts: around every change of an entry's state or
+ * SEEN outside a full listing, which counts them all again. */
+static void account(struct lw__listing *l, const struct lw__entry *e, int sign)
+{
+	size_t d = (size_t)(ssize_t)sign;
+
+	if (e->seen != l->gen)
+		return;
+	if (e->state == LW__ENTRY_OWN) {
+		l->n_own += d;
+		if (e->own->exclusive)
+			l->n_own_exclusive += d;
+	} else if (e->state == LW__ENTRY_RECORD || e->state == LW__ENTRY_FOREIGN) {
+		l->n_others += d;
+	}
+}
+
+static void recount(struct lw__listing *l)
+{
+	l->n_own = l->n_own_exclusive = l->n_others = 0;
+	for (size_t i = 0; i < l->map.cap; i++)
+		if (l->map.slots[i])
+			account(l, l->map.slots[i], 1);
+}
+
 static void entry_free(struct lw__entry *e)
 {
 	if (e->state == LW__ENTRY_RECORD)
@@ -47,6 +82,7 @@ static void set_state(struct lw__entry *e, enum lw__entry_state state)
 		free(e->rec);
 	e->state = (uint8_t)state;
 	e->rec = NULL;
+	e->blocks = LW__BLOCKS_NONE; /* until classified */
 }
 
 /* An entry named like a lock that is not a regular file (a symlink, a
@@ -132,6 +168,8 @@ static void classify(struct lw_repo *repo)
 	pthread_mutex_lock(&repo->mu);
 	remove = repo->timing->remove_stale;
 	pthread_mutex_unlock(&repo->mu);
+	if (++l->class_gen == 0)
+		l->class_gen = 1;
 	l->n_blocks_shared = l->n_blocks_all = 0;
 	l->stale = NULL;
 	for (size_t i = 0; i < l->map.cap; i++) {
@@ -177,8 +215,17 @@ static void finish(struct lw_repo *repo)
 	free(l->unread);
 	l->unread = NULL;
 	l->nunread = l->next_read = 0;
-	if (!l->err)
+	if (l->err) {
+		/* what it left unread would not be read again */
+		l->rebase = true;
+	} else if (l->delta && !l->n_others) {
+		/* only ours, which never go stale: the counts are kept */
+		l->n_blocks_shared = l->n_own_exclusive;
+		l->n_blocks_all = l->n_own;
+		l->stale = NULL;
+	} else {
 		classify(repo);
+	}
 	lw__dbg(&repo->loop->log, "listing of %s: %zu files, %zu block shared, %zu block exclusive locks",
 		repo->url.display, l->map.n, l->n_blocks_shared, l->n_blocks_all);
 	deliver(repo);
@@ -196,8 +243,10 @@ static void on_read(struct lw__breq *req)
 	int r;
 
 	l->reads_in_flight--;
+	if (e && e->state == LW__ENTRY_UNREAD)
+		account(l, e, -1);
 	if (!e || e->state != LW__ENTRY_UNREAD) {
-		/* gone meanwhile, or one of ours now: nothing to learn */
+		e = NULL; /* gone meanwhile, or one of ours now: nothing to learn */
 	} else if (req->res == -ENOENT) {
 		e->seen = 0; /* deleted since the listing: it is gone */
 	} else if (req->res == -ELOOP || req->res == -EISDIR || req->res == -ENXIO) {
@@ -231,6 +280,8 @@ static void on_read(struct lw__breq *req)
 		e->why = why;
 		e->invalid = r == -LW_EINVALID;
 	}
+	if (e)
+		account(l, e, 1);
 	lw__breq_free(req);
 	read_more(repo);
 	lw_repo_unref(repo);
@@ -287,30 +338,63 @@ static void forget_forgotten(struct lw__listing *l)
 	lw__idmap_init(&l->forgotten);
 }
 
-static void on_list(struct lw__breq *req)
+/* Whether ID, which the listing in flight shows, is one this process
+ * deleted after that listing began (its snapshot may still show it). */
+static bool forgotten(const struct lw__listing *l, const struct lw__id *id)
 {
-	struct lw_repo *repo = req->userdata;
-	struct lw__listing *l = &repo->listing;
+	return lw__idmap_get(&l->forgotten, id) != NULL;
+}
 
-	l->req = NULL;
-	if (req->res < 0) {
-		l->err = req->res;
-		snprintf(l->msg, sizeof(l->msg), "listing locks of %s: %s",
-			 repo->url.display, req->msg[0] ? req->msg : lw_strerror(req->res));
-		lw__breq_free(req);
-		deliver(repo);
-		lw_repo_unref(repo);
-		return;
+/* The backend's changes since the listing before: O(changes). */
+static void apply_delta(struct lw__listing *l, const struct lw__breq *req)
+{
+	for (size_t i = 0; i < req->ngone; i++) {
+		struct lw__entry *e = lw__idmap_get(&l->map, &req->gone[i]);
+
+		if (!e)
+			continue;
+		account(l, e, -1);
+		if (e->state == LW__ENTRY_OWN || e->removing)
+			e->seen = 0; /* known still: ours, or its removal's */
+		else
+			entry_free(lw__idmap_del(&l->map, &req->gone[i]));
 	}
-	if (++l->gen == 0)
-		l->gen = 1;
-	l->unread = calloc(req->nids ? req->nids : 1, sizeof(*l->unread));
-	if (!l->unread)
-		l->err = -ENOMEM;
-	for (size_t i = 0; !l->err && i < req->nids; i++) {
+	for (size_t i = 0; i < req->nids; i++) {
 		struct lw__entry *e = lw__idmap_get(&l->map, &req->ids[i]);
 
-		if (!e && lw__idmap_get(&l->forgotten, &req->ids[i]))
+		if (!e && forgotten(l, &req->ids[i]))
+			continue;
+		if (!e) {
+			e = calloc(1, sizeof(*e));
+			if (e)
+				e->id = req->ids[i];
+			if (!e || lw__idmap_put(&l->map, e) < 0) {
+				free(e);
+				l->err = -ENOMEM;
+				return;
+			}
+		}
+		account(l, e, -1);
+		e->seen = l->gen;
+		if (e->state != LW__ENTRY_OWN) {
+			/* new, or written again: what it is now */
+			set_state(e, LW__ENTRY_UNREAD);
+			e->ftype = LW__FTYPE_FILE;
+			l->unread[l->nunread++] = e;
+		}
+		account(l, e, 1);
+	}
+}
+
+/* A full listing: what it does not show goes. */
+static void apply_snapshot(struct lw__listing *l, const struct lw__breq *req)
+{
+	if (++l->gen == 0)
+		l->gen = 1;
+	for (size_t i = 0; i < req->nids; i++) {
+		struct lw__entry *e = lw__idmap_get(&l->map, &req->ids[i]);
+
+		if (!e && forgotten(l, &req->ids[i]))
 			continue; /* deleted by us after the snapshot was taken */
 		if (!e) {
 			e = calloc(1, sizeof(*e));
@@ -334,11 +418,37 @@ static void on_list(struct lw__breq *req)
 			l->unread[l->nunread++] = e;
 		}
 	}
+	evict(l);
+	recount(l);
+}
+
+static void on_list(struct lw__breq *req)
+{
+	struct lw_repo *repo = req->userdata;
+	struct lw__listing *l = &repo->listing;
+
+	l->req = NULL;
+	if (req->res < 0) {
+		l->err = req->res;
+		snprintf(l->msg, sizeof(l->msg), "listing locks of %s: %s",
+			 repo->url.display, req->msg[0] ? req->msg : lw_strerror(req->res));
+		lw__breq_free(req);
+		deliver(repo);
+		lw_repo_unref(repo);
+		return;
+	}
+	l->delta = req->delta;
+	l->unread = calloc(req->nids ? req->nids : 1, sizeof(*l->unread));
+	if (!l->unread)
+		l->err = -ENOMEM;
+	else if (req->delta)
+		apply_delta(l, req);
+	else
+		apply_snapshot(l, req);
 	if (l->err)
 		snprintf(l->msg, sizeof(l->msg), "out of memory");
 	lw__breq_free(req);
 	forget_forgotten(l);
-	evict(l);
 	read_more(repo);
 	lw_repo_unref(repo);
 }
@@ -391,6 +501,9 @@ static void list_locks(struct lw_repo *repo)
 		deliver(repo);
 		return;
 	}
+	req->view = true;
+	req->rebase = l->rebase;
+	l->rebase = false;
 	l->req = req;
 	lw__breq_start(req);
 }
@@ -424,8 +537,8 @@ const struct lw__entry *lw__listing_remove_stale(struct lw_repo *repo)
 	struct lw__listing *l = &repo->listing;
 
 	/* once per listing: its stale entries were counted by classify */
-	if (l->stale && l->stale_removed_gen != l->gen) {
-		l->stale_removed_gen = l->gen;
+	if (l->stale && l->stale_removed_gen != l->class_gen) {
+		l->stale_removed_gen = l->class_gen;
 		for (size_t i = 0; i < l->map.cap; i++) {
 			struct lw__entry *e = l->map.slots[i];
 
@@ -541,8 +654,11 @@ int lw__listing_add_own(struct lw_repo *repo, const struct lw__id *id,
 			return -ENOMEM;
 		}
 	}
+	account(l, e, -1);
 	set_state(e, LW__ENTRY_OWN);
 	e->own = own;
+	e->blocks = own->exclusive ? LW__BLOCKS_ALL : LW__BLOCKS_SHARED;
+	account(l, e, 1);
 	return 0;
 }
 
@@ -554,6 +670,7 @@ void lw__listing_forget(struct lw_repo *repo, const struct lw__id *id)
 
 	if (!e || e->state != LW__ENTRY_OWN)
 		return;
+	account(l, e, -1);
 	entry_free(lw__idmap_del(&l->map, id));
 	if (!l->running || !(copy = malloc(sizeof(*copy))))
 		return;

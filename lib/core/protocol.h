@@ -170,7 +170,6 @@ struct lw__listing {
 	 * directory snapshot may still show them */
 	struct lw__idmap forgotten;
 	uint32_t gen;
-	uint32_t stale_removed_gen;
 	bool running;
 	struct lw__list now;  /* served by the listing in flight */
 	struct lw__list next; /* asked after it started: served by the next */
@@ -182,6 +181,15 @@ struct lw__listing {
 	struct lw__entry *stale; /* a stale lock of generation GEN, if any */
 	size_t n_blocks_shared; /* entries of generation GEN that block ... */
 	size_t n_blocks_all;    /* ... a shared lock / an exclusive lock */
+	/* Kept as entries change (listing.c, account): of the entries a
+	 * listing shows, this process's, its exclusive ones, and those that
+	 * are records or foreign.  Without the last, the counts above need no
+	 * pass over the map. */
+	size_t n_own, n_own_exclusive, n_others;
+	uint32_t class_gen;         /* counts classify()'s passes */
+	uint32_t stale_removed_gen; /* CLASS_GEN whose stale ones went */
+	bool delta;  /* the listing in flight is the backend's changes */
+	bool rebase; /* the map missed an answer: ask for a full listing */
 };
 
 /* What a repository's lock files are (format.c). */

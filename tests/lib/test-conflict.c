@@ -3,6 +3,7 @@
  * and stale lock files, and retry_lock. */
 #include "config.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -485,7 +486,7 @@ static void no_faults(void)
 
 LWT_ENGINE_TEST(conflict, listing_error_retried, .fini = no_faults, .timeout = 30)
 {
-	struct lwt t;
+	struct lwt t, o;
 	struct lw_lock *l;
 	int64_t start, took;
 
@@ -500,9 +501,12 @@ LWT_ENGINE_TEST(conflict, listing_error_retried, .fini = no_faults, .timeout = 3
 	cr_expect_geq(took, 290, "retried after 100 and 200 ms (%lld ms)", (long long)took);
 	lw_lock_free(l);
 
+	/* a repository that has listed once answers from its view, with no
+	 * readdir: a new one reads the folder */
+	lwt_other(&t, &o);
 	atomic_store(&listing_failures, 1000);
 	start = lwt_ms();
-	l = lwt_lock(t.repo, 0, -LW_EBACKEND);
+	l = lwt_lock(o.repo, 0, -LW_EBACKEND);
 	took = lwt_ms() - start;
 	cr_expect(strstr(lw_errmsg(), "listing locks of"), "%s", lw_errmsg());
 	cr_expect(strstr(lw_errmsg(), "Input/output error"), "%s", lw_errmsg());
@@ -510,6 +514,7 @@ LWT_ENGINE_TEST(conflict, listing_error_retried, .fini = no_faults, .timeout = 3
 	cr_expect_lt(took, 3000);
 	cr_expect_eq(lwt_count(&t), 0, "nothing left behind");
 	lw_lock_free(l);
+	lwt_other_stop(&o);
 	lwt_stop(&t);
 }
 
@@ -699,5 +704,119 @@ LWT_FILES_TEST(conflict, folder_in_locks_blocks_everywhere, .timeout = 30)
 	cr_expect(exists_nofollow(repo_path(&t, "locks/" FULL_ID "/pack")), "a DELETE took it");
 	cr_expect_eq(exists_nofollow(repo_path(&t, "locks/" DIR_ID)), p->backend != LWT_BE_LOCAL,
 		     "an empty folder goes only from a local repository");
+	lwt_stop(&t);
+}
+
+/* ------------------------------------------------------------ the view */
+
+struct listings {
+	atomic_int full, delta;
+};
+
+static void count_listings(void *userdata, const struct lw__breq *req, int64_t started,
+			   int64_t ended)
+{
+	struct listings *n = userdata;
+
+	(void)started;
+	(void)ended;
+	if (req->op == LW__BOP_LIST && req->view && req->res == 0)
+		atomic_fetch_add(req->delta ? &n->delta : &n->full, 1);
+}
+
+/* An exclusive acquire on T refused because of what HAS names, and one
+ * more listing answered from the view. */
+static void refused(struct lwt *t, struct listings *n, const char *has)
+{
+	int before = atomic_load(&n->delta);
+	struct lw_lock *l = lwt_lock(t->repo, LW_LOCK_EXCLUSIVE, -LW_ELOCKED);
+
+	cr_expect(strstr(lw_errmsg(), has), "'%s' lacks '%s'", lw_errmsg(), has);
+	cr_expect_gt(atomic_load(&n->delta), before, "not answered from the view");
+	lw_lock_free(l);
+}
+
+static void granted(struct lwt *t, struct listings *n)
+{
+	int before = atomic_load(&n->delta);
+	struct lw_lock *l = lwt_lock(t->repo, LW_LOCK_EXCLUSIVE, 0);
+
+	cr_expect_gt(atomic_load(&n->delta), before, "not answered from the view");
+	cr_expect_eq(lw_lock_release(l), 0, "%s", lw_errmsg()); /* its file gone */
+	lw_lock_free(l);
+}
+
+/* After its first listing a local repository's listings are what changed
+ * since the one before (inotify): every kind of change made by anyone
+ * else is seen there, as a full listing would see it.  Each acquire below
+ * lists twice, and only the very first listing reads the folder. */
+LWT_ENGINE_TEST(conflict, the_view_sees_every_change, .timeout = 30)
+{
+	struct lw__record rec = lwt_record(true);
+	struct listings n = { 0 };
+	struct lwt t, o;
+	struct lw_lock *l;
+	char id[65], name[80], path[PATH_MAX + 200];
+	int fd;
+
+	lwt_start(&t, p, NULL, REFRESH, STALE);
+	cr_assert_eq(lw__loop_observe(t.loop, count_listings, &n), 0);
+	l = lwt_lock(t.repo, 0, 0);
+	cr_expect_eq(lw_lock_release(l), 0, "%s", lw_errmsg());
+	lw_lock_free(l);
+	cr_expect_eq(atomic_load(&n.full), 1, "the basis");
+
+	/* a record written in place, as restic 0.14 writes its locks */
+	lwt_plant(&t, &rec, id);
+	refused(&t, &n, "alice@otherhost");
+	snprintf(name, sizeof(name), "locks/%s", id);
+	cr_assert_eq(unlink(repo_path(&t, name)), 0);
+	granted(&t, &n);
+
+	/* renamed into place, as lockwatch and restic 0.16 write theirs */
+	lwt_plant(&t, &rec, id);
+	snprintf(name, sizeof(name), "locks/%s", id);
+	snprintf(path, sizeof(path), "%s", repo_path(&t, name));
+	cr_assert_eq(rename(path, repo_path(&t, "held-aside")), 0);
+	granted(&t, &n);
+	cr_assert_eq(rename(repo_path(&t, "held-aside"), path), 0);
+	refused(&t, &n, "alice@otherhost");
+	cr_assert_eq(unlink(path), 0);
+
+	/* empty, then written: read again once written */
+	cr_assert((fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644)) >= 0);
+	granted(&t, &n);
+	{
+		uint8_t buf[LW_RECORD_MAX];
+		int len = lw__record_encode(&rec, buf, sizeof(buf));
+
+		cr_assert_gt(len, 0);
+		cr_assert_eq(write(fd, buf, (size_t)len), len);
+		cr_assert_eq(close(fd), 0);
+	}
+	refused(&t, &n, "alice@otherhost");
+	cr_assert_eq(unlink(path), 0);
+
+	/* what is not a file */
+	cr_assert_eq(symlink("../config", repo_path(&t, "locks/" SYMLINK_ID)), 0);
+	refused(&t, &n, "a symbolic link");
+	cr_assert_eq(unlink(repo_path(&t, "locks/" SYMLINK_ID)), 0);
+	cr_assert_eq(mkdir(repo_path(&t, "locks/" DIR_ID), 0755), 0);
+	refused(&t, &n, "a folder");
+	cr_assert_eq(rmdir(repo_path(&t, "locks/" DIR_ID)), 0);
+	granted(&t, &n);
+
+	/* another holder's lock, taken and given back */
+	lwt_other(&t, &o);
+	l = lwt_lock(o.repo, 0, 0);
+	refused(&t, &n, "shared lock of");
+	cr_expect_eq(lw_lock_release(l), 0, "%s", lw_errmsg());
+	lw_lock_free(l);
+	granted(&t, &n);
+	lwt_other_stop(&o);
+
+	cr_expect_eq(atomic_load(&n.full), 1, "one full listing, then changes (%d of them)",
+		     atomic_load(&n.delta));
+	lw__loop_observe(t.loop, NULL, NULL);
 	lwt_stop(&t);
 }
