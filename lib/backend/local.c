@@ -60,6 +60,8 @@ struct local {
 	 * last answer to a VIEW listing */
 	uint8_t view;             /* enum view */
 	struct lw__idmap changes; /* of struct change */
+	size_t names;             /* about how many names locks/ holds */
+	int64_t answered_at;      /* CLOCK_BOOTTIME of the last answer */
 };
 
 enum step {
@@ -466,8 +468,10 @@ static void on_fop(struct lw__fop *f, int res)
 			fail(lr, res);
 			return;
 		}
-		if (lr->basing && priv(lr->base.be)->view == VIEW_BASING)
+		if (lr->basing && priv(lr->base.be)->view == VIEW_BASING) {
 			priv(lr->base.be)->view = VIEW_VALID;
+			priv(lr->base.be)->names = lr->base.nids;
+		}
 		finish(lr, 0);
 		return;
 	case S_VIEW:
@@ -735,9 +739,11 @@ static int local_open(struct lw__backend *be, const struct lw__url *url)
  *    system changed elsewhere, or an overlay, is read in full every time;
  *  - the folder a listing opens is the one watched (device and inode):
  *    one replaced, or mounted over, is read in full;
- *  - a lost watch, a queue overflow, a failed listing or more than
- *    VIEW_MAX changes between two listings end the view: the next listing
- *    reads the folder again, and changes count from its start.  Events
+ *  - a lost watch, a queue overflow, a failed listing, more changes
+ *    between two listings than the folder holds names (VIEW_MIN at
+ *    least), or a change after VIEW_IDLE without a listing end the view:
+ *    the next listing reads the folder again, and changes count from its
+ *    start.  Events
  *    already queued then are replayed after that readdir; the last event
  *    of a name decides, which is its state after the readdir too.
  * A lock file is announced by IN_MOVED_TO (ours and restic's later
@@ -762,9 +768,14 @@ struct lw__inotify {
 	struct lw__list syncing;
 };
 
-/* Changes kept between two VIEW listings of a repository, at most: 40
- * bytes each and a slot of the map.  More, and the view is dropped. */
-#define VIEW_MAX 65536
+/* Changes kept between two VIEW listings of a repository, at most: as
+ * many as the folder holds names, and at least VIEW_MIN (about 50 bytes
+ * each with the map's slot).  More, and the view is dropped: the readdir
+ * that follows costs less than the changes it replaces.  And a view
+ * nobody asked for in VIEW_IDLE is dropped at its next change, so that
+ * repositories whose locks are held, not acquired, keep nothing. */
+#define VIEW_MIN 256
+#define VIEW_IDLE LW_SEC(5)
 
 struct change {
 	struct lw__id id; /* first: the map's key */
@@ -811,8 +822,13 @@ static void view_note(struct dirwatch *dw, const struct lw__id *id, bool present
 
 		if (l->view == VIEW_NONE)
 			continue;
+		if (lw__now_boot() - l->answered_at > VIEW_IDLE) {
+			view_drop(l);
+			continue;
+		}
 		c = lw__idmap_get(&l->changes, id);
-		if (!c && l->changes.n < VIEW_MAX && (c = malloc(sizeof(*c)))) {
+		if (!c && l->changes.n < LW_MAX(l->names, (size_t)VIEW_MIN) &&
+		    (c = malloc(sizeof(*c)))) {
 			c->id = *id;
 			if (lw__idmap_put(&l->changes, c) < 0) {
 				free(c);
@@ -887,6 +903,7 @@ static bool view_list(struct local_req *lr)
 	view_drop(l);
 	if (fstatfs(lr->dirfd, &sfs) == 0 && sees_every_change((long)sfs.f_type)) {
 		l->view = VIEW_BASING;
+		l->answered_at = lw__now_boot();
 		lr->basing = true;
 	}
 	return false;
@@ -913,6 +930,9 @@ static int view_take(struct local_req *lr)
 	}
 	view_drop(l);
 	l->view = VIEW_VALID;
+	l->answered_at = lw__now_boot();
+	/* each name that changed, counted as one that came or went */
+	l->names = l->names + req->nids > req->ngone ? l->names + req->nids - req->ngone : 0;
 	req->delta = true;
 	return 0;
 }
