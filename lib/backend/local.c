@@ -803,26 +803,35 @@ static struct lw__id wd_key(int wd)
 	return key;
 }
 
-static void view_drop(struct local *l)
+static void changes_clear(struct local *l)
 {
-	l->view = VIEW_NONE;
 	for (size_t i = 0; i < l->changes.cap; i++)
 		free(l->changes.slots[i]);
 	lw__idmap_fini(&l->changes);
 	lw__idmap_init(&l->changes);
 }
 
+static void view_drop(struct local *l)
+{
+	l->view = VIEW_NONE;
+	changes_clear(l);
+}
+
 /* ID appeared or changed (PRESENT), or went, in the folder DW watches:
  * every view of it keeps the last word. */
 static void view_note(struct dirwatch *dw, const struct lw__id *id, bool present)
 {
+	int64_t now = 0;
+
 	for (struct lw__list *n = dw->repos.next; n != &dw->repos; n = n->next) {
 		struct local *l = LW_CONTAINER_OF(n, struct local, wlink);
 		struct change *c;
 
 		if (l->view == VIEW_NONE)
 			continue;
-		if (lw__now_boot() - l->answered_at > VIEW_IDLE) {
+		if (!now)
+			now = lw__now_boot();
+		if (now - l->answered_at > VIEW_IDLE) {
 			view_drop(l);
 			continue;
 		}
@@ -928,8 +937,7 @@ static int view_take(struct local_req *lr)
 		else if (c)
 			req->gone[req->ngone++] = c->id;
 	}
-	view_drop(l);
-	l->view = VIEW_VALID;
+	changes_clear(l);
 	l->answered_at = lw__now_boot();
 	/* each name that changed, counted as one that came or went */
 	l->names = l->names + req->nids > req->ngone ? l->names + req->nids - req->ngone : 0;

@@ -76,6 +76,26 @@ static void entry_free(struct lw__entry *e)
 	free(e);
 }
 
+/* The entry of ID, added (unread, shown by no listing yet) if there is
+ * none; NULL: out of memory. */
+static struct lw__entry *entry_get(struct lw__listing *l, const struct lw__id *id)
+{
+	struct lw__entry *e = lw__idmap_get(&l->map, id);
+
+	if (e)
+		return e;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return NULL;
+	e->id = *id; /* the key, before insertion */
+	e->ftype = LW__FTYPE_FILE;
+	if (lw__idmap_put(&l->map, e) < 0) {
+		free(e);
+		return NULL;
+	}
+	return e;
+}
+
 static void set_state(struct lw__entry *e, enum lw__entry_state state)
 {
 	if (e->state == LW__ENTRY_RECORD)
@@ -243,8 +263,7 @@ static void on_read(struct lw__breq *req)
 	int r;
 
 	l->reads_in_flight--;
-	if (e && e->state == LW__ENTRY_UNREAD)
-		account(l, e, -1);
+	/* an unread entry counts for nothing: only what it becomes does */
 	if (!e || e->state != LW__ENTRY_UNREAD) {
 		e = NULL; /* gone meanwhile, or one of ours now: nothing to learn */
 	} else if (req->res == -ENOENT) {
@@ -364,15 +383,9 @@ static void apply_delta(struct lw__listing *l, const struct lw__breq *req)
 
 		if (!e && forgotten(l, &req->ids[i]))
 			continue;
-		if (!e) {
-			e = calloc(1, sizeof(*e));
-			if (e)
-				e->id = req->ids[i];
-			if (!e || lw__idmap_put(&l->map, e) < 0) {
-				free(e);
-				l->err = -ENOMEM;
-				return;
-			}
+		if (!e && !(e = entry_get(l, &req->ids[i]))) {
+			l->err = -ENOMEM;
+			return;
 		}
 		account(l, e, -1);
 		e->seen = l->gen;
@@ -396,17 +409,9 @@ static void apply_snapshot(struct lw__listing *l, const struct lw__breq *req)
 
 		if (!e && forgotten(l, &req->ids[i]))
 			continue; /* deleted by us after the snapshot was taken */
-		if (!e) {
-			e = calloc(1, sizeof(*e));
-			if (e) {
-				e->id = req->ids[i]; /* the key, before insertion */
-				e->ftype = LW__FTYPE_FILE;
-			}
-			if (!e || lw__idmap_put(&l->map, e) < 0) {
-				free(e);
-				l->err = -ENOMEM;
-				break;
-			}
+		if (!e && !(e = entry_get(l, &req->ids[i]))) {
+			l->err = -ENOMEM;
+			break;
 		}
 		e->seen = l->gen;
 		if (req->types && req->types[i] != LW__FTYPE_FILE && e->state != LW__ENTRY_OWN)
@@ -641,19 +646,10 @@ int lw__listing_add_own(struct lw_repo *repo, const struct lw__id *id,
 			const struct lw__own *own)
 {
 	struct lw__listing *l = &repo->listing;
-	struct lw__entry *e = lw__idmap_get(&l->map, id);
+	struct lw__entry *e = entry_get(l, id);
 
-	if (!e) {
-		e = calloc(1, sizeof(*e));
-		if (!e)
-			return -ENOMEM;
-		e->id = *id;
-		e->ftype = LW__FTYPE_FILE;
-		if (lw__idmap_put(&l->map, e) < 0) {
-			free(e);
-			return -ENOMEM;
-		}
-	}
+	if (!e)
+		return -ENOMEM;
 	account(l, e, -1);
 	set_state(e, LW__ENTRY_OWN);
 	e->own = own;
