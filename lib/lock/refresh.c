@@ -533,6 +533,8 @@ static void on_deadline(struct lw__timer *t)
 	struct lw_lock *lock = LW_CONTAINER_OF(t, struct lw_lock, deadline_timer);
 	struct lw__engine *e = lock->loop->engine;
 	int64_t gap = slept(lock);
+	bool checking = lock->phase != LW__PH_WRITE && lock->phase != LW__PH_KEEPALIVE &&
+			lock->phase != LW__PH_DELETE_OLD;
 	char why[400], dur[32];
 
 	if (lock->own.timing->suspend_recovery && !lock->recovering &&
@@ -543,7 +545,8 @@ static void on_deadline(struct lw__timer *t)
 	if (lock->recovering)
 		snprintf(why, sizeof(why), "the machine slept %s and the lock could not "
 			 "be checked in time", lw__fmt_duration(gap, dur, sizeof(dur)));
-	else if (lock->req)
+	/* a check under way says less than the refresh failure before it */
+	else if (lock->req && !(checking && lock->last_error))
 		snprintf(why, sizeof(why), "%s request to %s got no answer for %s",
 			 lock->phase == LW__PH_WRITE ? "refresh" :
 			 lock->phase == LW__PH_KEEPALIVE ? "keepalive" :
